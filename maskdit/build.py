@@ -1,0 +1,90 @@
+"""``python -m maskdit.build [SPEC] [--dry-run] [--schema] [--set a.b=value ...]``.
+
+SPEC is a path to a JSON spec or the name of a bundled preset (default: ``default``). A bad
+spec prints one line per problem (field path and what was expected) and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pydantic import ValidationError
+
+from maskdit.spec import ExperimentSpec, apply_overrides, json_schema, load_spec_dict, preset_names
+from maskdit.summary import format_table, summarize
+
+EXIT_BAD_SPEC = 2
+
+
+class SpecError(Exception):
+    """A spec problem to report to the user, one line per entry of ``lines``."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def read_spec(spec: str, overrides: list[str]) -> ExperimentSpec:
+    """Read, override and validate a spec; every failure becomes a SpecError with readable lines."""
+    try:
+        data = load_spec_dict(spec)
+    except json.JSONDecodeError as err:
+        raise SpecError([f"{spec}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"]) from None
+    except UnicodeDecodeError as err:
+        raise SpecError([f"{spec}: not UTF-8 text ({err.reason} at byte {err.start})"]) from None
+    except (OSError, ValueError) as err:
+        raise SpecError([f"{spec}: {err.strerror if isinstance(err, OSError) and err.strerror else err}"]) from None
+    try:
+        data = apply_overrides(data, overrides)
+    except ValueError as err:
+        raise SpecError([f"--set: {err}"]) from None
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(validation_lines(err)) from None
+
+
+def validation_lines(err: ValidationError) -> list[str]:
+    """One 'path: problem (got value)' line per pydantic error."""
+    lines = []
+    for problem in err.errors(include_url=False):
+        path = ".".join(str(part) for part in problem["loc"]) or "(spec)"
+        message = problem["msg"].removeprefix("Value error, ")
+        given = problem.get("input")
+        shown = "" if problem["type"] in ("missing", "model_type") or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"{path}: {message}{shown}")
+    return lines
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m maskdit.build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("spec", nargs="?", default="default", help=f"spec path or preset ({', '.join(preset_names())})")
+    parser.add_argument("--dry-run", action="store_true", help="validate and build, print a summary, do not train")
+    parser.add_argument("--schema", action="store_true", help="print the JSON Schema of specs and exit")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field, e.g. --set train.steps=2000 (repeatable)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.schema:
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    try:
+        spec = read_spec(args.spec, args.overrides)
+    except SpecError as err:
+        for line in err.lines:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    print(format_table(summarize(spec)))
+    if args.dry_run:
+        return 0
+    print("error: training is not available yet in this version; run with --dry-run", file=sys.stderr)
+    return EXIT_BAD_SPEC
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""maskdit.core"""

@@ -1,0 +1,45 @@
+"""Named architectures: DiT-{S,B,L,XL,H}/{2,4,8} and MaskDiT-{S,B,L,XL,H}/{2,4,8}.
+
+Encoder sizes are DiT's (REFERENCE.md section 2). MaskDiT presets carry the reference
+decoder, fixed for every size: 8 blocks, width 512, 16 heads, one-hot label embedding.
+DiT presets have no decoder and DiT's label table with a learned null row.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+ENCODER_SIZES = MappingProxyType(
+    {
+        "S": {"depth": 12, "hidden_size": 384, "num_heads": 6},
+        "B": {"depth": 12, "hidden_size": 768, "num_heads": 12},
+        "L": {"depth": 24, "hidden_size": 1024, "num_heads": 16},
+        "XL": {"depth": 28, "hidden_size": 1152, "num_heads": 16},
+        "H": {"depth": 32, "hidden_size": 1280, "num_heads": 16},
+    }
+)
+PATCH_SIZES = (2, 4, 8)
+REFERENCE_DECODER = MappingProxyType({"decoder_depth": 8, "decoder_hidden_size": 512, "decoder_num_heads": 16})
+
+
+def _build_presets() -> dict[str, dict]:
+    presets: dict[str, dict] = {}
+    for size, encoder in ENCODER_SIZES.items():
+        for patch in PATCH_SIZES:
+            presets[f"DiT-{size}/{patch}"] = {
+                **encoder,
+                "patch_size": patch,
+                "decoder_depth": 0,
+                "label_embedder": "table",
+            }
+            presets[f"MaskDiT-{size}/{patch}"] = {
+                **encoder,
+                "patch_size": patch,
+                **REFERENCE_DECODER,
+                "label_embedder": "onehot",
+            }
+    return presets
+
+
+#: Read-only: preset name -> architecture fields of ModelSpec.
+MODEL_PRESETS = MappingProxyType(_build_presets())

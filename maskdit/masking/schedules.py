@@ -1,0 +1,115 @@
+"""Mask-ratio schedules: small objects a strategy asks for "the ratio of this batch".
+
+Call signature: ``schedule(*, step=None, sigma=None, generator=None) -> float``. One ratio per
+batch, so every sample of a batch keeps the same number of tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from maskdit.masking import specs
+
+
+class ConstantRatio:
+    def __init__(self, ratio: float) -> None:
+        _check_ratio(ratio, "ratio")
+        self.ratio = float(ratio)
+
+    @property
+    def max_ratio(self) -> float:
+        return self.ratio
+
+    def __call__(self, *, step=None, sigma=None, generator=None) -> float:
+        return self.ratio
+
+    @classmethod
+    def from_spec(cls, spec: specs.ConstantRatioSpec) -> ConstantRatio:
+        return cls(spec.ratio)
+
+
+class UniformRatio:
+    """r ~ U[low, high], drawn once per batch from the caller's generator (as in MDT)."""
+
+    def __init__(self, low: float, high: float) -> None:
+        _check_ratio(low, "low")
+        _check_ratio(high, "high")
+        if low > high:
+            raise ValueError(f"low ({low}) must not exceed high ({high})")
+        self.low, self.high = float(low), float(high)
+
+    @property
+    def max_ratio(self) -> float:
+        return self.high
+
+    def __call__(self, *, step=None, sigma=None, generator=None) -> float:
+        device = generator.device if generator is not None else "cpu"
+        u = torch.rand((), generator=generator, device=device).item()
+        return self.low + (self.high - self.low) * u
+
+    @classmethod
+    def from_spec(cls, spec: specs.UniformRatioSpec) -> UniformRatio:
+        return cls(spec.low, spec.high)
+
+
+class CosineRatio:
+    """Half-cosine ramp from ``start`` (step 0) to ``end`` (step >= total_steps)."""
+
+    def __init__(self, start: float, end: float, total_steps: int) -> None:
+        _check_ratio(start, "start")
+        _check_ratio(end, "end")
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        self.start, self.end, self.total_steps = float(start), float(end), int(total_steps)
+
+    @property
+    def max_ratio(self) -> float:
+        return max(self.start, self.end)
+
+    def __call__(self, *, step=None, sigma=None, generator=None) -> float:
+        if step is None:
+            raise ValueError("the cosine mask-ratio schedule needs the training step (step=...)")
+        progress = min(max(step, 0) / self.total_steps, 1.0)
+        return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    @classmethod
+    def from_spec(cls, spec: specs.CosineRatioSpec) -> CosineRatio:
+        return cls(spec.start, spec.end, spec.total_steps)
+
+
+class SigmaRatio:
+    """Noise-adaptive ratio: linear in log-sigma between (sigma_min, r_min) and (sigma_max, r_max),
+    clamped outside; evaluated at the batch's mean log-sigma so the whole batch shares one ratio."""
+
+    def __init__(self, r_min: float, r_max: float, sigma_min: float = 0.002, sigma_max: float = 80.0) -> None:
+        _check_ratio(r_min, "r_min")
+        _check_ratio(r_max, "r_max")
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.r_min, self.r_max = float(r_min), float(r_max)
+        self.log_lo, self.log_hi = math.log(sigma_min), math.log(sigma_max)
+
+    @property
+    def max_ratio(self) -> float:
+        return max(self.r_min, self.r_max)
+
+    def __call__(self, *, step=None, sigma=None, generator=None) -> float:
+        if sigma is None:
+            raise ValueError("the sigma mask-ratio schedule needs the batch's noise levels (sigma=...)")
+        sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        if sigma.numel() == 0 or not bool(torch.isfinite(sigma).all()) or bool((sigma <= 0).any()):
+            raise ValueError("sigma must be a non-empty tensor of finite, positive noise levels")
+        mean_log = sigma.log().mean().item()
+        t = min(max((mean_log - self.log_lo) / (self.log_hi - self.log_lo), 0.0), 1.0)
+        return self.r_min + (self.r_max - self.r_min) * t
+
+    @classmethod
+    def from_spec(cls, spec: specs.SigmaRatioSpec) -> SigmaRatio:
+        return cls(spec.r_min, spec.r_max, spec.sigma_min, spec.sigma_max)
+
+
+def _check_ratio(value: float, what: str) -> None:
+    if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+        raise ValueError(f"{what} must be a mask ratio in [0, 1), got {value!r}")

@@ -1,0 +1,179 @@
+"""Masking strategies: ``strategy(batch_size, grid_hw, *, sigma=None, step=None, generator=None) -> Mask``.
+
+Every strategy asks its ratio schedule for one ratio per batch and keeps exactly
+``int(L * (1 - r))`` tokens per sample (the reference's rounding); all randomness comes from
+the ``generator`` passed in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from maskdit.masking.mask import Mask
+from maskdit.masking.schedules import ConstantRatio
+
+
+def num_kept(num_tokens: int, ratio: float) -> int:
+    """Tokens the encoder sees at mask ratio ``ratio``: int(L * (1 - r)), as the reference computes it."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
+    kept = int(num_tokens * (1.0 - ratio))
+    if kept < 1:
+        raise ValueError(f"mask ratio {ratio} leaves no visible token out of {num_tokens}")
+    return kept
+
+
+class MaskingStrategy:
+    """Shared plumbing: validate inputs, consult the schedule, short-cut r = 0 to the identity."""
+
+    def __init__(self, schedule=None) -> None:
+        self.schedule = schedule if schedule is not None else ConstantRatio(0.0)
+
+    @property
+    def max_ratio(self) -> float:
+        return self.schedule.max_ratio
+
+    def __call__(
+        self,
+        batch_size: int,
+        grid_hw: tuple[int, int],
+        *,
+        sigma: torch.Tensor | None = None,
+        step: int | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Mask:
+        height, width = _check_grid(batch_size, grid_hw)
+        if device is None:
+            device = generator.device if generator is not None else "cpu"
+        ratio = self.schedule(step=step, sigma=sigma, generator=generator)
+        kept = num_kept(height * width, ratio)
+        if kept == height * width:
+            return Mask.identity(batch_size, kept, device=device)
+        return self._draw(batch_size, (height, width), kept, generator, torch.device(device))
+
+    def _draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(schedule={type(self.schedule).__name__})"
+
+
+class RandomMasking(MaskingStrategy):
+    """Per-sample shuffle by argsort of uniform noise; kept tokens stay in shuffled order (reference)."""
+
+    def _draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
+        noise = torch.rand(batch_size, grid_hw[0] * grid_hw[1], generator=generator, device=device)
+        return Mask.from_order(torch.argsort(noise, dim=1), kept)
+
+
+class BlockMasking(MaskingStrategy):
+    """BEiT-style block masking with an exact count.
+
+    Rectangles with area in [min_block, min(max_block, still-to-drop)] and log-uniform aspect in
+    [min_aspect, 1/min_aspect] are dropped at random places; the last one is trimmed (raster
+    order inside it) so the count is exact. If rectangles stop making progress, the remaining
+    tokens are taken at random.
+    """
+
+    def __init__(self, schedule=None, *, min_block: int = 4, max_block: int | None = None, min_aspect: float = 0.3):
+        super().__init__(schedule)
+        if min_block < 1 or (max_block is not None and max_block < min_block) or not 0 < min_aspect <= 1:
+            raise ValueError(f"bad block parameters: min_block={min_block}, max_block={max_block}, min_aspect={min_aspect}")
+        self.min_block, self.max_block, self.min_aspect = min_block, max_block, min_aspect
+
+    def _draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
+        height, width = grid_hw
+        length = height * width
+        tries = 4 * length
+        # all draws up front, from the caller's generator: [B, tries, 4] uniforms + a fallback order
+        uniforms = torch.rand(batch_size, tries, 4, generator=generator, device=device).tolist()
+        fallback = torch.argsort(torch.rand(batch_size, length, generator=generator, device=device), dim=1).tolist()
+        rows = [self._one(uniforms[b], fallback[b], height, width, length - kept) for b in range(batch_size)]
+        return Mask.from_dropped(torch.tensor(rows, dtype=torch.bool, device=device))
+
+    def _one(self, uniforms, fallback, height, width, target) -> list[bool]:
+        dropped = [False] * (height * width)
+        count = 0
+        log_aspect = math.log(self.min_aspect)
+        for u_area, u_aspect, u_top, u_left in uniforms:
+            if count >= target:
+                break
+            remaining = target - count
+            hi = min(self.max_block or remaining, remaining)
+            lo = min(self.min_block, hi)
+            area = lo + (hi - lo) * u_area
+            aspect = math.exp(log_aspect * (2.0 * u_aspect - 1.0))
+            bh = min(max(int(round(math.sqrt(area * aspect))), 1), height)
+            bw = min(max(int(round(math.sqrt(area / aspect))), 1), width)
+            top = min(int(u_top * (height - bh + 1)), height - bh)
+            left = min(int(u_left * (width - bw + 1)), width - bw)
+            for i in range(top, top + bh):
+                for j in range(left, left + bw):
+                    if count < target and not dropped[i * width + j]:
+                        dropped[i * width + j] = True
+                        count += 1
+        for pos in fallback:  # only reached when the rectangles ran out of tries
+            if count >= target:
+                break
+            if not dropped[pos]:
+                dropped[pos] = True
+                count += 1
+        return dropped
+
+
+class GridMasking(MaskingStrategy):
+    """Regular pattern: within each cell x cell block tokens are kept in ordered-dither (Bayer)
+    order, so r = 0.75 with cell 2 keeps one token per 2x2 cell and r = 0.5 a checkerboard. The
+    pattern is shifted by a random (dy, dx) per sample; counts that do not fill a whole dither
+    level take the next level's tokens in raster order."""
+
+    def __init__(self, schedule=None, *, cell: int = 2) -> None:
+        super().__init__(schedule)
+        if cell < 2 or cell & (cell - 1):
+            raise ValueError(f"cell must be a power of two >= 2, got {cell}")
+        self.cell = cell
+        self.bayer = _bayer(cell)  # [cell, cell] ranks 0 .. cell^2 - 1
+
+    def _draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
+        height, width = grid_hw
+        length = height * width
+        offsets = torch.randint(0, self.cell, (batch_size, 2), generator=generator, device=device)
+        rows = torch.arange(height, device=device).view(1, height, 1)
+        cols = torch.arange(width, device=device).view(1, 1, width)
+        ri = (rows + offsets[:, 0].view(-1, 1, 1)) % self.cell  # [B, H, 1]
+        ci = (cols + offsets[:, 1].view(-1, 1, 1)) % self.cell  # [B, 1, W]
+        rank = self.bayer.to(device)[ri, ci]  # [B, H, W] dither level of each token
+        raster = torch.arange(length, device=device)
+        key = rank.reshape(batch_size, length) * length + raster  # level first, then raster order
+        return Mask.from_order(torch.argsort(key, dim=1), kept)
+
+
+class NoMasking(MaskingStrategy):
+    """Always the identity mask."""
+
+    def __init__(self) -> None:
+        super().__init__(ConstantRatio(0.0))
+
+
+def _bayer(size: int) -> torch.Tensor:
+    """Ordered-dither matrix: B2 = [[0, 2], [3, 1]], B2n = [[4B, 4B + 2], [4B + 3, 4B + 1]]."""
+    matrix = torch.zeros(1, 1, dtype=torch.long)
+    while matrix.shape[0] < size:
+        m = 4 * matrix
+        matrix = torch.cat([torch.cat([m, m + 2], 1), torch.cat([m + 3, m + 1], 1)], 0)
+    return matrix
+
+
+def _check_grid(batch_size: int, grid_hw) -> tuple[int, int]:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    try:
+        height, width = (int(v) for v in grid_hw)
+    except (TypeError, ValueError):
+        raise ValueError(f"grid_hw must be a pair (height, width) of token counts, got {grid_hw!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"grid_hw must be positive, got {grid_hw!r}")
+    return height, width

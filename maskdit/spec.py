@@ -1,0 +1,119 @@
+"""ExperimentSpec: the whole experiment as one validated, JSON round-trippable document.
+
+Each section's spec lives next to the code it configures (``maskdit/<part>/specs.py``); this
+module only composes them and checks what spans sections. ``spec.model_dump_json()`` is saved
+next to every checkpoint and is enough to rebuild the experiment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from maskdit.core.specs import ModelSpec
+from maskdit.data.specs import DataSpec, MNIST5kSpec
+from maskdit.eval.specs import EvalSpec
+from maskdit.losses.specs import LossesSpec
+from maskdit.masking.specs import MaskingSpec, RandomMaskingSpec, masking_max_ratio
+from maskdit.masking.strategies import num_kept
+from maskdit.samplers.specs import HeunSamplerSpec, SamplerSpec
+from maskdit.spec_base import SpecModel
+from maskdit.train.specs import TrainSpec
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ExperimentSpec(SpecModel):
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="run name (folder under runs/)")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed every generator of the run derives from")
+    model: ModelSpec = Field(ModelSpec(), description="network architecture")
+    masking: MaskingSpec = Field(RandomMaskingSpec(), description="token masking during training")
+    losses: LossesSpec = Field(LossesSpec(), description="training objective")
+    sampler: SamplerSpec = Field(HeunSamplerSpec(), description="sampler for evaluation and sample grids")
+    data: DataSpec = Field(MNIST5kSpec(), description="training data")
+    train: TrainSpec = Field(TrainSpec(), description="optimisation")
+    eval: EvalSpec = Field(EvalSpec(), description="evaluation")
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> ExperimentSpec:
+        tokens = self.model.num_tokens
+        ratio = masking_max_ratio(self.masking)
+        try:
+            num_kept(tokens, ratio)
+        except ValueError:
+            raise ValueError(
+                f"masking ratio up to {ratio} leaves no visible token of the model's {tokens}"
+            ) from None
+        if self.data.channels != self.model.in_channels:
+            raise ValueError(
+                f"data has {self.data.channels} channel(s) but model.in_channels is {self.model.in_channels}"
+            )
+        if self.data.resolution != self.model.input_size:
+            raise ValueError(
+                f"data resolution {self.data.resolution} differs from model.input_size {self.model.input_size}"
+            )
+        if self.model.num_classes and self.data.num_classes > self.model.num_classes:
+            raise ValueError(
+                f"data has {self.data.num_classes} classes but model.num_classes is {self.model.num_classes}"
+            )
+        return self
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in PRESET_DIR.glob("*.json"))
+
+
+def resolve_spec_path(spec: str) -> Path:
+    """A path to a JSON file, or the name of a bundled preset."""
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists() or "/" in spec:
+        return path
+    preset = PRESET_DIR / f"{spec}.json"
+    if not preset.exists():
+        raise FileNotFoundError(f"no spec file {spec!r} and no bundled preset of that name; presets: {', '.join(preset_names())}")
+    return preset
+
+
+def load_spec_dict(spec: str) -> dict[str, Any]:
+    """Read a spec file (or bundled preset) as a JSON object. Raises OSError / json.JSONDecodeError / ValueError."""
+    text = resolve_spec_path(spec).read_text(encoding="utf-8")
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"a spec must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_spec(spec: str) -> ExperimentSpec:
+    return ExperimentSpec.model_validate(load_spec_dict(spec))
+
+
+def json_schema() -> dict[str, Any]:
+    return ExperimentSpec.model_json_schema()
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a spec dict (value parsed as JSON, else kept as a string).
+
+    The result is validated like a file, so an override can never bypass a check.
+    """
+    result = json.loads(json.dumps(data))  # deep copy; the input stays untouched
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = result
+        *parents, leaf = key.split(".")
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {item!r}: {'.'.join(parents[: depth + 1])} is not a section")
+            node = child
+        node[leaf] = value
+    return result

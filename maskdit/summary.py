@@ -1,0 +1,53 @@
+"""The table ``--dry-run`` prints: what the spec builds, as (label, value) rows."""
+
+from __future__ import annotations
+
+import torch
+
+from maskdit.masking import build_masking
+from maskdit.masking.specs import masking_max_ratio
+from maskdit.masking.strategies import num_kept
+from maskdit.spec import ExperimentSpec
+
+
+def summarize(spec: ExperimentSpec) -> list[tuple[str, str]]:
+    """Build every component that exists and describe it."""
+    model = spec.model
+    tokens = model.num_tokens
+    rows = [
+        ("experiment", spec.name),
+        ("model", _describe_model(model)),
+        ("input", f"{model.in_channels}x{model.input_size}x{model.input_size}, patch {model.patch_size}, "
+                  f"{model.grid_size}x{model.grid_size} = {tokens} tokens"),
+        ("classes", "unconditional" if model.num_classes == 0 else f"{model.num_classes} ({model.label_embedder} embedder)"),
+    ]
+    strategy = build_masking(spec.masking)
+    ratio = masking_max_ratio(spec.masking)
+    generator = torch.Generator().manual_seed(spec.seed)
+    mask = strategy(2, (model.grid_size, model.grid_size), sigma=torch.ones(2), step=0, generator=generator)
+    rows.append(("masking", f"{spec.masking.name}: up to r = {ratio:g}, encoder sees >= "
+                            f"{num_kept(tokens, ratio)} of {tokens} tokens (step 0 draw: {mask.num_kept})"))
+    terms = " + ".join(f"{term.weight:g}*{term.name}" for term in spec.losses.terms)
+    rows.append(("loss", f"{terms}, sigma ~ {spec.losses.noise.name}, label dropout {spec.losses.label_dropout:g}"))
+    sampler = spec.sampler
+    rows.append(("sampler", f"{sampler.name}, {sampler.steps} steps, sigma {sampler.sigma_min:g}..{sampler.sigma_max:g}, "
+                            f"cfg {sampler.cfg_scale:g}"))
+    rows.append(("data", f"{spec.data.name} ({spec.data.split}), {spec.data.channels}x{spec.data.resolution}^2"))
+    train = spec.train
+    rows.append(("train", f"{train.steps} steps x batch {train.batch_size}, lr {train.lr:g}, "
+                          f"EMA {train.ema_decay:g}, {train.precision} on {train.device}"))
+    rows.append(("eval", f"{spec.eval.num_samples} samples: {', '.join(spec.eval.metrics) or 'none'}"))
+    return rows
+
+
+def _describe_model(model) -> str:
+    encoder = f"encoder {model.depth}x{model.hidden_size} ({model.num_heads} heads)"
+    decoder = (f"decoder {model.decoder_depth}x{model.decoder_hidden_size} ({model.decoder_num_heads} heads)"
+               if model.decoder_depth else "no decoder")
+    name = f"{model.preset}: " if model.preset else ""
+    return f"{name}{encoder}, {decoder}"
+
+
+def format_table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
