@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -43,19 +44,40 @@ def read_spec(spec: str, overrides: list[str]) -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as err:
-        raise SpecError(validation_lines(err)) from None
+        raise SpecError(validation_lines(err, data)) from None
 
 
-def validation_lines(err: ValidationError) -> list[str]:
-    """One 'path: problem (got value)' line per pydantic error."""
+def validation_lines(err: ValidationError, data: Any = None) -> list[str]:
+    """One 'path: problem (got value)' line per pydantic error; paths are the user's field names."""
     lines = []
     for problem in err.errors(include_url=False):
-        path = ".".join(str(part) for part in problem["loc"]) or "(spec)"
-        message = problem["msg"].removeprefix("Value error, ")
+        path = user_path(problem["loc"], data) or "spec"
+        if problem["type"] == "union_tag_not_found":
+            message = f"needs a '{problem['ctx']['discriminator'].strip(chr(39))}' field naming the plugin"
+        elif problem["type"] == "union_tag_invalid":
+            message = f"unknown name {problem['ctx']['tag']!r}; valid names: {problem['ctx']['expected_tags']}"
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
         given = problem.get("input")
-        shown = "" if problem["type"] in ("missing", "model_type") or isinstance(given, dict) else f" (got {given!r})"
+        shown = "" if problem["type"] in ("missing", "model_type") or isinstance(given, (dict, list)) else f" (got {given!r})"
         lines.append(f"{path}: {message}{shown}")
-    return lines
+    return list(dict.fromkeys(lines))  # a union can report one problem twice
+
+
+def user_path(loc: tuple, data: Any) -> str:
+    """Drop the parts of a pydantic error location that are not in the user's document
+    (union tags such as 'heun' or 'number'), keeping a missing field's own name."""
+    parts: list[str] = []
+    node = data
+    for index, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif not (isinstance(node, dict) and index == len(loc) - 1 and part != node.get("name")):
+            continue
+        parts.append(str(part))
+    return ".".join(parts)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

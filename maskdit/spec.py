@@ -29,7 +29,7 @@ PRESET_DIR = Path(__file__).parent / "presets"
 class ExperimentSpec(SpecModel):
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="run name (folder under runs/)")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seed every generator of the run derives from")
-    model: ModelSpec = Field(ModelSpec(), description="network architecture")
+    model: ModelSpec = Field(description="network architecture (required: give a preset or the fields)")
     masking: MaskingSpec = Field(RandomMaskingSpec(), description="token masking during training")
     losses: LossesSpec = Field(LossesSpec(), description="training objective")
     sampler: SamplerSpec = Field(HeunSamplerSpec(), description="sampler for evaluation and sample grids")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from maskdit.spec_base import SpecModel
 
@@ -60,8 +60,28 @@ RatioScheduleSpec = Annotated[
     Union[ConstantRatioSpec, UniformRatioSpec, CosineRatioSpec, SigmaRatioSpec],
     Field(discriminator="name"),
 ]
-#: A plain number is shorthand for a constant ratio.
-RatioSpec = Union[Ratio, RatioScheduleSpec]
+
+
+def _ratio_kind(value: Any) -> str | None:
+    """'number' for a plain ratio, else the schedule's name (so errors name one alternative only)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "number"
+    if isinstance(value, dict):
+        return value.get("name")
+    return getattr(value, "name", None)
+
+
+#: A plain number is shorthand for a constant ratio; a JSON object is a ratio schedule.
+RatioSpec = Annotated[
+    Union[
+        Annotated[Ratio, Tag("number")],
+        Annotated[ConstantRatioSpec, Tag("constant")],
+        Annotated[UniformRatioSpec, Tag("uniform")],
+        Annotated[CosineRatioSpec, Tag("cosine")],
+        Annotated[SigmaRatioSpec, Tag("sigma")],
+    ],
+    Discriminator(_ratio_kind),
+]
 
 
 def max_ratio(ratio: RatioSpec) -> float:
