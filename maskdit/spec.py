@@ -34,7 +34,7 @@ class ExperimentSpec(SpecModel):
     losses: LossesSpec = Field(LossesSpec(), description="training objective")
     sampler: SamplerSpec = Field(HeunSamplerSpec(), description="sampler for evaluation and sample grids")
     data: DataSpec = Field(MNIST5kSpec(), description="training data")
-    train: TrainSpec = Field(TrainSpec(), description="optimisation")
+    train: TrainSpec = Field(TrainSpec(steps=1000), description="optimisation")
     eval: EvalSpec = Field(EvalSpec(), description="evaluation")
 
     @model_validator(mode="after")

@@ -34,8 +34,9 @@ def summarize(spec: ExperimentSpec) -> list[tuple[str, str]]:
                             f"cfg {sampler.cfg_scale:g}"))
     rows.append(("data", f"{spec.data.name} ({spec.data.split}), {spec.data.channels}x{spec.data.resolution}^2"))
     train = spec.train
-    rows.append(("train", f"{train.steps} steps x batch {train.batch_size}, lr {train.lr:g}, "
-                          f"EMA {train.ema_decay:g}, {train.precision} on {train.device}"))
+    phases = ", ".join(f"{p.name} {p.steps}" for p in train.phases) or "one phase"
+    rows.append(("train", f"{train.total_steps} steps ({phases}) x batch {train.batch_size}, lr {train.lr:g}, "
+                          f"EMA {train.ema.decay:g}, {train.precision} on {train.device}"))
     rows.append(("eval", f"{spec.eval.num_samples} samples: {', '.join(spec.eval.metrics) or 'none'}"))
     return rows
 

@@ -26,7 +26,7 @@ def experiment_specs(draw):
              "patch_size": draw(st.sampled_from([2, 4])), "qk_norm": draw(st.booleans()),
              "label_embedder": draw(st.sampled_from(["table", "onehot"]))}
     train = {"steps": draw(st.integers(0, 10**6)), "lr": draw(st.floats(1e-7, 1.0)),
-             "ema_decay": draw(st.floats(0.0, 0.99999)), "precision": draw(st.sampled_from(["fp32", "bf16"]))}
+             "ema": {"decay": draw(st.floats(0.0, 0.99999))}, "precision": draw(st.sampled_from(["fp32", "bf16"]))}
     return ExperimentSpec.model_validate(
         {"name": draw(st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)), "seed": draw(st.integers(0, 2**40)),
          "model": model, "masking": masking.model_dump(), "train": train}
