@@ -1,4 +1,8 @@
-"""The losses section: weighted loss terms and the noise-level distribution they train on."""
+"""The losses section: weighted loss terms, the noise-level distribution, label dropout.
+
+Example: ``{"terms": [{"name": "dsm", "weight": 1.0}, {"name": "mae", "weight": 0.1}],
+"noise": {"name": "lognormal", "p_mean": -1.2, "p_std": 1.2}, "label_dropout": 0.1}``.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,17 @@ class DSMSpec(SpecModel):
     """EDM denoising score matching, averaged over visible tokens."""
 
     name: Literal["dsm"] = "dsm"
-    weight: float = Field(1.0, ge=0, description="weight of this term in the total")
+    weight: float = Field(1.0, ge=0, le=1e6, description="weight of this term in the total")
+    sigma_data: float = Field(0.5, gt=0, le=100, description="EDM sigma_data in the weight lambda(sigma)")
 
 
 class MAESpec(SpecModel):
     """MAE reconstruction of the masked patches (normalised noisy-input targets)."""
 
     name: Literal["mae"] = "mae"
-    weight: float = Field(0.1, ge=0, description="weight of this term in the total (paper: 0.1)")
+    weight: float = Field(0.1, ge=0, le=1e6, description="weight of this term in the total (paper: 0.1)")
+    eps: float = Field(1e-6, ge=0, le=1, description="added to the per-patch variance before the square root")
+    normalize_target: bool = Field(True, description="normalise each target patch (reference: True)")
 
 
 LossTermSpec = Annotated[Union[DSMSpec, MAESpec], Field(discriminator="name")]
@@ -34,7 +41,37 @@ class LognormalNoiseSpec(SpecModel):
     p_std: float = Field(1.2, gt=0, le=20, description="standard deviation of ln(sigma)")
 
 
-NoiseSpec = Annotated[Union[LognormalNoiseSpec], Field(discriminator="name")]
+class LoguniformNoiseSpec(SpecModel):
+    """ln(sigma) uniform between ln(sigma_min) and ln(sigma_max)."""
+
+    name: Literal["loguniform"] = "loguniform"
+    sigma_min: float = Field(0.002, gt=0, le=1e4, description="smallest noise level")
+    sigma_max: float = Field(80.0, gt=0, le=1e4, description="largest noise level")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LoguniformNoiseSpec:
+        if self.sigma_min >= self.sigma_max:
+            raise ValueError(f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
+        return self
+
+
+class DDPMNoiseSpec(SpecModel):
+    """Integer DDPM timesteps t ~ U{0..T-1} mapped to sigma_t (for epsilon-trained networks)."""
+
+    name: Literal["ddpm"] = "ddpm"
+    num_timesteps: int = Field(1000, ge=2, le=100_000, description="training timesteps T")
+    beta_start: float = Field(1e-4, gt=0, lt=1, description="beta_0")
+    beta_end: float = Field(0.02, gt=0, lt=1, description="beta_{T-1}")
+    beta_schedule: Literal["linear", "scaled_linear"] = Field("linear", description="how betas go from start to end")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DDPMNoiseSpec:
+        if self.beta_start > self.beta_end:
+            raise ValueError(f"beta_start ({self.beta_start}) must not exceed beta_end ({self.beta_end})")
+        return self
+
+
+NoiseSpec = Annotated[Union[LognormalNoiseSpec, LoguniformNoiseSpec, DDPMNoiseSpec], Field(discriminator="name")]
 
 
 class LossesSpec(SpecModel):

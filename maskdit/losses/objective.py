@@ -1,0 +1,175 @@
+"""The training objective: noise a batch, run the denoiser once, sum the weighted loss terms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from maskdit.losses.inputs import LossInputs
+from maskdit.losses.labels import drop_labels
+from maskdit.losses.patches import infer_patch_size
+from maskdit.masking.mask import Mask
+
+LossTerm = Callable[[LossInputs], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class WeightedTerm:
+    """One term of the objective: its name (the key in ``parts``), weight and callable."""
+
+    name: str
+    weight: float
+    term: LossTerm
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectiveOutput:
+    """total: sum of weight * part [B]; parts: term name -> unweighted per-sample values [B];
+    sigma [B], mask and labels (after dropout) as the denoiser saw them, for logging."""
+
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor]
+    sigma: torch.Tensor
+    mask: Mask | None
+    labels: torch.Tensor | None
+
+
+class Objective:
+    """``objective(denoiser, y, labels=None, *, sigma=None, noise=None, mask=None, generator=None)``.
+
+    Draws, in this order and from ``generator`` only, whatever is not passed in: sigma [B] from
+    the noise distribution, unit noise shaped like y (x_t = y + sigma * noise, EDM eq. 2),
+    label dropout (probability ``label_dropout``, null = ``num_classes``), and the mask from
+    the masking strategy on the (H / p) x (W / p) token grid. Then one denoiser call
+    D(x_t; sigma, labels, mask) (an all-kept mask is passed as None: the inference path),
+    and every term on the result. The patch size p comes from the mask's token count and the
+    image size (p^2 = H W / L), checked against ``patch_size`` when that is given; drawing a
+    mask needs ``patch_size``.
+    """
+
+    def __init__(
+        self,
+        terms: Sequence[WeightedTerm],
+        noise: Callable[..., torch.Tensor],
+        *,
+        masking: Callable[..., Mask] | None = None,
+        patch_size: int | None = None,
+        label_dropout: float = 0.0,
+        num_classes: int | None = None,
+    ) -> None:
+        terms = tuple(terms)
+        if not terms:
+            raise ValueError("an objective needs at least one loss term")
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"loss term names must be unique, got {names}")
+        if any(not (t.weight >= 0) for t in terms):
+            raise ValueError(f"loss term weights must be >= 0, got {[t.weight for t in terms]}")
+        if not 0.0 <= label_dropout <= 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1], got {label_dropout!r}")
+        if patch_size is not None and (not isinstance(patch_size, int) or patch_size < 1):
+            raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
+            raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
+        self.terms = terms
+        self.noise = noise
+        self.masking = masking
+        self.patch_size = patch_size
+        self.label_dropout = float(label_dropout)
+        self.num_classes = num_classes
+
+    def __call__(
+        self,
+        denoiser: Any,
+        y: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        sigma: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        mask: Mask | None = None,
+        generator: torch.Generator | None = None,
+        step: int | None = None,
+    ) -> ObjectiveOutput:
+        if not isinstance(y, torch.Tensor) or y.ndim != 4 or not y.is_floating_point():
+            raise ValueError(f"y must be a floating tensor [B, C, H, W], got {_describe(y)}")
+        batch, _, height, width = y.shape
+        labels = self._check_labels(labels, batch)
+        sigma = self._sigma(sigma, batch, y, generator)
+        noise = self._noise(noise, y, generator)
+        if labels is not None and self.label_dropout > 0:
+            labels = drop_labels(labels, self.label_dropout, self.num_classes, generator=generator)
+        mask = self._mask(mask, batch, (height, width), sigma, step, generator, y.device)
+        patch_size = self.patch_size
+        if mask is not None:
+            patch_size = infer_patch_size((height, width), mask.num_tokens, self.patch_size)
+        model_mask = None if mask is None or mask.is_identity else mask
+        noisy = y + sigma.view(-1, 1, 1, 1) * noise  # [B] -> [B, 1, 1, 1] broadcast
+        denoised = denoiser(noisy, sigma, labels=labels, mask=model_mask)
+        if not isinstance(denoised, torch.Tensor) or denoised.shape != y.shape:
+            raise ValueError(f"the denoiser must return a tensor shaped like y {tuple(y.shape)}, got {_describe(denoised)}")
+        inputs = LossInputs(y=y, noisy=noisy, sigma=sigma, denoised=denoised, mask=model_mask, patch_size=patch_size)
+        parts = {t.name: t.term(inputs) for t in self.terms}
+        total = sum(t.weight * parts[t.name] for t in self.terms)
+        return ObjectiveOutput(total=total, parts=parts, sigma=sigma, mask=model_mask, labels=labels)
+
+    # ---- inputs ---------------------------------------------------------------------------
+    def _check_labels(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        if labels is None:
+            return None
+        if not isinstance(labels, torch.Tensor) or labels.shape != (batch,) or labels.is_floating_point() \
+                or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be an integer tensor [B={batch}], got {_describe(labels)}")
+        if self.num_classes is None:
+            if self.label_dropout > 0:
+                raise ValueError("label dropout needs num_classes (the null label); pass num_classes=...")
+            return labels
+        if bool((labels < 0).any()) or bool((labels > self.num_classes).any()):
+            raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} = null)")
+        return labels
+
+    def _sigma(self, sigma, batch, y, generator) -> torch.Tensor:
+        if sigma is None:
+            return self.noise(batch, generator=generator, device=y.device, dtype=y.dtype)
+        if not isinstance(sigma, torch.Tensor) or sigma.shape != (batch,):
+            raise ValueError(f"sigma must be a tensor [B={batch}], got {_describe(sigma)}")
+        if not bool(torch.isfinite(sigma).all()) or bool((sigma <= 0).any()):
+            raise ValueError("sigma must hold finite, positive noise levels (got NaN, inf or <= 0)")
+        return sigma.to(y.dtype)
+
+    def _noise(self, noise, y, generator) -> torch.Tensor:
+        if noise is None:
+            return torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        if not isinstance(noise, torch.Tensor) or noise.shape != y.shape:
+            raise ValueError(f"noise must be shaped like y {tuple(y.shape)}, got {_describe(noise)}")
+        if not bool(torch.isfinite(noise).all()):
+            raise ValueError("noise contains NaN or infinite values")
+        return noise.to(y.dtype)
+
+    def _mask(self, mask, batch, image_hw, sigma, step, generator, device) -> Mask | None:
+        if mask is not None:
+            if not isinstance(mask, Mask) or mask.batch_size != batch:
+                raise ValueError(f"mask must be a Mask for a batch of {batch}, got {mask!r}")
+            return mask
+        if self.masking is None:
+            return None
+        if self.patch_size is None:
+            raise ValueError("drawing a mask needs the patch size: build the objective with patch_size=...")
+        height, width = image_hw
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"a {height}x{width} input does not tile into {self.patch_size}x{self.patch_size} patches")
+        grid = (height // self.patch_size, width // self.patch_size)
+        return self.masking(batch, grid, sigma=sigma, step=step, generator=generator, device=device)
+
+    def __repr__(self) -> str:
+        terms = " + ".join(f"{t.weight:g}*{t.name}" for t in self.terms)
+        return (f"Objective({terms}, noise={self.noise!r}, masking={self.masking!r}, patch_size={self.patch_size}, "
+                f"label_dropout={self.label_dropout:g}, num_classes={self.num_classes})")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__

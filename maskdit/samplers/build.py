@@ -1,0 +1,84 @@
+"""From a sampler spec to a ready sampler: sigmas + sampler function + guidance, one object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from maskdit.samplers.common import Callback, NoiseSampler
+from maskdit.samplers.guidance import cfg
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler ready to run: ``sampler(denoiser, noise, labels=..., generator=...) -> x0``.
+
+    ``noise`` is unit Gaussian [B, C, H, W]; sampling starts at x = sigmas[0] * noise (EDM).
+    Guidance (``cfg_scale`` != 1) wraps the denoiser; its null label is ``null_label`` or,
+    when that is None, the denoiser's ``num_classes``.
+    """
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    sigmas: torch.Tensor  # [steps + 1], float64, ends in 0
+    options: dict[str, Any] = field(default_factory=dict)
+    cfg_scale: float = 1.0
+    cfg_interval: tuple[float, float] | None = None
+    cfg_channels: int | None = None
+    null_label: int | None = None
+    evals_per_step: tuple[int, int] = (1, 1)  # (calls on a step to a nonzero sigma, on the step to 0)
+
+    @property
+    def steps(self) -> int:
+        return self.sigmas.numel() - 1
+
+    @property
+    def num_evaluations(self) -> int:
+        """Denoiser calls per sample (a guided call counts once, though it runs a doubled batch)."""
+        inner, last = self.evals_per_step
+        final_zero = bool(self.sigmas[-1] == 0)
+        return inner * (self.steps - 1) + (last if final_zero else inner)
+
+    def guided(self, denoiser: Any) -> Any:
+        """The denoiser the sampler actually calls (wrapped with guidance when cfg_scale != 1)."""
+        if self.cfg_scale == 1.0:
+            return denoiser
+        return cfg(denoiser, self.cfg_scale, sigma_interval=self.cfg_interval, channels=self.cfg_channels,
+                   null_label=self.null_label)
+
+    def __call__(
+        self,
+        denoiser: Any,
+        noise: torch.Tensor,
+        *,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        noise_sampler: NoiseSampler | None = None,
+        callback: Callback | None = None,
+    ) -> torch.Tensor:
+        if not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
+            raise ValueError("noise must be a floating tensor of unit Gaussian noise [B, C, H, W]")
+        sigmas = self.sigmas.to(noise.device)
+        x = noise.to(torch.float64) * sigmas[0]  # EDM: the state starts in float64
+        return self.fn(self.guided(denoiser), x, sigmas, labels=labels, generator=generator,
+                       noise_sampler=noise_sampler, callback=callback, dtype=noise.dtype, **self.options)
+
+
+def sampler_from_spec(
+    spec: Any,
+    fn: Callable[..., torch.Tensor],
+    sigmas: torch.Tensor,
+    *,
+    options: dict[str, Any] | None = None,
+    evals_per_step: tuple[int, int] = (1, 1),
+    null_label: int | None = None,
+) -> Sampler:
+    """The Sampler a sampler spec describes, given its function and its sigmas."""
+    return Sampler(
+        name=spec.name, fn=fn, sigmas=sigmas, options=dict(options or {}), cfg_scale=spec.cfg_scale,
+        cfg_interval=spec.cfg_interval, cfg_channels=spec.cfg_channels, null_label=null_label,
+        evals_per_step=evals_per_step,
+    )
