@@ -1,0 +1,37 @@
+"""Deterministic batches: the order depends only on (seed, step), so a resumed run sees the same data."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+
+class BatchStream:
+    """Batch ``k`` of a run is a fixed function of the seed and k: epoch e = k // batches_per_epoch
+    uses a permutation drawn from a generator seeded with (seed, e); incomplete tail batches are
+    dropped. Datasets exposing ``images``/``labels`` tensors are sliced directly (no per-item loop)."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, *, seed: int) -> None:
+        self.size = len(dataset)
+        if batch_size > self.size:
+            raise ValueError(f"batch size {batch_size} exceeds the dataset's {self.size} items")
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.per_epoch = self.size // batch_size
+        self._epoch, self._order = -1, None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+            self._epoch, self._order = epoch, torch.randperm(self.size, generator=generator)
+        return self._order
+
+    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch number ``index`` (0-based, counted over the whole run): images [B, C, H, W], labels [B]."""
+        epoch, within = divmod(index, self.per_epoch)
+        ids = self._permutation(epoch)[within * self.batch_size : (within + 1) * self.batch_size]
+        images = getattr(self.dataset, "images", None)
+        labels = getattr(self.dataset, "labels", None)
+        if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):
+            return images[ids], labels[ids]
+        items = [self.dataset[int(i)] for i in ids]
+        return torch.stack([item[0] for item in items]), torch.as_tensor([int(item[1]) for item in items])
