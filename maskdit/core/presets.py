@@ -3,6 +3,11 @@
 Encoder sizes are DiT's (REFERENCE.md section 2). MaskDiT presets carry the reference
 decoder, fixed for every size: 8 blocks, width 512, 16 heads, one-hot label embedding.
 DiT presets have no decoder and DiT's label table with a learned null row.
+
+``MaskDiT-lite-*`` presets scale the decoder with the encoder instead (half the encoder width,
+64-wide heads, 2 blocks for S and B, 4 for L, XL and H), so that the decoder costs a small
+fraction of the encoder and masked training pays off at small sizes too (the reference decoder
+makes MaskDiT-S/2 slower than DiT-S/2; see benchmarks/RESULTS.md, section train_step).
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ ENCODER_SIZES = MappingProxyType(
 )
 PATCH_SIZES = (2, 4, 8)
 REFERENCE_DECODER = MappingProxyType({"decoder_depth": 8, "decoder_hidden_size": 512, "decoder_num_heads": 16})
+LITE_DECODER_DEPTH = MappingProxyType({"S": 2, "B": 2, "L": 4, "XL": 4, "H": 4})
+
+
+def lite_decoder(size: str) -> dict:
+    """Decoder of ``MaskDiT-lite-<size>``: half the encoder width, heads of width 64."""
+    width = ENCODER_SIZES[size]["hidden_size"] // 2
+    return {"decoder_depth": LITE_DECODER_DEPTH[size], "decoder_hidden_size": width, "decoder_num_heads": width // 64}
 
 
 def _build_presets() -> dict[str, dict]:
@@ -36,6 +48,12 @@ def _build_presets() -> dict[str, dict]:
                 **encoder,
                 "patch_size": patch,
                 **REFERENCE_DECODER,
+                "label_embedder": "onehot",
+            }
+            presets[f"MaskDiT-lite-{size}/{patch}"] = {
+                **encoder,
+                "patch_size": patch,
+                **lite_decoder(size),
                 "label_embedder": "onehot",
             }
     return presets

@@ -31,6 +31,10 @@ class ModelSpec(SpecModel):
     block: Literal["dit"] = Field("dit", description="transformer block plugin")
     learn_sigma: bool = Field(False, description="also predict a variance (2C output channels), as DiT does")
     qk_norm: bool = Field(False, description="LayerNorm on queries and keys (guards against late-training NaNs)")
+    precond: Literal["edm", "ddpm"] = Field(
+        "edm", description="'edm': EDM preconditioning (Karras et al. 2022); 'ddpm': epsilon net on DDPM timesteps (DiT)"
+    )
+    sigma_data: float = Field(0.5, gt=0, le=100, description="EDM sigma_data: standard deviation of the data")
 
     @model_validator(mode="before")
     @classmethod
@@ -63,3 +67,8 @@ class ModelSpec(SpecModel):
     @property
     def num_tokens(self) -> int:
         return self.grid_size**2
+
+    @property
+    def out_channels(self) -> int:
+        """Channels the network predicts: C, or 2C with a learned variance."""
+        return 2 * self.in_channels if self.learn_sigma else self.in_channels
