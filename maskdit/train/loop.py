@@ -153,9 +153,8 @@ class Trainer:
             total += loss.item() / accumulation
             for name, value in result.parts.items():
                 parts_sum[name] = parts_sum.get(name, 0.0) + value.float().mean().item() / accumulation
-            ratio = getattr(result, "mask_ratio", None)
-            if ratio is not None:
-                extra["mask_ratio"] = float(ratio)
+            if hasattr(result, "mask"):  # the objective's output carries the mask it drew (None: all kept)
+                extra["mask_ratio"] = result.mask.ratio if result.mask is not None else 0.0
         grad_norm = float("nan")
         if finite:
             self.scaler.unscale_(self.optimizer)
