@@ -3,8 +3,9 @@
     d^2 = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))
 
 The matrix square root comes from ``scipy.linalg.sqrtm``. Round-off can give it a small
-imaginary part (dropped; a large one raises) and a near-singular product can make it fail
-(then ``eps`` is added to both diagonals, with a warning), the usual treatment of FID code.
+imaginary part (dropped; a large one raises) and a near-singular product can make it fail or
+be flagged singular (then ``eps`` is added to both diagonals, with a warning), the usual
+treatment of FID code.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ class SingularCovarianceWarning(UserWarning):
 
 
 def _checked_sqrtm(product: np.ndarray) -> tuple[np.ndarray, bool]:
-    """sqrtm(product) and whether it is trustworthy (finite, with a small relative residual)."""
-    root = scipy.linalg.sqrtm(product)
-    if not np.isfinite(root).all():
+    """sqrtm(product) and whether it is trustworthy: finite, not flagged singular by scipy, small residual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        root = scipy.linalg.sqrtm(product)
+    singular = any(issubclass(w.category, scipy.linalg.LinAlgWarning) for w in caught)
+    if singular or not np.isfinite(root).all():
         return root, False
     residual = np.linalg.norm(root @ root - product) / max(float(np.linalg.norm(product)), 1e-300)
     return root, bool(residual < 1e-3)
