@@ -1,1 +1,29 @@
-"""maskdit.interop"""
+"""Checkpoints in and out: reference MaskDiT / DiT layouts and our native safetensors + JSON format."""
+
+from __future__ import annotations
+
+from maskdit.interop.files import CheckpointError, read_checkpoint
+from maskdit.interop.infer import infer_architecture
+from maskdit.interop.native import load_native, read_native_spec, save_native
+from maskdit.interop.reference import (
+    export_reference_dit,
+    export_reference_maskdit,
+    load_reference_dit,
+    load_reference_maskdit,
+)
+from maskdit.interop.strict import check_state, load_strict
+
+__all__ = [
+    "CheckpointError",
+    "load_reference_maskdit",
+    "load_reference_dit",
+    "export_reference_maskdit",
+    "export_reference_dit",
+    "save_native",
+    "load_native",
+    "read_native_spec",
+    "read_checkpoint",
+    "infer_architecture",
+    "check_state",
+    "load_strict",
+]

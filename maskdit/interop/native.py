@@ -1,0 +1,68 @@
+"""Our own format: the backbone's tensors in safetensors plus a JSON sidecar holding the ModelSpec.
+
+``model.safetensors`` + ``model.json``; the spec (including the preconditioning) is enough to
+rebuild the Denoiser, so no code is ever pickled. The training engine builds its checkpoints
+(optimiser, step, RNG states) on top of these two functions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from maskdit.core.build import build_model, wrap
+from maskdit.core.denoiser import DDPMDenoiser, Denoiser
+from maskdit.core.specs import ModelSpec
+from maskdit.interop.files import CheckpointError
+from maskdit.interop.strict import detached_copy, load_strict
+
+FORMAT = "maskdit-native"
+VERSION = 1
+
+
+def native_paths(path: str | Path) -> tuple[Path, Path]:
+    """(tensors, sidecar) for ``path``; a missing suffix becomes ``.safetensors``."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
+    return path, path.with_suffix(".json")
+
+
+def save_native(denoiser: Denoiser | DDPMDenoiser, path: str | Path) -> Path:
+    """Write the backbone's weights and spec; returns the ``.safetensors`` path."""
+    tensors, sidecar = native_paths(path)
+    tensors.parent.mkdir(parents=True, exist_ok=True)
+    save_file(detached_copy(denoiser.net.state_dict()), str(tensors), metadata={"format": FORMAT})
+    sidecar.write_text(
+        json.dumps({"format": FORMAT, "version": VERSION, "model": denoiser.spec.model_dump(mode="json")}, indent=2)
+        + "\n",
+        encoding="utf-8",
+    )
+    return tensors
+
+
+def read_native_spec(path: str | Path) -> ModelSpec:
+    """The ModelSpec stored next to a native checkpoint."""
+    _, sidecar = native_paths(path)
+    try:
+        document = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{sidecar}: cannot read the spec sidecar: {err}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT or "model" not in document:
+        raise CheckpointError(f"{sidecar}: not a {FORMAT} sidecar (needs 'format' and 'model')")
+    if document.get("version") != VERSION:
+        raise CheckpointError(f"{sidecar}: format version {document.get('version')}, this library reads {VERSION}")
+    return ModelSpec.model_validate(document["model"])
+
+
+def load_native(path: str | Path) -> Denoiser | DDPMDenoiser:
+    """Rebuild the denoiser saved by :func:`save_native` (weights load bit-exactly, on the CPU)."""
+    tensors, _ = native_paths(path)
+    spec = read_native_spec(path)
+    if not tensors.is_file():
+        raise CheckpointError(f"no weights file at {tensors}")
+    net = build_model(spec, device="meta")
+    load_strict(net, load_file(str(tensors), device="cpu"), source=str(tensors))
+    return wrap(net, spec)
