@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from maskdit.core.describe import model_rows
 from maskdit.masking import build_masking
 from maskdit.masking.specs import masking_max_ratio
 from maskdit.masking.strategies import num_kept
@@ -27,6 +28,7 @@ def summarize(spec: ExperimentSpec) -> list[tuple[str, str]]:
     mask = strategy(2, (model.grid_size, model.grid_size), sigma=torch.ones(2), step=0, generator=generator)
     rows.append(("masking", f"{spec.masking.name}: up to r = {ratio:g}, encoder sees >= "
                             f"{num_kept(tokens, ratio)} of {tokens} tokens (step 0 draw: {mask.num_kept})"))
+    rows[4:4] = model_rows(model, mask_ratio=ratio)  # after "classes"
     terms = " + ".join(f"{term.weight:g}*{term.name}" for term in spec.losses.terms)
     rows.append(("loss", f"{terms}, sigma ~ {spec.losses.noise.name}, label dropout {spec.losses.label_dropout:g}"))
     sampler = spec.sampler
