@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,8 +24,9 @@ class Evaluator:
     extractor: FeatureExtractor | None
     classifier: DigitsClassifier | None
 
-    def accumulator(self) -> MetricAccumulator:
-        return MetricAccumulator(metrics=self.spec.metrics, reference=self.reference, extractor=self.extractor,
+    def accumulator(self, metrics: Sequence[str] | None = None) -> MetricAccumulator:
+        """A fresh accumulator for the spec's metrics (or a subset of them)."""
+        return MetricAccumulator(metrics=self.spec.metrics if metrics is None else metrics, reference=self.reference, extractor=self.extractor,
                                  classifier=self.classifier, k=self.spec.precision_recall_k,
                                  quantize=self.spec.quantize)
 

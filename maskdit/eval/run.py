@@ -1,0 +1,112 @@
+"""One evaluation of a denoiser as an experiment spec describes it: sample, score, write outputs.
+
+Used by ``python -m maskdit.evaluate`` and by the main job after (or during) training. Outputs
+in ``out_dir``: ``samples.png`` (one row per class), ``eval.json`` (this evaluation), a line
+appended to ``metrics.jsonl``, and ``eval_metrics.png`` once the file holds several evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maskdit.data.cache import atomic_write
+from maskdit.eval.evaluator import Evaluator, build_evaluator
+from maskdit.eval.grid import save_class_grid
+from maskdit.eval.plots import plot_metrics
+from maskdit.eval.records import append_metrics, read_metrics
+from maskdit.eval.sampling import generate_batches
+from maskdit.samplers import build_sampler
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE, EVAL_FILE, GRID_FILE, PLOT_FILE = "metrics.jsonl", "eval.json", "samples.png", "eval_metrics.png"
+
+
+def evaluation_metrics(spec: Any) -> tuple[str, ...]:
+    """The spec's metrics that apply to its model: class accuracy needs a class-conditional one."""
+    metrics = tuple(spec.eval.metrics)
+    if spec.model.num_classes == 0 and "class_accuracy" in metrics:
+        log.info("unconditional model: class_accuracy is not computed")
+        metrics = tuple(m for m in metrics if m != "class_accuracy")
+    return metrics
+
+
+def evaluate_denoiser(
+    denoiser: torch.nn.Module,
+    spec: Any,
+    *,
+    step: int | None = None,
+    out_dir: str | Path | None = None,
+    evaluator: Evaluator | None = None,
+    device: str | torch.device = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Sample ``spec.eval.num_samples`` images with ``spec.sampler`` and compute ``spec.eval.metrics``.
+
+    Samples are clipped to [-1, 1] before scoring, as writing them as 8-bit images would; the
+    record's ``clipped_fraction`` says how many values that touched.
+
+    ``spec`` is an :class:`~maskdit.spec.ExperimentSpec`. Class accuracy is dropped (with a
+    logged note) for an unconditional model. ``on_batch(n)`` is told how many samples each batch
+    added (for a progress bar). Returns the metrics record that was written.
+    """
+    eval_spec, model_spec = spec.eval, spec.model
+    if eval_spec.num_samples < 1:
+        raise ValueError("eval.num_samples is 0: nothing to evaluate")
+    metrics = evaluation_metrics(spec)
+    eval_spec = eval_spec.model_copy(update={"metrics": metrics})
+    if evaluator is None:
+        evaluator = build_evaluator(eval_spec, spec.data, device=device)
+    accumulator = evaluator.accumulator(metrics)
+    sampler = build_sampler(spec.sampler, null_label=model_spec.num_classes or None)
+    shape = (model_spec.in_channels, model_spec.input_size, model_spec.input_size)
+    per_class = eval_spec.grid_per_class
+    kept_images, kept_labels = [], []
+    clipped = 0
+    denoiser = denoiser.eval()
+    start = time.perf_counter()
+    for images, labels in generate_batches(denoiser, sampler, num_samples=eval_spec.num_samples,
+                                           batch_size=eval_spec.batch_size, shape=shape,
+                                           num_classes=model_spec.num_classes, seed=spec.seed, device=device):
+        clipped += int((images.abs() > 1).sum())
+        images = images.clamp(-1, 1)  # what writing samples as 8-bit images does (ADM, EDM); the range check is for callers
+        accumulator.update(images, labels)
+        if per_class and sum(len(x) for x in kept_images) < per_class * max(model_spec.num_classes, 1):
+            kept_images.append(images)
+            kept_labels.append(labels if labels is not None else torch.zeros(len(images), dtype=torch.long))
+        if on_batch is not None:
+            on_batch(len(images))
+    record: dict[str, Any] = {"step": step, "kind": "eval", **accumulator.result(),
+                              "clipped_fraction": clipped / (eval_spec.num_samples * math.prod(shape)),
+                              "seconds": round(time.perf_counter() - start, 2),
+                              "sampler": f"{spec.sampler.name}/{spec.sampler.steps}",
+                              "reference": evaluator.reference.name if evaluator.reference is not None else None}
+    if out_dir is not None:
+        write_outputs(record, Path(out_dir), kept_images, kept_labels,
+                      num_classes=max(model_spec.num_classes, 1), per_class=per_class)
+    return record
+
+
+def write_outputs(record: dict[str, Any], out_dir: Path, images: list[torch.Tensor], labels: list[torch.Tensor],
+                  *, num_classes: int, per_class: int) -> dict[str, Path]:
+    """samples.png, eval.json, the metrics line, and the plot when there are several evaluations."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    if per_class and images:
+        written["grid"] = save_class_grid(torch.cat(images), torch.cat(labels), out_dir / GRID_FILE,
+                                          num_classes=num_classes, per_class=per_class)
+    written["eval"] = atomic_write(out_dir / EVAL_FILE,
+                                   lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8"))
+    written["metrics"] = append_metrics(out_dir / METRICS_FILE, record)
+    evaluations = [r for r in read_metrics(out_dir / METRICS_FILE) if r.get("kind") == "eval" and r.get("step") is not None]
+    if len(evaluations) >= 2:
+        written["plot"] = plot_metrics(evaluations, out_dir / PLOT_FILE)
+    return written

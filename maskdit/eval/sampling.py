@@ -1,0 +1,60 @@
+"""Drawing the samples an evaluation scores: seeded per image, balanced over classes.
+
+Image ``i`` gets its own generator seeded from (run seed, i), which supplies both its initial
+noise and any noise a stochastic sampler draws, so a given image does not depend on the batch
+size or on which batch it falls in. Labels cycle through the classes (``i % num_classes``) so
+every class gets the same number of samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from maskdit.samplers import Sampler, per_sample_noise_sampler
+
+MIX = 0x9E3779B97F4A7C15  # 2^64 / golden ratio: spreads (seed, index) pairs over the 64-bit seed space
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The seed of image ``index`` of a run seeded with ``seed`` (distinct for distinct pairs below 2^32 images)."""
+    return (seed * MIX + index) % 2**64
+
+
+def balanced_labels(num_samples: int, num_classes: int) -> torch.Tensor | None:
+    """[N] labels 0, 1, ..., K-1, 0, 1, ...; None for an unconditional model (``num_classes == 0``)."""
+    if num_classes <= 0:
+        return None
+    return torch.arange(num_samples) % num_classes
+
+
+@torch.no_grad()
+def generate_batches(
+    denoiser: Callable[..., torch.Tensor],
+    sampler: Sampler,
+    *,
+    num_samples: int,
+    batch_size: int,
+    shape: tuple[int, int, int],
+    num_classes: int,
+    seed: int,
+    device: str | torch.device = "cpu",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Yield (images [B, C, H, W] on the CPU, labels [B] or None) until ``num_samples`` are drawn."""
+    if num_samples < 1 or batch_size < 1:
+        raise ValueError(f"num_samples and batch_size must be >= 1, got {num_samples} and {batch_size}")
+    labels = balanced_labels(num_samples, num_classes)
+    for start in range(0, num_samples, batch_size):
+        stop = min(start + batch_size, num_samples)
+        generators = [torch.Generator().manual_seed(image_seed(seed, i)) for i in range(start, stop)]
+        noise = torch.stack([torch.randn(shape, generator=g) for g in generators])  # B x [C, H, W] -> [B, C, H, W]
+        batch_labels = None if labels is None else labels[start:stop]
+        on_cpu = per_sample_noise_sampler(generators, noise)  # CPU generators: same draws on any device
+        images = sampler(
+            denoiser,
+            noise.to(device),
+            labels=None if batch_labels is None else batch_labels.to(device),
+            noise_sampler=lambda sigma, sigma_next, draw=on_cpu: draw(sigma, sigma_next).to(device),
+        )
+        yield images.float().cpu(), batch_labels

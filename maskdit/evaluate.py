@@ -1,0 +1,125 @@
+"""``python -m maskdit.evaluate CHECKPOINT [--set eval.num_samples=200 ...] [--weights ema|model] [--out DIR]``.
+
+CHECKPOINT is a training checkpoint folder (``runs/<name>/checkpoints/step-00002000``) or a run
+folder (its latest checkpoint is used). The experiment spec saved in the checkpoint says how to
+sample (``sampler``) and what to compute (``eval``); ``--set`` overrides any field, validated
+like a spec file. Samples are drawn with the EMA weights unless ``--weights model``.
+
+Prints the metrics, appends them to the run's ``metrics.jsonl`` and writes ``samples.png``
+(one row per class) and ``eval.json`` next to it (in ``--out`` if given); with several
+evaluations in the metrics file, ``eval_metrics.png`` plots them over training steps.
+Exit codes: 0 ok, 2 bad checkpoint / spec / option, 1 evaluation failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from maskdit.build import validation_lines
+from maskdit.spec import ExperimentSpec, apply_overrides
+
+EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
+
+
+class InputError(Exception):
+    """A problem with what the user passed; printed as one line per entry."""
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint folder, or a run folder / checkpoints folder whose latest checkpoint is used."""
+    from maskdit.train.checkpoint import STATE, latest_checkpoint
+
+    if (path / STATE).is_file():
+        return path
+    for root in (path / "checkpoints", path):
+        found = latest_checkpoint(root)
+        if found is not None:
+            return found
+    raise InputError(f"{path}: not a maskdit checkpoint folder, and no checkpoints found under it")
+
+
+def load_for_evaluation(path: Path, overrides: list[str], weights: str, device: str):
+    """(spec, denoiser in eval mode, step, run folder) from a training checkpoint."""
+    from maskdit.core import build_denoiser
+    from maskdit.train.checkpoint import CheckpointError, load_checkpoint
+
+    folder = resolve_checkpoint(path)
+    try:
+        checkpoint = load_checkpoint(folder)
+    except CheckpointError as err:
+        raise InputError(str(err)) from None
+    data = checkpoint.state.get("spec")
+    if not isinstance(data, dict):
+        raise InputError(f"{folder}: the checkpoint holds no experiment spec")
+    try:
+        spec = ExperimentSpec.model_validate(apply_overrides(data, overrides))
+    except ValueError as err:
+        lines = validation_lines(err, data) if isinstance(err, ValidationError) else [f"--set: {err}"]
+        raise InputError("\n".join(lines)) from None
+    tensors = checkpoint.tensors.get(weights)
+    if not tensors:
+        raise InputError(f"{folder}: no {weights!r} weights in the checkpoint (groups: {sorted(checkpoint.tensors)})")
+    denoiser = build_denoiser(spec.model)
+    target = denoiser if any(name.startswith("net.") for name in tensors) else denoiser.net
+    try:
+        target.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise InputError(f"{folder}: {weights} weights do not fit the spec's model: {str(err).splitlines()[0]}") from None
+    run_dir = folder.parent.parent if folder.parent.name == "checkpoints" else folder.parent
+    return spec, denoiser.to(device).eval(), checkpoint.state.get("step"), run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m maskdit.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="checkpoint folder or run folder")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a spec field, e.g. eval.num_samples=200 or sampler.steps=32")
+    parser.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights sample (default ema)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the run folder)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    from maskdit.eval.run import evaluate_denoiser, evaluation_metrics
+    from maskdit.eval.evaluator import build_evaluator
+
+    try:
+        spec, denoiser, step, run_dir = load_for_evaluation(args.checkpoint, args.overrides, args.weights, args.device)
+        if spec.eval.num_samples < 1:
+            raise InputError("eval.num_samples is 0: nothing to evaluate (use --set eval.num_samples=N)")
+        eval_spec = spec.eval.model_copy(update={"metrics": evaluation_metrics(spec)})
+        evaluator = build_evaluator(eval_spec, spec.data, device=args.device)
+    except (InputError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out_dir = args.out or run_dir
+    print(f"evaluating {args.checkpoint} (step {step}, {args.weights} weights): {spec.eval.num_samples} samples, "
+          f"{spec.sampler.name} {spec.sampler.steps} steps, metrics {', '.join(spec.eval.metrics)}", flush=True)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=spec.eval.num_samples, unit="img", desc="sampling", file=sys.stderr)
+    try:
+        record = evaluate_denoiser(denoiser, spec, step=step, out_dir=out_dir, evaluator=evaluator,
+                                   device=args.device, on_batch=None if bar is None else bar.update)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if bar is not None:
+            bar.close()
+    for key in ("fid", "class_accuracy", "precision", "recall"):
+        if key in record:
+            print(f"{key:>15}: {record[key]:.4f}")
+    print(f"{'samples':>15}: {record['num_samples']} in {record['seconds']:.1f}s")
+    print(f"wrote {out_dir / 'samples.png'}, {out_dir / 'eval.json'}; appended to {out_dir / 'metrics.jsonl'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
