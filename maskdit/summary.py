@@ -32,8 +32,7 @@ def summarize(spec: ExperimentSpec) -> list[tuple[str, str]]:
     terms = " + ".join(f"{term.weight:g}*{term.name}" for term in spec.losses.terms)
     rows.append(("loss", f"{terms}, sigma ~ {spec.losses.noise.name}, label dropout {spec.losses.label_dropout:g}"))
     sampler = spec.sampler
-    rows.append(("sampler", f"{sampler.name}, {sampler.steps} steps, sigma {sampler.sigma_min:g}..{sampler.sigma_max:g}, "
-                            f"cfg {sampler.cfg_scale:g}"))
+    rows.append(("sampler", _describe_sampler(sampler)))
     rows.append(("data", f"{spec.data.name} ({spec.data.split}), {spec.data.channels}x{spec.data.resolution}^2"))
     train = spec.train
     phases = ", ".join(f"{p.name} {p.steps}" for p in train.phases) or "one phase"
@@ -49,6 +48,19 @@ def _describe_model(model) -> str:
                if model.decoder_depth else "no decoder")
     name = f"{model.preset}: " if model.preset else ""
     return f"{name}{encoder}, {decoder}"
+
+
+def _describe_sampler(sampler) -> str:
+    from maskdit.samplers import build_sampler
+
+    built = build_sampler(sampler)
+    guidance = f"cfg {sampler.cfg_scale:g}"
+    if sampler.cfg_scale != 1 and sampler.cfg_interval is not None:
+        guidance += f" for sigma in [{sampler.cfg_interval[0]:g}, {sampler.cfg_interval[1]:g}]"
+    if sampler.cfg_scale != 1 and sampler.cfg_channels is not None:
+        guidance += f" on {sampler.cfg_channels} channel(s)"
+    return (f"{sampler.name}, {sampler.steps} steps ({built.num_evaluations} denoiser calls), "
+            f"{sampler.schedule.name} sigma {sampler.sigma_min:g}..{sampler.sigma_max:g}, {guidance}")
 
 
 def format_table(rows: list[tuple[str, str]]) -> str:
