@@ -1,9 +1,12 @@
 """``python -m maskdit.evaluate CHECKPOINT [--set eval.num_samples=200 ...] [--weights ema|model] [--out DIR]``.
 
-CHECKPOINT is a training checkpoint folder (``runs/<name>/checkpoints/step-00002000``) or a run
-folder (its latest checkpoint is used). The experiment spec saved in the checkpoint says how to
-sample (``sampler``) and what to compute (``eval``); ``--set`` overrides any field, validated
-like a spec file. Samples are drawn with the EMA weights unless ``--weights model``.
+CHECKPOINT is a training checkpoint folder (``runs/<name>/checkpoints/step-00002000``), a run
+folder (its latest checkpoint is used), or a native ``model.safetensors`` export (with its
+``model.json``). The experiment spec saved in a training checkpoint says how to sample
+(``sampler``) and what to compute (``eval``); a native export carries only the model, so the
+other sections come from ``--spec`` (a spec file or preset, default ``default``). ``--set``
+overrides any field, validated like a spec file. Training checkpoints sample with the EMA
+weights unless ``--weights model``.
 
 Prints the metrics, appends them to the run's ``metrics.jsonl`` and writes ``samples.png``
 (one row per class) and ``eval.json`` next to it (in ``--out`` if given); with several
@@ -42,6 +45,31 @@ def resolve_checkpoint(path: Path) -> Path:
     raise InputError(f"{path}: not a maskdit checkpoint folder, and no checkpoints found under it")
 
 
+def validated_spec(data: dict, overrides: list[str]) -> ExperimentSpec:
+    try:
+        return ExperimentSpec.model_validate(apply_overrides(data, overrides))
+    except ValueError as err:
+        lines = validation_lines(err, data) if isinstance(err, ValidationError) else [f"--set: {err}"]
+        raise InputError("\n".join(lines)) from None
+
+
+def load_native_for_evaluation(path: Path, spec_name: str, overrides: list[str], device: str):
+    """(spec, denoiser, step None, folder) from a native export plus the experiment spec ``spec_name``."""
+    from maskdit.interop import CheckpointError, load_native
+    from maskdit.spec import load_spec_dict
+
+    try:
+        denoiser = load_native(path)
+        data = load_spec_dict(spec_name)
+    except (CheckpointError, OSError, ValueError) as err:
+        raise InputError(str(err)) from None
+    data = {**data, "model": denoiser.spec.model_dump(mode="json")}
+    spec = validated_spec(data, overrides)
+    if spec.model != denoiser.spec:
+        raise InputError("--set cannot change the model of a native export (its weights fix it)")
+    return spec, denoiser.to(device).eval(), None, path.parent
+
+
 def load_for_evaluation(path: Path, overrides: list[str], weights: str, device: str):
     """(spec, denoiser in eval mode, step, run folder) from a training checkpoint."""
     from maskdit.core import build_denoiser
@@ -55,11 +83,7 @@ def load_for_evaluation(path: Path, overrides: list[str], weights: str, device: 
     data = checkpoint.state.get("spec")
     if not isinstance(data, dict):
         raise InputError(f"{folder}: the checkpoint holds no experiment spec")
-    try:
-        spec = ExperimentSpec.model_validate(apply_overrides(data, overrides))
-    except ValueError as err:
-        lines = validation_lines(err, data) if isinstance(err, ValidationError) else [f"--set: {err}"]
-        raise InputError("\n".join(lines)) from None
+    spec = validated_spec(data, overrides)
     tensors = checkpoint.tensors.get(weights)
     if not tensors:
         raise InputError(f"{folder}: no {weights!r} weights in the checkpoint (groups: {sorted(checkpoint.tensors)})")
@@ -75,20 +99,27 @@ def load_for_evaluation(path: Path, overrides: list[str], weights: str, device: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m maskdit.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, help="checkpoint folder or run folder")
+    parser.add_argument("checkpoint", type=Path, help="checkpoint folder, run folder, or native .safetensors export")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a spec field, e.g. eval.num_samples=200 or sampler.steps=32")
     parser.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights sample (default ema)")
+    parser.add_argument("--spec", default="default",
+                        help="experiment spec (file or preset) for a native export's sampler/eval/data (default: default)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the run folder)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from maskdit.eval.run import evaluate_denoiser, evaluation_metrics
     from maskdit.eval.evaluator import build_evaluator
+    from maskdit.eval.run import evaluate_denoiser, evaluation_metrics
 
     try:
-        spec, denoiser, step, run_dir = load_for_evaluation(args.checkpoint, args.overrides, args.weights, args.device)
+        if args.checkpoint.suffix == ".safetensors":
+            spec, denoiser, step, run_dir = load_native_for_evaluation(args.checkpoint, args.spec, args.overrides,
+                                                                       args.device)
+        else:
+            spec, denoiser, step, run_dir = load_for_evaluation(args.checkpoint, args.overrides, args.weights,
+                                                                args.device)
         if spec.eval.num_samples < 1:
             raise InputError("eval.num_samples is 0: nothing to evaluate (use --set eval.num_samples=N)")
         eval_spec = spec.eval.model_copy(update={"metrics": evaluation_metrics(spec)})

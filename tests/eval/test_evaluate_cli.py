@@ -85,3 +85,16 @@ def test_unconditional_model_skips_class_accuracy(tmp_path):
         record = evaluate_denoiser(denoiser, spec, step=5, out_dir=tmp_path)
     assert "class_accuracy" not in record and record["fid"] > 0 and record["num_samples"] == 8
     assert (tmp_path / "samples.png").is_file()
+
+
+def test_cli_evaluates_a_native_export_with_a_spec_for_the_rest(tmp_path, capsys):
+    from maskdit.interop import save_native
+
+    spec = tiny_spec()
+    path = save_native(build_denoiser(spec.model), tmp_path / "model")
+    argv = [str(path), "--no-progress", "--set", "eval.num_samples=12", "--set", "sampler.steps=2",
+            "--set", 'eval.metrics=["class_accuracy"]', "--set", "eval.grid_per_class=1"]
+    assert main(argv) == 0
+    assert (tmp_path / "samples.png").is_file() and read_metrics(tmp_path / "metrics.jsonl")[0]["step"] is None
+    assert main(argv + ["--set", "model.depth=2"]) == 2
+    assert "cannot change the model" in capsys.readouterr().err
