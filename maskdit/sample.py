@@ -1,0 +1,258 @@
+"""``python -m maskdit.sample CHECKPOINT [--n 64] [--sampler heun] [--steps 40] [--cfg 1.5] [--seed 0] [--out grid.png] [--npz samples.npz]``.
+
+CHECKPOINT is one of (``--format auto`` tells them apart):
+  * a training checkpoint folder or run folder (its latest checkpoint; EMA weights unless
+    ``--weights model``); its saved spec supplies the default sampler;
+  * our native ``.safetensors`` file (with its ``.json`` sidecar);
+  * a reference MaskDiT checkpoint (``model.``-prefixed keys) or a DiT checkpoint (torch file);
+    architecture fields the shapes do not determine come from ``--preset`` / ``--arch KEY=VALUE``.
+Sampler fields not covered by the flags are set with ``--set FIELD=VALUE`` (e.g. ``--set eta=0.5``,
+``--set schedule.name=loglinear``). Image i is drawn from its own generator seeded by (seed, i), so
+the same seed gives the same image at any batch size. Labels cycle over the classes unless
+``--class-label`` fixes one. Writes a PNG grid and optionally an ``.npz`` in ADM's evaluation
+format (``arr_0``: uint8 NHWC images, ``arr_1``: labels). Exit codes: 0 ok, 2 bad input, 1 failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import TypeAdapter, ValidationError
+
+EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
+
+
+class InputError(Exception):
+    """A problem with what the user passed; printed one line per entry, exit code 2."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from maskdit.samplers import SAMPLERS
+
+    parser = argparse.ArgumentParser(prog="python -m maskdit.sample", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="training checkpoint / run folder, .safetensors, or reference file")
+    parser.add_argument("--format", default="auto",
+                        choices=["auto", "train", "native", "reference-maskdit", "reference-dit"],
+                        help="checkpoint format (default: detected)")
+    parser.add_argument("--weights", default="ema", choices=["ema", "model"], help="which weights to sample with")
+    parser.add_argument("--preset", default=None, help="architecture preset for a reference checkpoint")
+    parser.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
+                        help="ModelSpec field for a reference checkpoint, e.g. num_heads=16 (repeatable)")
+    parser.add_argument("--n", type=int, default=64, help="number of samples")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per batch")
+    parser.add_argument("--sampler", choices=SAMPLERS.names(), default=None, help="sampler (default: spec's or heun)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps")
+    parser.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (1 = off)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any other sampler spec field (repeatable)")
+    parser.add_argument("--class-label", type=int, default=None, help="draw every sample from this class")
+    parser.add_argument("--seed", type=int, default=0, help="run seed; image i uses seed (seed, i)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG grid to write")
+    parser.add_argument("--npz", type=Path, default=None, help="also write the samples as an ADM-style .npz")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.batch_size < 1:
+        parser.error("--n and --batch-size must be >= 1")
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
+    return args
+
+
+# ---- loading --------------------------------------------------------------------------------
+def load(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
+    """(denoiser in eval mode on the device, the training spec's sampler section or None)."""
+    from maskdit.interop import CheckpointError
+
+    fmt = args.format
+    path: Path = args.checkpoint
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if fmt == "auto":
+        fmt = "train" if path.is_dir() else "native" if path.suffix == ".safetensors" else "reference"
+    try:
+        if fmt == "train":
+            return _load_training(path, args.weights)
+        if args.preset is not None or args.arch:
+            if fmt == "native":
+                raise InputError("--preset / --arch apply to reference checkpoints only")
+        if fmt == "native":
+            from maskdit.interop import load_native
+
+            return load_native(path), None
+        return _load_reference(path, fmt, args), None
+    except CheckpointError as err:
+        raise InputError(str(err)) from None
+
+
+def _load_training(path: Path, weights: str):
+    from maskdit.evaluate import InputError as EvalInputError
+    from maskdit.evaluate import load_for_evaluation
+
+    try:
+        spec, denoiser, _, _ = load_for_evaluation(path, [], weights, "cpu")
+    except EvalInputError as err:
+        raise InputError(str(err)) from None
+    return denoiser, spec.sampler.model_dump(mode="json")
+
+
+def _load_reference(path: Path, fmt: str, args: argparse.Namespace):
+    from maskdit.interop import load_reference_dit, load_reference_maskdit, read_checkpoint
+
+    overrides = _arch_overrides(args.arch)
+    if args.preset is not None:
+        overrides["preset"] = args.preset
+    checkpoint = read_checkpoint(path)
+    if fmt == "reference":  # auto: the reference MaskDiT prefixes every key with "model."
+        state = next((checkpoint[k] for k in ("ema", "model") if isinstance(checkpoint.get(k), dict)), checkpoint)
+        fmt = "reference-maskdit" if state and all(str(k).startswith("model.") for k in state) else "reference-dit"
+    loader = load_reference_maskdit if fmt == "reference-maskdit" else load_reference_dit
+    try:
+        return loader(checkpoint, which=args.weights, **overrides)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"{path}: {err}") from None
+
+
+def _arch_overrides(items: list[str]) -> dict[str, Any]:
+    overrides = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--arch {item!r} must look like field=value")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
+def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond: str):
+    """The sampler spec: the checkpoint's (or a default for the preconditioning), then the flags."""
+    from maskdit.build import validation_lines
+    from maskdit.samplers.specs import SamplerSpec
+    from maskdit.spec import apply_overrides
+
+    default_name = "ddpm" if precond == "ddpm" else "heun"
+    data = dict(base) if base is not None else {"name": default_name}
+    if args.sampler is not None and args.sampler != data.get("name"):
+        keep = {k: data[k] for k in ("cfg_scale", "cfg_interval", "cfg_channels") if k in data}
+        data = {"name": args.sampler, **keep}
+    if args.steps is not None:
+        data["steps"] = args.steps
+    if args.cfg is not None:
+        data["cfg_scale"] = args.cfg
+    try:
+        data = apply_overrides(data, args.overrides)
+    except ValueError as err:
+        raise InputError(f"--set: {err}") from None
+    try:
+        return TypeAdapter(SamplerSpec).validate_python(data)
+    except ValidationError as err:
+        lines = validation_lines(err, data)
+        raise InputError("\n".join(f"sampler.{line}".removesuffix(".spec") for line in lines)) from None
+
+
+# ---- sampling and writing ---------------------------------------------------------------------
+def sample_images(denoiser, sampler, *, n: int, batch_size: int, labels: torch.Tensor | None, seed: int,
+                  device: str, progress: bool) -> torch.Tensor:
+    """[n, C, H, W] float32 samples on the CPU, image i from generator image_seed(seed, i)."""
+    from tqdm import tqdm
+
+    from maskdit.eval.sampling import image_seed
+    from maskdit.samplers import per_sample_noise_sampler
+
+    shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
+    batches = []
+    for start in tqdm(range(0, n, batch_size), disable=not progress, desc="sampling", unit="batch", file=sys.stderr):
+        stop = min(start + batch_size, n)
+        generators = [torch.Generator().manual_seed(image_seed(seed, i)) for i in range(start, stop)]
+        noise = torch.stack([torch.randn(shape, generator=g) for g in generators])  # B x [C, H, W] -> [B, C, H, W]
+        draw = per_sample_noise_sampler(generators, noise)  # CPU generators: the same draws on any device
+        batch_labels = None if labels is None else labels[start:stop].to(device)
+        with torch.no_grad():
+            images = sampler(denoiser, noise.to(device), labels=batch_labels,
+                             noise_sampler=lambda s, s_next: draw(s, s_next).to(device))
+        batches.append(images.float().cpu())
+    return torch.cat(batches)
+
+
+def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
+    """[-1, 1] float [N, C, H, W] -> uint8 [N, H, W, C] (ADM's rounding: (x + 1) * 127.5, clipped)."""
+    scaled = ((images + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).contiguous().numpy()  # [N, C, H, W] -> [N, H, W, C]
+
+
+def write_grid(images_nhwc: np.ndarray, path: Path) -> None:
+    """A near-square PNG grid, 2-pixel gaps."""
+    from PIL import Image
+
+    count, height, width, channels = images_nhwc.shape
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    pad = 2
+    canvas = np.zeros((rows * (height + pad) + pad, cols * (width + pad) + pad, channels), dtype=np.uint8)
+    for i in range(count):
+        r, c = divmod(i, cols)
+        top, left = pad + r * (height + pad), pad + c * (width + pad)
+        canvas[top:top + height, left:left + width] = images_nhwc[i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas[..., 0] if channels == 1 else canvas).save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        denoiser, base = load(args)
+        spec = sampler_spec(args, base, getattr(denoiser, "precond", "edm"))
+        num_classes = int(getattr(denoiser, "num_classes", 0))
+        if args.class_label is not None and not 0 <= args.class_label < max(num_classes, 1):
+            raise InputError(f"--class-label must be in [0, {num_classes}) for this model, got {args.class_label}")
+        if args.class_label is not None and num_classes == 0:
+            raise InputError("--class-label needs a class-conditional model (this one is unconditional)")
+        if spec.cfg_scale != 1 and num_classes == 0:
+            raise InputError("--cfg needs a class-conditional model (this one is unconditional)")
+        channels = denoiser.in_channels
+        if channels not in (1, 3):
+            raise InputError(f"the model makes {channels}-channel samples (latents?): only 1- or 3-channel images "
+                             "can be written as PNG / ADM npz")
+    except InputError as err:
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    from maskdit.samplers import build_sampler
+
+    try:
+        denoiser = denoiser.to(args.device).eval()
+        sampler = build_sampler(spec, null_label=num_classes or None)
+        if args.class_label is not None:
+            labels = torch.full((args.n,), args.class_label, dtype=torch.long)
+        else:
+            labels = torch.arange(args.n) % num_classes if num_classes else None
+        print(f"sampling {args.n} images with {spec.name}, {spec.steps} steps ({sampler.num_evaluations} denoiser "
+              f"calls each), cfg {spec.cfg_scale:g}, seed {args.seed}", flush=True)
+        images = sample_images(denoiser, sampler, n=args.n, batch_size=args.batch_size, labels=labels,
+                               seed=args.seed, device=args.device, progress=not args.no_progress)
+        pixels = to_uint8_nhwc(images)
+        write_grid(pixels, args.out)
+        print(f"wrote {args.out}")
+        if args.npz is not None:
+            args.npz.parent.mkdir(parents=True, exist_ok=True)
+            arrays = {"arr_0": pixels} if labels is None else {"arr_0": pixels, "arr_1": labels.numpy()}
+            np.savez(args.npz, **arrays)
+            print(f"wrote {args.npz} (arr_0: uint8 {pixels.shape} NHWC" + (", arr_1: labels)" if labels is not None else ")"))
+    except (RuntimeError, ValueError, OSError) as err:
+        print(f"error: sampling failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
