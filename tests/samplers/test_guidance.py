@@ -141,3 +141,9 @@ def test_too_many_guided_channels_raise_at_call():
     x, sigma, labels = _inputs()
     with pytest.raises(ValueError, match="channels"):
         cfg(LabelDenoiser(), 2.0, channels=5)(x, sigma, labels=labels)
+
+
+def test_wrong_sigma_shape_raises():
+    x, _, labels = _inputs()
+    with pytest.raises(ValueError, match="sigma"):
+        cfg(LabelDenoiser(), 2.0)(x, torch.ones(3), labels=labels)
