@@ -16,9 +16,9 @@ def edm_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
 class DSMLoss:
     """lambda(sigma) ||D(y + n; sigma) - y||^2 (EDM eq. 2 and 8), per sample [B].
 
-    Without a mask it is the plain per-sample mean over all values. With a mask (MaskDiT, Zheng et al. 2024, eq. 4): the squared error is averaged
-    over channels and over each p x p patch to give one value per token [B, L], then averaged
-    over the VISIBLE tokens only. With an identity mask both agree (up to rounding).
+    Without a mask it is the plain per-sample mean over all values. With a mask (MaskDiT,
+    Zheng et al. 2024, sec. 3.2): the squared error is averaged over channels and over each
+    p x p patch to give one value per token [B, L], then averaged over the VISIBLE tokens only. With an identity mask both agree (up to rounding).
     """
 
     name = "dsm"

@@ -40,14 +40,15 @@ class ObjectiveOutput:
 class Objective:
     """``objective(denoiser, y, labels=None, *, sigma=None, noise=None, mask=None, generator=None)``.
 
-    Draws, in this order and from ``generator`` only, whatever is not passed in: sigma [B] from
-    the noise distribution, unit noise shaped like y (x_t = y + sigma * noise, EDM eq. 2),
+    Draws, in this order and from ``generator`` only, whatever is not passed in: sigma [B]
+    from the noise distribution, unit noise shaped like y (x_t = y + sigma * noise, EDM eq. 2),
     label dropout (probability ``label_dropout``, null = ``num_classes``), and the mask from
-    the masking strategy on the (H / p) x (W / p) token grid. Then one denoiser call
-    D(x_t; sigma, labels, mask) (an all-kept mask is passed as None: the inference path),
-    and every term on the result. The patch size p comes from the mask's token count and the
-    image size (p^2 = H W / L), checked against ``patch_size`` when that is given; drawing a
-    mask needs ``patch_size``.
+    the masking strategy on the (H / p) x (W / p) token grid. Draws happen on the generator's
+    device and are then moved to y's (a CPU generator gives the same draws for CUDA data).
+    Then one denoiser call D(x_t; sigma, labels, mask) (an all-kept mask is passed as None:
+    the inference path), and every term on the result. The patch size p comes from the mask's
+    token count and the image size (p^2 = H W / L), checked against ``patch_size`` when that
+    is given; drawing a mask needs ``patch_size``.
     """
 
     def __init__(
@@ -96,12 +97,16 @@ class Objective:
         if not isinstance(y, torch.Tensor) or y.ndim != 4 or not y.is_floating_point():
             raise ValueError(f"y must be a floating tensor [B, C, H, W], got {_describe(y)}")
         batch, _, height, width = y.shape
+        draw_on = generator.device if generator is not None else y.device  # draws happen where the generator lives
         labels = self._check_labels(labels, batch)
-        sigma = self._sigma(sigma, batch, y, generator)
-        noise = self._noise(noise, y, generator)
+        sigma = self._sigma(sigma, batch, y, generator, draw_on)
+        noise = self._noise(noise, y, generator, draw_on)
         if labels is not None and self.label_dropout > 0:
-            labels = drop_labels(labels, self.label_dropout, self.num_classes, generator=generator)
-        mask = self._mask(mask, batch, (height, width), sigma, step, generator, y.device)
+            labels = drop_labels(labels.to(draw_on), self.label_dropout, self.num_classes, generator=generator)
+            labels = labels.to(y.device)
+        mask = self._mask(mask, batch, (height, width), sigma, step, generator, draw_on)
+        if mask is not None and mask.dropped.device != y.device:
+            mask = mask.to(y.device)
         patch_size = self.patch_size
         if mask is not None:
             patch_size = infer_patch_size((height, width), mask.num_tokens, self.patch_size)
@@ -109,7 +114,9 @@ class Objective:
         noisy = y + sigma.view(-1, 1, 1, 1) * noise  # [B] -> [B, 1, 1, 1] broadcast
         denoised = denoiser(noisy, sigma, labels=labels, mask=model_mask)
         if not isinstance(denoised, torch.Tensor) or denoised.shape != y.shape:
-            raise ValueError(f"the denoiser must return a tensor shaped like y {tuple(y.shape)}, got {_describe(denoised)}")
+            raise ValueError(
+                f"the denoiser must return a tensor shaped like y {tuple(y.shape)}, got {_describe(denoised)}"
+            )
         inputs = LossInputs(y=y, noisy=noisy, sigma=sigma, denoised=denoised, mask=model_mask, patch_size=patch_size)
         parts = {t.name: t.term(inputs) for t in self.terms}
         total = sum(t.weight * parts[t.name] for t in self.terms)
@@ -130,18 +137,18 @@ class Objective:
             raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} = null)")
         return labels
 
-    def _sigma(self, sigma, batch, y, generator) -> torch.Tensor:
+    def _sigma(self, sigma, batch, y, generator, draw_on) -> torch.Tensor:
         if sigma is None:
-            return self.noise(batch, generator=generator, device=y.device, dtype=y.dtype)
+            return self.noise(batch, generator=generator, device=draw_on, dtype=y.dtype).to(y.device)
         if not isinstance(sigma, torch.Tensor) or sigma.shape != (batch,):
             raise ValueError(f"sigma must be a tensor [B={batch}], got {_describe(sigma)}")
         if not bool(torch.isfinite(sigma).all()) or bool((sigma <= 0).any()):
             raise ValueError("sigma must hold finite, positive noise levels (got NaN, inf or <= 0)")
         return sigma.to(y.dtype)
 
-    def _noise(self, noise, y, generator) -> torch.Tensor:
+    def _noise(self, noise, y, generator, draw_on) -> torch.Tensor:
         if noise is None:
-            return torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+            return torch.randn(y.shape, generator=generator, device=draw_on, dtype=y.dtype).to(y.device)
         if not isinstance(noise, torch.Tensor) or noise.shape != y.shape:
             raise ValueError(f"noise must be shaped like y {tuple(y.shape)}, got {_describe(noise)}")
         if not bool(torch.isfinite(noise).all()):
@@ -161,7 +168,7 @@ class Objective:
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(f"a {height}x{width} input does not tile into {self.patch_size}x{self.patch_size} patches")
         grid = (height // self.patch_size, width // self.patch_size)
-        return self.masking(batch, grid, sigma=sigma, step=step, generator=generator, device=device)
+        return self.masking(batch, grid, sigma=sigma.to(device), step=step, generator=generator, device=device)
 
     def __repr__(self) -> str:
         terms = " + ".join(f"{t.weight:g}*{t.name}" for t in self.terms)

@@ -95,7 +95,9 @@ def generator_noise_sampler(like: torch.Tensor, generator: torch.Generator) -> N
     return sample
 
 
-def draw_noise(noise_sampler: NoiseSampler, sigma: torch.Tensor, sigma_next: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def draw_noise(
+    noise_sampler: NoiseSampler, sigma: torch.Tensor, sigma_next: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
     """noise_sampler(sigma, sigma_next), checked and promoted to the state's float64."""
     noise = noise_sampler(sigma, sigma_next)
     if not isinstance(noise, torch.Tensor) or noise.shape != x.shape:

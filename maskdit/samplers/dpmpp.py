@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from maskdit.samplers.common import Callback, DenoiserFn, NoiseSampler, check_dtype, check_inputs, check_labels, denoise, step_info
+from maskdit.samplers.common import (
+    Callback,
+    DenoiserFn,
+    NoiseSampler,
+    check_dtype,
+    check_inputs,
+    check_labels,
+    denoise,
+    step_info,
+)
 
 
 @torch.no_grad()
