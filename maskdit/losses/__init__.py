@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from maskdit.losses import specs
 from maskdit.losses.dsm import DSMLoss, edm_weight
 from maskdit.losses.inputs import LossInputs
