@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -85,6 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("spec", nargs="?", default="default", help=f"spec path or preset ({', '.join(preset_names())})")
     parser.add_argument("--dry-run", action="store_true", help="validate and build, print a summary, do not train")
     parser.add_argument("--schema", action="store_true", help="print the JSON Schema of specs and exit")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
+    parser.add_argument("--runs", default="runs", help="folder that holds run folders (default: runs)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field, e.g. --set train.steps=2000 (repeatable)")
     return parser.parse_args(argv)
@@ -104,8 +109,36 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(summarize(spec)))
     if args.dry_run:
         return 0
-    print("error: training is not available yet in this version; run with --dry-run", file=sys.stderr)
-    return EXIT_BAD_SPEC
+    return run(spec, Path(args.runs) / spec.name, resume=args.resume)
+
+
+def run(spec: ExperimentSpec, run_dir: Path, *, resume: bool) -> int:
+    """Train, sample and evaluate; print where everything is and the final metrics."""
+    from maskdit.job import run_experiment
+    from maskdit.train.checkpoint import CheckpointError
+    from maskdit.train.loop import NonFiniteError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    try:
+        result = run_experiment(spec, run_dir, resume=resume, progress=True)
+    except (CheckpointError, FileExistsError, NonFiniteError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_SPEC if isinstance(err, FileExistsError) else 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: python -m maskdit.build {spec.name} --resume (checkpoints in {run_dir})",
+              file=sys.stderr)
+        return 130
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\ntrained {result.state.step} steps in {minutes:.1f} min ({result.state.skipped} skipped)")
+    print(f"run folder:  {run_dir}")
+    for name in ("spec.json", "metrics.jsonl", "loss.png", "samples.png", "eval.json"):
+        if (run_dir / name).exists():
+            print(f"  {name:<14} {run_dir / name}")
+    if result.eval is not None:
+        shown = {k: v for k, v in result.eval.items() if isinstance(v, float) and k != "clipped_fraction"}
+        print("metrics:     " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    return 0
 
 
 if __name__ == "__main__":

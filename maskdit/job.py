@@ -1,0 +1,94 @@
+"""The main job: train the experiment a spec describes, then sample and evaluate its EMA model.
+
+Outputs under ``run_dir``: spec.json, checkpoints/, metrics.jsonl (training lines and the
+evaluation line), loss.png, samples.png (one row per class), eval.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maskdit.core import build_denoiser
+from maskdit.data import build_dataset
+from maskdit.eval.grid import save_class_grid
+from maskdit.eval.run import evaluate_denoiser
+from maskdit.eval.sampling import generate_batches
+from maskdit.losses import build_objective
+from maskdit.samplers import build_sampler
+from maskdit.spec import ExperimentSpec
+from maskdit.train.loop import Trainer, TrainState
+from maskdit.train.schedule import Phase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobResult:
+    run_dir: Path
+    state: TrainState
+    eval: dict[str, Any] | None
+
+
+def phase_loss(spec: ExperimentSpec) -> Callable[[Phase], Callable]:
+    """For each phase, the objective with that phase's masking and loss terms (else the experiment's)."""
+
+    def for_phase(phase: Phase):
+        override = phase.spec
+        masking = override.masking if override is not None and override.masking is not None else spec.masking
+        terms = override.loss_terms if override is not None and override.loss_terms is not None else spec.losses.terms
+        objective = build_objective(spec.losses.model_copy(update={"terms": terms}), masking=masking,
+                                    patch_size=spec.model.patch_size, num_classes=spec.model.num_classes)
+        conditional = spec.model.num_classes > 0
+
+        def loss(model, images, labels, *, step, generator):
+            return objective(model, images, labels if conditional else None, generator=generator, step=step)
+
+        return loss
+
+    return for_phase
+
+
+def sample_grid_writer(spec: ExperimentSpec, run_dir: Path, device: str) -> Callable[[int, torch.nn.Module], None]:
+    """Writes samples/step-XXXXXXXX.png (one row per class) from the EMA model during training."""
+    sampler = build_sampler(spec.sampler, null_label=spec.model.num_classes or None)
+    classes = max(spec.model.num_classes, 1)
+    per_class = max(spec.eval.grid_per_class, 1)
+    shape = (spec.model.in_channels, spec.model.input_size, spec.model.input_size)
+
+    def write(step: int, model: torch.nn.Module) -> None:
+        batches = list(generate_batches(model, sampler, num_samples=classes * per_class, batch_size=spec.eval.batch_size,
+                                        shape=shape, num_classes=spec.model.num_classes, seed=spec.seed, device=device))
+        images = torch.cat([b[0] for b in batches]).clamp(-1, 1)
+        labels = torch.cat([b[1] for b in batches]) if batches[0][1] is not None else torch.zeros(len(images), dtype=torch.long)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        save_class_grid(images, labels, run_dir / "samples" / f"step-{step:08d}.png", num_classes=classes, per_class=per_class)
+
+    return write
+
+
+def run_experiment(spec: ExperimentSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = False,
+                   evaluate: bool = True) -> JobResult:
+    """Train (resuming from the newest checkpoint when ``resume``), then evaluate the EMA model."""
+    run_dir = Path(run_dir)
+    device = spec.train.device
+    dataset = build_dataset(spec.data)
+    denoiser = build_denoiser(spec.model, generator=torch.Generator().manual_seed(spec.seed))
+    trainer = Trainer(spec, denoiser, dataset, phase_loss(spec), run_dir, progress=progress,
+                      on_sample=sample_grid_writer(spec, run_dir, device) if spec.train.sample_every else None)
+    trainer.check_outputs()
+    if resume and not trainer.resume():
+        log.info("no checkpoint under %s: starting from scratch", run_dir)
+    elif not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+        raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another name")
+    (run_dir / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+    state = trainer.fit()
+    record = None
+    if evaluate and spec.eval.num_samples > 0:
+        record = evaluate_denoiser(trainer.ema_model(), spec, step=state.step, out_dir=run_dir, device=device)
+    return JobResult(run_dir=run_dir, state=state, eval=record)
