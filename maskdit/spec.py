@@ -47,6 +47,11 @@ class ExperimentSpec(SpecModel):
             raise ValueError(
                 f"masking ratio up to {ratio} leaves no visible token of the model's {tokens}"
             ) from None
+        for term in self.losses.terms + tuple(t for phase in self.train.phases for t in phase.loss_terms or ()):
+            if term.name == "dsm" and term.sigma_data != self.model.sigma_data:
+                raise ValueError(
+                    f"the dsm loss uses sigma_data {term.sigma_data} but model.sigma_data is {self.model.sigma_data}"
+                )
         if self.data.channels != self.model.in_channels:
             raise ValueError(
                 f"data has {self.data.channels} channel(s) but model.in_channels is {self.model.in_channels}"
