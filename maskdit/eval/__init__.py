@@ -1,51 +1,62 @@
 """Evaluation: Fréchet distance, precision / recall, class accuracy, feature extractors
-(the shipped digits classifier and the FID Inception network), sample grids and plots."""
+(the shipped digits classifier and the FID Inception network), sampling for evaluation,
+sample grids and plots.
+
+Names are imported on first use (PEP 562), so ``import maskdit.spec`` (which needs only
+:mod:`maskdit.eval.specs`) does not pay for torchvision, scipy and matplotlib.
+"""
 
 from __future__ import annotations
 
-from maskdit.eval import specs
-from maskdit.eval.digits import DigitsClassifier, load_digits_classifier, save_digits_classifier
-from maskdit.eval.evaluator import Evaluator, build_evaluator
-from maskdit.eval.features import FeatureExtractor, Reference, extract_features
-from maskdit.eval.frechet import SingularCovarianceWarning, frechet_distance
-from maskdit.eval.grid import class_grid, save_class_grid
-from maskdit.eval.images import ImageRangeWarning, prepare_images
-from maskdit.eval.inception import FIDInception, inception_weights_path
-from maskdit.eval.metrics import METRICS, MetricAccumulator, evaluate_samples
-from maskdit.eval.plots import plot_metrics
-from maskdit.eval.precision_recall import knn_radii, precision_recall
-from maskdit.eval.records import append_metrics, read_metrics
-from maskdit.eval.stats import FeatureStats, FewSamplesWarning, RunningStats, load_stats, save_stats
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "METRICS",
-    "DigitsClassifier",
-    "Evaluator",
-    "FIDInception",
-    "FeatureExtractor",
-    "FeatureStats",
-    "FewSamplesWarning",
-    "ImageRangeWarning",
-    "MetricAccumulator",
-    "Reference",
-    "RunningStats",
-    "SingularCovarianceWarning",
-    "append_metrics",
-    "build_evaluator",
-    "class_grid",
-    "evaluate_samples",
-    "extract_features",
-    "frechet_distance",
-    "inception_weights_path",
-    "knn_radii",
-    "load_digits_classifier",
-    "load_stats",
-    "plot_metrics",
-    "precision_recall",
-    "prepare_images",
-    "read_metrics",
-    "save_class_grid",
-    "save_digits_classifier",
-    "save_stats",
-    "specs",
-]
+from maskdit.eval import specs
+
+_EXPORTS = {
+    "DigitsClassifier": "digits", "load_digits_classifier": "digits", "save_digits_classifier": "digits",
+    "Evaluator": "evaluator", "build_evaluator": "evaluator",
+    "FeatureExtractor": "features", "Reference": "features", "extract_features": "features",
+    "SingularCovarianceWarning": "frechet", "frechet_distance": "frechet",
+    "class_grid": "grid", "save_class_grid": "grid",
+    "ImageRangeWarning": "images", "prepare_images": "images",
+    "FIDInception": "inception", "inception_weights_path": "inception",
+    "METRICS": "metrics", "MetricAccumulator": "metrics", "evaluate_samples": "metrics",
+    "plot_metrics": "plots",
+    "knn_radii": "manifolds", "precision_recall": "manifolds",
+    "append_metrics": "records", "read_metrics": "records",
+    "evaluate_denoiser": "run", "evaluation_metrics": "run",
+    "balanced_labels": "sampling", "generate_batches": "sampling", "image_seed": "sampling",
+    "FeatureStats": "stats", "FewSamplesWarning": "stats", "RunningStats": "stats", "load_stats": "stats",
+    "save_stats": "stats",
+}
+
+__all__ = sorted(_EXPORTS) + ["specs"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'maskdit.eval' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"maskdit.eval.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from maskdit.eval.digits import DigitsClassifier, load_digits_classifier, save_digits_classifier
+    from maskdit.eval.evaluator import Evaluator, build_evaluator
+    from maskdit.eval.features import FeatureExtractor, Reference, extract_features
+    from maskdit.eval.frechet import SingularCovarianceWarning, frechet_distance
+    from maskdit.eval.grid import class_grid, save_class_grid
+    from maskdit.eval.images import ImageRangeWarning, prepare_images
+    from maskdit.eval.inception import FIDInception, inception_weights_path
+    from maskdit.eval.metrics import METRICS, MetricAccumulator, evaluate_samples
+    from maskdit.eval.plots import plot_metrics
+    from maskdit.eval.manifolds import knn_radii, precision_recall
+    from maskdit.eval.records import append_metrics, read_metrics
+    from maskdit.eval.run import evaluate_denoiser, evaluation_metrics
+    from maskdit.eval.sampling import balanced_labels, generate_batches, image_seed
+    from maskdit.eval.stats import FeatureStats, FewSamplesWarning, RunningStats, load_stats, save_stats

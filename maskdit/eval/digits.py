@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -88,8 +89,6 @@ def digits_weights_path(path: str | os.PathLike | None = None) -> Path:
 
 def load_digits_classifier(path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> DigitsClassifier:
     """The trained classifier in eval mode, frozen, in float32 on ``device``."""
-    from safetensors import safe_open
-
     chosen = digits_weights_path(path)
     with safe_open(str(chosen), framework="pt") as handle:
         arch = (handle.metadata() or {}).get("arch")

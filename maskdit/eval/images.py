@@ -30,7 +30,7 @@ def prepare_images(images: torch.Tensor, *, quantize: bool = True) -> torch.Tens
         raise ValueError("no images given")
     x = images.detach().float()
     if not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).flatten(1).any(dim=1).sum())
+        bad = int((~torch.isfinite(x)).flatten(1).any(dim=1).sum())  # [N, C, H, W] -> [N, C*H*W] -> [N]
         raise ValueError(f"{bad} of {x.shape[0]} images contain NaN or infinite values")
     low, high = x.min().item(), x.max().item()
     if low < -1 - SLACK or high > 1 + SLACK:

@@ -139,7 +139,7 @@ class FIDInception(nn.Module):
             raise ValueError(f"expected images [N, 1 or 3, H, W], got {tuple(images.shape)}")
         x = images.float()
         if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)  # grey -> RGB
+            x = x.expand(-1, 3, -1, -1)  # [N, 1, H, W] -> [N, 3, H, W]: grey -> RGB
         if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         net = self.net

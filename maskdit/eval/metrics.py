@@ -16,7 +16,7 @@ from maskdit.eval.digits import DigitsClassifier
 from maskdit.eval.features import FeatureExtractor, Reference, extractor_device
 from maskdit.eval.frechet import frechet_distance
 from maskdit.eval.images import prepare_images
-from maskdit.eval.precision_recall import precision_recall
+from maskdit.eval.manifolds import precision_recall
 from maskdit.eval.stats import RunningStats
 
 METRICS = ("fid", "class_accuracy", "precision_recall")

@@ -84,7 +84,7 @@ class RunningStats:
             return self
         mean_b = batch.mean(axis=0)
         centred = batch - mean_b
-        scatter_b = centred.T @ centred
+        scatter_b = centred.T @ centred  # [D, B] @ [B, D] -> [D, D]
         if self._mean is None:
             self.count, self._mean, self._scatter = n_b, mean_b, scatter_b
             return self
