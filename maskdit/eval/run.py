@@ -71,19 +71,23 @@ def evaluate_denoiser(
     per_class = eval_spec.grid_per_class
     kept_images, kept_labels = [], []
     clipped = 0
-    denoiser = denoiser.eval()
+    was_training = denoiser.training
+    denoiser.eval()
     start = time.perf_counter()
-    for images, labels in generate_batches(denoiser, sampler, num_samples=eval_spec.num_samples,
-                                           batch_size=eval_spec.batch_size, shape=shape,
-                                           num_classes=model_spec.num_classes, seed=spec.seed, device=device):
-        clipped += int((images.abs() > 1).sum())
-        images = images.clamp(-1, 1)  # what writing samples as 8-bit images does (ADM, EDM); the range check is for callers
-        accumulator.update(images, labels)
-        if per_class and sum(len(x) for x in kept_images) < per_class * max(model_spec.num_classes, 1):
-            kept_images.append(images)
-            kept_labels.append(labels if labels is not None else torch.zeros(len(images), dtype=torch.long))
-        if on_batch is not None:
-            on_batch(len(images))
+    try:
+        for images, labels in generate_batches(denoiser, sampler, num_samples=eval_spec.num_samples,
+                                               batch_size=eval_spec.batch_size, shape=shape,
+                                               num_classes=model_spec.num_classes, seed=spec.seed, device=device):
+            clipped += int((images.abs() > 1).sum())
+            images = images.clamp(-1, 1)  # what writing samples as 8-bit images does (ADM, EDM)
+            accumulator.update(images, labels)
+            if per_class and sum(len(x) for x in kept_images) < per_class * max(model_spec.num_classes, 1):
+                kept_images.append(images)
+                kept_labels.append(labels if labels is not None else torch.zeros(len(images), dtype=torch.long))
+            if on_batch is not None:
+                on_batch(len(images))
+    finally:
+        denoiser.train(was_training)
     record: dict[str, Any] = {"step": step, "kind": "eval", **accumulator.result(),
                               "clipped_fraction": clipped / (eval_spec.num_samples * math.prod(shape)),
                               "seconds": round(time.perf_counter() - start, 2),

@@ -79,10 +79,11 @@ def test_samples_do_not_depend_on_the_batch_size():
 
 def test_unconditional_model_skips_class_accuracy(tmp_path):
     spec = tiny_spec("model.num_classes=0", "eval.num_samples=8", 'eval.metrics=["fid","class_accuracy"]')
-    denoiser = build_denoiser(spec.model)
+    denoiser = build_denoiser(spec.model).train()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         record = evaluate_denoiser(denoiser, spec, step=5, out_dir=tmp_path)
+    assert denoiser.training  # sampled in eval mode, handed back as it came
     assert "class_accuracy" not in record and record["fid"] > 0 and record["num_samples"] == 8
     assert (tmp_path / "samples.png").is_file()
 
