@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from maskdit.core.blocks import Attention, DiTBlock, Mlp
 from maskdit.core.build import build_denoiser, build_model, wrap
+from maskdit.core.compiled import compile_blocks
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser, linear_alphas_cumprod
 from maskdit.core.embeddings import PatchEmbed, TimestepEmbedder, sincos_2d
 from maskdit.core.flops import FlopBreakdown, flops_per_forward, forward_breakdown, sampling_flops, training_flops
@@ -29,6 +30,7 @@ __all__ = [
     "build_model",
     "build_denoiser",
     "wrap",
+    "compile_blocks",
     "count_parameters",
     "flops_per_forward",
     "forward_breakdown",

@@ -67,11 +67,9 @@ class Denoiser(_Preconditioned):
 
     precond = "edm"
 
-    def __init__(self, net: nn.Module, spec: ModelSpec, *, sigma_data: float | None = None) -> None:
+    def __init__(self, net: nn.Module, spec: ModelSpec) -> None:
         super().__init__(net, spec)
-        self.sigma_data = float(spec.sigma_data if sigma_data is None else sigma_data)
-        if self.sigma_data <= 0:
-            raise ValueError(f"sigma_data must be positive, got {self.sigma_data}")
+        self.sigma_data = float(spec.sigma_data)  # the spec is the one source of truth (saved with weights)
 
     def forward(
         self,

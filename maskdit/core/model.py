@@ -10,6 +10,7 @@ F(x, c_noise, y); preconditioning lives in :mod:`maskdit.core.denoiser`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MappingProxyType
 
 import torch
 from einops import rearrange
@@ -24,7 +25,7 @@ from maskdit.masking.mask import Mask
 
 BlockFactory = Callable[..., nn.Module]
 LabelEmbedderFactory = Callable[[int, int], nn.Module]
-_BUILTIN_LABEL_EMBEDDERS = {"table": TableLabelEmbedder, "onehot": OneHotLabelEmbedder}
+_BUILTIN_LABEL_EMBEDDERS = MappingProxyType({"table": TableLabelEmbedder, "onehot": OneHotLabelEmbedder})
 
 
 class MaskDiT(nn.Module):
