@@ -33,7 +33,7 @@ def summarize(spec: ExperimentSpec) -> list[tuple[str, str]]:
     rows.append(("loss", f"{terms}, sigma ~ {spec.losses.noise.name}, label dropout {spec.losses.label_dropout:g}"))
     sampler = spec.sampler
     rows.append(("sampler", _describe_sampler(sampler)))
-    rows.append(("data", f"{spec.data.name} ({spec.data.split}), {spec.data.channels}x{spec.data.resolution}^2"))
+    rows.append(("data", f"{spec.data.describe}, {spec.data.channels}x{spec.data.resolution}^2"))
     train = spec.train
     phases = ", ".join(f"{p.name} {p.steps}" for p in train.phases) or "one phase"
     rows.append(("train", f"{train.total_steps} steps ({phases}) x batch {train.batch_size}, lr {train.lr:g}, "

@@ -1,4 +1,9 @@
-"""Datasets: the DATASETS registry and the embedded MNIST-5k digits."""
+"""Datasets: the DATASETS registry, the embedded MNIST-5k digits, image folders and VAE latents.
+
+Image folders (torchvision, PIL) and latents are imported when first built, so importing the
+spec stays light. Datasets that need randomness per draw (random flips, the latent z draw)
+offer ``dataset.draw(ids, generator=g) -> (x, labels)``; see :mod:`maskdit.data.latents`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,20 @@ from maskdit.registry import Registry
 
 DATASETS: Registry[Dataset] = Registry("dataset")
 DATASETS.register("mnist5k", MNIST5k.from_spec)
+
+
+@DATASETS.register("imagefolder")
+def _imagefolder(spec: specs.ImageFolderSpec) -> Dataset:
+    from maskdit.data.imagefolder import ImageFolderDataset
+
+    return ImageFolderDataset.from_spec(spec)
+
+
+@DATASETS.register("latents")
+def _latents(spec: specs.LatentsSpec) -> Dataset:
+    from maskdit.data.latents import LatentDataset
+
+    return LatentDataset.from_spec(spec)
 
 
 def build_dataset(spec: specs.DataSpec) -> Dataset:

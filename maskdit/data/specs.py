@@ -29,5 +29,56 @@ class MNIST5kSpec(SpecModel):
     def num_classes(self) -> int:
         return 10
 
+    @property
+    def describe(self) -> str:
+        return f"mnist5k ({self.split})"
 
-DataSpec = Annotated[Union[MNIST5kSpec], Field(discriminator="name")]
+
+class ImageFolderSpec(SpecModel):
+    """RGB images in class folders (``root/<class>/<image>``, torchvision's ImageFolder layout).
+
+    Each image is centre-cropped the ADM way (box-downsample while the short side is at least
+    twice ``resolution``, bicubic-resize the short side to ``resolution``, crop the centre;
+    Dhariwal & Nichol 2021) and scaled to [-1, 1].
+    """
+
+    name: Literal["imagefolder"] = "imagefolder"
+    path: str = Field(min_length=1, description="root folder holding one sub-folder per class")
+    resolution: int = Field(256, ge=8, le=2048, description="side of the square centre crop, in pixels")
+    num_classes: int = Field(ge=1, le=1_000_000, description="class sub-folders expected (checked when built)")
+    flip: bool = Field(False, description="mirror each drawn image left-right with probability 1/2")
+    skip_corrupt: bool = Field(
+        False, description="scan every image when built and leave out (and count) unreadable ones; false: error naming the file"
+    )
+
+    @property
+    def channels(self) -> int:
+        return 3
+
+    @property
+    def describe(self) -> str:
+        return f"imagefolder {self.path}"
+
+
+class LatentsSpec(SpecModel):
+    """VAE latents written by ``python -m maskdit.latents encode``: the posterior mean and
+    log-variance per image; every draw gives a fresh z = scale * (mean + std * eps)."""
+
+    name: Literal["latents"] = "latents"
+    path: str = Field(min_length=1, description="folder holding manifest.json and the shards")
+    channels: int = Field(4, ge=1, le=64, description="latent channels (checked against the manifest)")
+    resolution: int = Field(32, ge=1, le=1024, description="latent side, the model's input_size (checked against the manifest)")
+    num_classes: int = Field(1000, ge=1, le=1_000_000, description="label classes (checked against the manifest)")
+    flip: bool = Field(
+        False, description="draw the stored original or its mirror with probability 1/2 (needs shards encoded with --flip)"
+    )
+    verify: Literal["sha256", "size"] = Field(
+        "sha256", description="check each shard's SHA-256 when built, or only its byte size (faster)"
+    )
+
+    @property
+    def describe(self) -> str:
+        return f"latents {self.path}"
+
+
+DataSpec = Annotated[Union[MNIST5kSpec, ImageFolderSpec, LatentsSpec], Field(discriminator="name")]

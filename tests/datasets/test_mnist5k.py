@@ -6,12 +6,16 @@ import torch
 
 from maskdit.data import DATASETS, MNIST5k, build_dataset, load_mnist5k_raw, split_indices, to_model_range
 from maskdit.data.cache import atomic_write, cache_dir
-from maskdit.data.specs import MNIST5kSpec
+from maskdit.data.specs import DataSpec, MNIST5kSpec
 from maskdit.registry import RegistryError
 
 
 def test_spec_and_registry_agree():
-    assert DATASETS.names() == ["mnist5k"]
+    from typing import get_args
+
+    union = get_args(get_args(DataSpec)[0])
+    assert DATASETS.names() == sorted(spec.model_fields["name"].default for spec in union)
+    assert {"mnist5k", "imagefolder", "latents"} <= set(DATASETS.names())
     with pytest.raises(RegistryError):
         DATASETS.register("mnist5k", MNIST5k.from_spec)
 

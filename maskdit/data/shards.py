@@ -1,0 +1,187 @@
+"""The on-disk format of encoded latents: safetensors shards, one JSON record per shard, a manifest.
+
+A latent folder holds::
+
+    shard-00000.safetensors   mean, logvar [n, C, h, w] (+ mean_flip, logvar_flip), label, index [n]
+    shard-00000.json          ShardRecord: source range, count, bytes, sha256, skipped files, job key
+    ...
+    manifest.json             LatentManifest: VAE, scale factor, shapes, classes, every ShardRecord
+
+``index`` is each image's position in the sorted image-folder listing. Shards are read through a
+copy-on-write memory map, so a large set is paged in on demand and shared by processes through
+the OS page cache instead of being copied into every process's memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import struct
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field, ValidationError
+
+from maskdit.spec_base import SpecModel
+
+MANIFEST = "manifest.json"
+FORMAT = "maskdit-latents"
+MOMENTS = ("mean", "logvar")
+FLIPPED = ("mean_flip", "logvar_flip")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+                       "F64": torch.float64, "I32": torch.int32}
+
+
+class ShardError(ValueError):
+    """A missing, truncated, corrupt or mismatched shard or manifest; the message names the file."""
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}.safetensors"
+
+
+def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class VaeRecord(SpecModel):
+    path: str = Field(description="the local diffusers AutoencoderKL folder the latents came from")
+    config_sha256: str = Field(description="SHA-256 of the VAE's config (private '_' keys left out)")
+    scaling_factor: float = Field(gt=0, description="the VAE config's scaling_factor (0.18215 for SD kl-f8)")
+
+
+class SourceRecord(SpecModel):
+    path: str = Field(description="the image folder that was encoded")
+    resolution: int = Field(ge=1, description="side of the ADM centre crop, in pixels")
+    num_images: int = Field(ge=0, description="images listed in the folder")
+    listing_sha256: str = Field(description="SHA-256 of the sorted (relative path, label) listing")
+
+
+class ShardRecord(SpecModel):
+    file: str = Field(description="shard file name inside the latent folder")
+    start: int = Field(ge=0, description="first source image index this shard covers")
+    stop: int = Field(ge=0, description="one past the last source image index it covers")
+    count: int = Field(ge=0, description="images stored (stop - start minus skipped ones)")
+    bytes: int = Field(ge=0, description="file size")
+    sha256: str = Field(description="SHA-256 of the file")
+    skipped: tuple[tuple[str, str], ...] = Field((), description="(file, reason) of unreadable images left out")
+    key: str = Field(description="fingerprint of the encoding settings; shards of other settings are never mixed")
+
+
+class LatentManifest(SpecModel):
+    format: Literal["maskdit-latents"] = FORMAT
+    version: Literal[1] = 1
+    vae: VaeRecord
+    scale: float = Field(gt=0, description="z = scale * (mean + std * eps)")
+    source: SourceRecord
+    classes: tuple[str, ...] = Field(description="class folder names; label k is classes[k]")
+    latent_shape: tuple[int, int, int] = Field(description="(C, h, w) of one latent")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(description="storage dtype of mean and logvar")
+    flip: bool = Field(description="whether the shards also hold the mirrored images' moments")
+    shard_size: int = Field(ge=1, description="source images per shard")
+    key: str = Field(description="fingerprint of the encoding settings")
+    count: int = Field(ge=0, description="latents stored in all shards")
+    shards: tuple[ShardRecord, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return [item for shard in self.shards for item in shard.skipped]
+
+
+def read_manifest(folder: str | os.PathLike) -> LatentManifest:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ShardError(f"{path} not found: encode the images first with `python -m maskdit.latents encode`")
+    try:
+        return LatentManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, UnicodeDecodeError) as err:
+        raise ShardError(f"{path} is not a valid latent manifest: {err}") from None
+
+
+def read_record(path: str | os.PathLike) -> ShardRecord | None:
+    """The shard record at ``path``, or None when it is missing or unreadable."""
+    try:
+        return ShardRecord.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValidationError, UnicodeDecodeError):
+        return None
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict, int]:
+    """The safetensors JSON header of ``path`` and where its data starts; raises ShardError if the
+    file is truncated or its header is malformed."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise ShardError(f"shard {path} is truncated ({size} bytes, no header)")
+            (length,) = struct.unpack("<Q", head)
+            if length > size - 8:
+                raise ShardError(f"shard {path} is truncated (header of {length} bytes, file of {size})")
+            header = json.loads(handle.read(length))
+    except OSError as err:
+        raise ShardError(f"cannot read shard {path}: {err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ShardError(f"shard {path} is corrupt (unreadable header)") from None
+    start = 8 + length
+    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    if start + max(ends, default=0) != size:
+        raise ShardError(f"shard {path} is truncated or padded: its header describes {start + max(ends, default=0)} "
+                         f"bytes, the file has {size}")
+    return header, start
+
+
+def open_shard(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file as views of a copy-on-write memory map (nothing copied)."""
+    header, start = read_header(path)
+    with open(path, "rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise ShardError(f"shard {path}: tensor {name!r} has unsupported dtype {entry['dtype']}")
+        begin, end = entry["data_offsets"]
+        count = (end - begin) // dtype.itemsize
+        flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=start + begin) if count else torch.empty(0, dtype=dtype)
+        tensors[name] = flat.view(entry["shape"])  # [numel] -> stored shape
+    return tensors
+
+
+def check_shard(folder: Path, record: ShardRecord, manifest: LatentManifest, *, verify: str) -> dict[str, torch.Tensor]:
+    """Open one shard of ``manifest`` after checking its size (and SHA-256 when ``verify`` is 'sha256')
+    and that its tensors have the manifest's shapes; every failure is a ShardError naming the shard."""
+    path = folder / record.file
+    if not path.is_file():
+        raise ShardError(f"shard {path} listed in {folder / MANIFEST} is missing")
+    size = path.stat().st_size
+    if size != record.bytes:
+        raise ShardError(f"shard {path} has {size} bytes but the manifest records {record.bytes}: truncated or replaced")
+    if verify == "sha256" and file_sha256(path) != record.sha256:
+        raise ShardError(f"shard {path} fails its SHA-256 check: the file is corrupt; re-encode it (delete it and "
+                         f"its .json, then run `python -m maskdit.latents encode` again with the same arguments)")
+    tensors = open_shard(path)
+    names = MOMENTS + (FLIPPED if manifest.flip else ())
+    expected = (record.count, *manifest.latent_shape)
+    for name in names:
+        if name not in tensors or tuple(tensors[name].shape) != expected or tensors[name].dtype != DTYPES[manifest.dtype]:
+            got = (tuple(tensors[name].shape), tensors[name].dtype) if name in tensors else "nothing"
+            raise ShardError(f"shard {path}: {name!r} should be {manifest.dtype} {expected}, found {got}")
+    if "label" not in tensors or tuple(tensors["label"].shape) != (record.count,):
+        raise ShardError(f"shard {path}: 'label' should hold {record.count} labels")
+    return tensors
