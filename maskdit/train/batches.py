@@ -25,10 +25,14 @@ class BatchStream:
             self._epoch, self._order = epoch, torch.randperm(self.size, generator=generator)
         return self._order
 
-    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch number ``index`` (0-based, counted over the whole run): images [B, C, H, W], labels [B]."""
+    def batch(self, index: int, *, rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch number ``index`` (0-based, counted over the whole run): images [B, C, H, W], labels [B].
+
+        ``rows`` keeps only those rows of the batch (a rank's share), read without loading the rest."""
         epoch, within = divmod(index, self.per_epoch)
         ids = self._permutation(epoch)[within * self.batch_size : (within + 1) * self.batch_size]
+        if rows is not None:
+            ids = ids[rows]
         images = getattr(self.dataset, "images", None)
         labels = getattr(self.dataset, "labels", None)
         if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):

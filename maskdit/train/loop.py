@@ -1,8 +1,16 @@
 """The training loop: phases, AdamW, warm-up, clipping, accumulation, autocast, EMA, non-finite
-step skipping, atomic checkpoints with exact resume, JSON-lines metrics and a progress bar."""
+step skipping, atomic checkpoints with exact resume, JSON-lines metrics and a progress bar.
+
+Under torchrun (a :class:`DistContext` with world size W > 1) the same loop runs data-parallel:
+each rank takes its contiguous rows of every global micro-batch, the network is wrapped in DDP
+(or sharded with FSDP2), and rank 0 alone writes metrics, checkpoints and sample grids. The EMA
+is updated on every rank from identical (DDP) or sharded (FSDP2) weights, so no rank needs a
+broadcast. Checkpoints hold full tensors, so N ranks' checkpoints resume on M ranks.
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -17,7 +25,9 @@ from torch import nn
 from tqdm import tqdm
 
 from maskdit.train import checkpoint as ckpt
+from maskdit.train import parallel as par
 from maskdit.train.batches import BatchStream
+from maskdit.train.distributed import DistContext, Shard, check_batch, mean_over_ranks
 from maskdit.train.ema import EMA
 from maskdit.train.metrics import append_jsonl, plot_losses
 from maskdit.train.schedule import Phase, learning_rate, phase_at, phases_of
@@ -26,10 +36,14 @@ log = logging.getLogger(__name__)
 
 
 class StepLoss(Protocol):
-    """What the loop trains on: per-sample totals [B] and the unweighted parts, for one batch."""
+    """What the loop trains on: per-sample totals [B] and the unweighted parts, for one batch.
+
+    In a distributed run the loop also passes ``shard``: the rows of the global micro-batch this
+    rank holds, so the loss can draw the global batch's randomness and keep its rows (see
+    :mod:`maskdit.train.shard_draws`); single-process runs never pass it."""
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
-                 step: int, generator: torch.Generator) -> Any: ...
+                 step: int, generator: torch.Generator, shard: Shard | None = None) -> Any: ...
 
 
 class NonFiniteError(RuntimeError):
@@ -48,21 +62,30 @@ class Trainer:
     """Runs ``spec.train`` on ``model`` with the loss that ``loss_for_phase(phase)`` returns.
 
     ``run_dir`` receives checkpoints/, metrics.jsonl and loss.png. ``on_sample(step, ema_model)``
-    is called every ``train.sample_every`` steps and at the end (e.g. to write a sample grid).
+    is called every ``train.sample_every`` steps (on rank 0) (e.g. to write a sample grid).
+    ``dist`` places this process in a torchrun launch (default: a single process).
     """
 
     def __init__(self, spec, model: nn.Module, dataset, loss_for_phase: Callable[[Phase], StepLoss], run_dir: Path,
-                 *, on_sample: Callable[[int, nn.Module], None] | None = None, progress: bool = False) -> None:
+                 *, on_sample: Callable[[int, nn.Module], None] | None = None, progress: bool = False,
+                 dist: DistContext | None = None) -> None:
         self.spec, self.train = spec, spec.train
-        self.device = torch.device(self.train.device)
-        self.model = model.to(self.device)
+        self.dist = dist if dist is not None else DistContext()
+        self.parallel = self.train.parallel
+        check_batch(self.train.batch_size, self.train.grad_accumulation, self.dist.world_size)
+        self.device = self.dist.device(self.train.device)
+        self.model = model.to(self.device)  # the unwrapped network: state dicts always come from it
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.loss_for_phase, self.on_sample, self.progress = loss_for_phase, on_sample, progress
         self.phases = phases_of(self.train)
-        micro = self.train.batch_size // self.train.grad_accumulation
+        micro = self.train.batch_size // self.train.grad_accumulation  # global micro-batch
         self.stream = BatchStream(dataset, micro, seed=spec.seed)
+        self.shard = Shard(self.dist.rows(micro), micro) if self.dist.is_distributed else None
+        sharded = par.is_sharded(self.parallel, self.dist)
+        self.template = copy.deepcopy(self.model).cpu() if sharded else None  # for full EMA copies under FSDP2
+        self.wrapped = par.wrap_model(self.model, self.parallel, self.dist, self.device)
         opt = self.train.optimizer
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trainable, lr=self.train.lr, betas=opt.betas, eps=opt.eps,
@@ -70,17 +93,20 @@ class Trainer:
         self.ema = EMA(self.model, self.train.ema.decay, warmup=self.train.ema.warmup)
         self.generator = torch.Generator(device=self.device).manual_seed(spec.seed)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.train.precision == "fp16")
-        self.forward_model = torch.compile(self.model) if self.train.compile else self.model
+        self.forward_model = torch.compile(self.wrapped) if self.train.compile else self.wrapped
         self.state = TrainState()
 
     # ---- set-up ---------------------------------------------------------------------------
     def check_outputs(self) -> None:
-        """Fail before training when checkpoints could not be written."""
+        """Fail before training when checkpoints could not be written (rank 0 writes them)."""
+        if not self.dist.is_main:
+            return
         tensor_bytes = sum(v.numel() * v.element_size() for v in self.model.state_dict().values())
         ckpt.check_writable(self.run_dir, needed_bytes=4 * tensor_bytes + 2**20)
 
     def resume(self, path: Path | None = None) -> bool:
-        """Restore the newest checkpoint (or ``path``); False when there is none."""
+        """Restore the newest checkpoint (or ``path``); False when there is none. Every rank reads
+        the same files, so the run folder must be visible to all of them."""
         path = path or ckpt.latest_checkpoint(self.ckpt_dir)
         if path is None:
             return False
@@ -89,9 +115,11 @@ class Trainer:
         if saved_spec is not None and saved_spec != self.spec.model.model_dump(mode="json"):
             raise ckpt.CheckpointError(f"{path} was written for a different model spec; refusing to resume")
         try:
-            self.model.load_state_dict(loaded.tensors.get("model", {}), strict=True)
-            self.ema.load_state_dict(loaded.tensors.get("ema", {}), loaded.state["ema_updates"])
-            ckpt.optimizer_from_tensors(self.optimizer, loaded.tensors.get("optimizer", {}), loaded.state["param_groups"])
+            par.load_model_state(self.model, loaded.tensors.get("model", {}), self.parallel, self.dist)
+            self.ema.load_state_dict(par.like_shadow(self.ema.shadow, loaded.tensors.get("ema", {})),
+                                     loaded.state["ema_updates"])
+            par.load_optimizer_state(self.model, self.optimizer, loaded.tensors.get("optimizer", {}),
+                                     loaded.state["param_groups"], self.parallel, self.dist)
             self.generator.set_state(loaded.tensors["rng"]["generator"])
             if "scaler" in loaded.state:
                 self.scaler.load_state_dict(loaded.state["scaler"])
@@ -106,7 +134,9 @@ class Trainer:
         total = self.train.total_steps
         self.check_outputs()
         self.model.train()
-        bar = tqdm(total=total, initial=self.state.step, disable=not self.progress, dynamic_ncols=True, unit="step")
+        main = self.dist.is_main
+        bar = tqdm(total=total, initial=self.state.step, disable=not (self.progress and main), dynamic_ncols=True,
+                   unit="step")
         phase, loss_fn = None, None
         window_start, window_images = time.perf_counter(), 0
         while self.state.step < total:
@@ -114,7 +144,8 @@ class Trainer:
             current = phase_at(self.phases, step)
             if current is not phase:
                 phase, loss_fn = current, self.loss_for_phase(current)
-                log.info("phase %s: steps %d..%d", phase.name, phase.start, phase.stop - 1)
+                if main:
+                    log.info("phase %s: steps %d..%d", phase.name, phase.start, phase.stop - 1)
             lr = learning_rate(self.train, phase, step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -124,42 +155,51 @@ class Trainer:
             bar.update(1)
             if math.isfinite(loss):
                 bar.set_postfix(loss=f"{loss:.4f}", phase=phase.name)
-            if self.state.step % self.train.log_every == 0 or self.state.step == total:
+            if main and (self.state.step % self.train.log_every == 0 or self.state.step == total):
                 elapsed = time.perf_counter() - window_start
                 self._log(step, phase, loss, parts, lr, grad_norm, extra, window_images / max(elapsed, 1e-9))
                 window_start, window_images = time.perf_counter(), 0
             if self.state.step % self.train.checkpoint_every == 0 or self.state.step == total:
                 self.save()
             if self.on_sample is not None and self.train.sample_every and self.state.step % self.train.sample_every == 0:
-                self.on_sample(self.state.step, self.ema_model())
+                averaged = self.ema_model()  # a collective under FSDP2: every rank takes part
+                if main:
+                    self.on_sample(self.state.step, averaged)
         bar.close()
-        plot_losses(self.metrics_path, self.run_dir / "loss.png")
+        if main:
+            plot_losses(self.metrics_path, self.run_dir / "loss.png")
         return self.state
 
     def _step(self, loss_fn: StepLoss, step: int) -> tuple[float, dict[str, float], float, dict[str, Any]]:
         self.optimizer.zero_grad(set_to_none=True)
         accumulation = self.train.grad_accumulation
         total, parts_sum, extra, finite = 0.0, {}, {}, True
+        distributed = self.dist.is_distributed
+        shard = {"shard": self.shard} if distributed else {}
         for micro in range(accumulation):
-            images, labels = self.stream.batch(step * accumulation + micro)
+            images, labels = self.stream.batch(step * accumulation + micro, rows=self.shard.rows if distributed else None)
             images, labels = images.to(self.device), labels.to(self.device)
-            with self._autocast():
-                result = loss_fn(self.forward_model, images, labels, step=step, generator=self.generator)
-            loss = result.total.float().mean()
-            if not torch.isfinite(loss):
-                finite = False
-                break
-            self.scaler.scale(loss / accumulation).backward()
+            with par.no_sync(self.wrapped, self.parallel, self.dist, sync=micro == accumulation - 1):
+                with self._autocast():
+                    result = loss_fn(self.forward_model, images, labels, step=step, generator=self.generator, **shard)
+                loss = result.total.float().mean()
+                if not torch.isfinite(loss) and not distributed:  # ranks must all reach the all-reduce: no early exit
+                    finite = False
+                    break
+                self.scaler.scale(loss / accumulation).backward()
             total += loss.item() / accumulation
             for name, value in result.parts.items():
                 parts_sum[name] = parts_sum.get(name, 0.0) + value.float().mean().item() / accumulation
             if hasattr(result, "mask"):  # the objective's output carries the mask it drew (None: all kept)
                 extra["mask_ratio"] = result.mask.ratio if result.mask is not None else 0.0
+        if distributed:  # rank 0 logs the global means; a non-finite loss on any rank makes all skip
+            total, parts_sum = self._mean_over_ranks(total, parts_sum)
+            finite = math.isfinite(total)
         grad_norm = float("nan")
         if finite:
             self.scaler.unscale_(self.optimizer)
             clip = self.train.grad_clip if self.train.grad_clip is not None else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, clip))
+            grad_norm = par.to_float(torch.nn.utils.clip_grad_norm_(self.trainable, clip))
             finite = math.isfinite(grad_norm)
         if not finite:
             return self._skip(step, total if math.isfinite(total) else float("nan")), {}, grad_norm, extra
@@ -170,6 +210,14 @@ class Trainer:
         self.state.history.append(total)
         return total, parts_sum, grad_norm, extra
 
+    def _mean_over_ranks(self, total: float, parts: dict[str, float]) -> tuple[float, dict[str, float]]:
+        names = sorted(parts)  # every rank runs the same objective, so the same names
+        values = torch.tensor([total, *(parts[name] for name in names)], dtype=torch.float64)
+        if self.device.type == "cuda":  # NCCL reduces CUDA tensors only
+            values = values.to(self.device)
+        values = mean_over_ranks(values, self.dist).cpu().tolist()
+        return values[0], dict(zip(names, values[1:]))
+
     def _skip(self, step: int, loss: float) -> float:
         """Drop this step's gradients: weights, EMA and optimizer state stay as they were."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -178,8 +226,9 @@ class Trainer:
         self.state.skipped += 1
         self.state.consecutive_skips += 1
         self.state.history.append(float("nan"))
-        log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", step, self.state.skipped)
-        append_jsonl(self.metrics_path, {"step": step, "event": "skipped_nonfinite", "skipped": self.state.skipped})
+        if self.dist.is_main:
+            log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", step, self.state.skipped)
+            append_jsonl(self.metrics_path, {"step": step, "event": "skipped_nonfinite", "skipped": self.state.skipped})
         if self.state.consecutive_skips >= self.train.max_consecutive_skips:
             raise NonFiniteError(
                 f"{self.state.consecutive_skips} consecutive steps had a non-finite loss or gradient (last at step "
@@ -201,9 +250,17 @@ class Trainer:
         log.info("step %d loss %.5f lr %.3g", step + 1, loss, lr)
 
     # ---- outputs --------------------------------------------------------------------------
-    def save(self) -> Path:
-        optimizer_tensors, groups = ckpt.optimizer_to_tensors(self.optimizer)
-        tensors = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": optimizer_tensors,
+    def save(self) -> Path | None:
+        """Write a checkpoint of full tensors on rank 0 (its path; None on other ranks). Under
+        FSDP2 every rank must call it, since gathering the shards is a collective."""
+        if not self.dist.is_main and not par.is_sharded(self.parallel, self.dist):
+            return None
+        model_tensors = par.full_model_state(self.model, self.parallel, self.dist)
+        ema_tensors = par.full_tensors(self.ema.state_dict())
+        optimizer_tensors, groups = par.full_optimizer_state(self.model, self.optimizer, self.parallel, self.dist)
+        if not self.dist.is_main:
+            return None
+        tensors = {"model": model_tensors, "ema": ema_tensors, "optimizer": optimizer_tensors,
                    "rng": {"generator": self.generator.get_state()}}
         state = {"step": self.state.step, "phase": phase_at(self.phases, max(self.state.step - 1, 0)).name,
                  "skipped": self.state.skipped, "ema_updates": self.ema.updates, "param_groups": groups,
@@ -214,9 +271,16 @@ class Trainer:
         return ckpt.save_checkpoint(self.ckpt_dir, self.state.step, tensors, state, keep=self.train.keep_checkpoints)
 
     def ema_model(self) -> nn.Module:
-        """A copy of the model holding the EMA weights, in eval mode."""
-        import copy
-
-        averaged = copy.deepcopy(self.model)
-        self.ema.copy_to(averaged)
+        """An unwrapped copy of the model holding the EMA weights, in eval mode (under FSDP2 a
+        collective: every rank calls it and gets the full model)."""
+        if self.template is None:
+            averaged = copy.deepcopy(self.model)
+            self.ema.copy_to(averaged)
+            return averaged.eval()
+        full = par.full_tensors(self.ema.state_dict())
+        averaged = copy.deepcopy(self.template).to(self.device)
+        state = averaged.state_dict()
+        with torch.no_grad():
+            for name, value in full.items():
+                state[name].copy_(value.to(state[name].dtype))
         return averaged.eval()

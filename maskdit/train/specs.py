@@ -54,6 +54,9 @@ class TrainSpec(SpecModel):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision (fp16: CUDA only)")
     compile: bool = Field(False, description="torch.compile the network (opt-in)")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="torch device")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="data parallelism under torchrun: DDP (replicated) or FSDP2 (sharded weights and optimizer)"
+    )
     log_every: int = Field(50, ge=1, description="steps between metric lines")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
     keep_checkpoints: int = Field(3, ge=1, le=1000, description="how many recent checkpoints to keep")
@@ -77,6 +80,9 @@ class TrainSpec(SpecModel):
             )
         if self.precision == "fp16" and not self.device.startswith("cuda"):
             raise ValueError("fp16 needs a CUDA device (it uses a gradient scaler); use bf16 on CPU")
+        if self.precision == "fp16" and self.parallel == "fsdp":
+            raise ValueError("fp16 is not supported with parallel 'fsdp' (its gradient scaler is not shard-aware); "
+                             "use bf16")
         return self
 
     @property
