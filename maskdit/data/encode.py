@@ -103,7 +103,7 @@ class _ShardImages(Dataset):
         try:
             return prepare_image(path, self.plan.source.resolution), label, index, None
         except CorruptImageError as err:
-            return None, label, index, (path, str(err))
+            return None, label, index, (path, str(err.__cause__ or err))
 
 
 def _collate(items):
@@ -159,7 +159,7 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
         labels.extend(label for _, label, _ in good)
         indices.extend(index for _, _, index in good)
     empty = torch.empty((0, *plan.latent_shape), dtype=store)
-    tensors = {name: torch.cat(chunks) if chunks else empty for name, chunks in parts.items()
+    tensors = {name: torch.cat(chunks).contiguous() if chunks else empty for name, chunks in parts.items()
                if plan.flip or not name.endswith("_flip")}
     tensors["label"] = torch.tensor(labels, dtype=torch.int64)
     tensors["index"] = torch.tensor(indices, dtype=torch.int64)

@@ -82,7 +82,7 @@ class ImageFolderDataset(Dataset):
                 try:
                     load_image(path)
                 except CorruptImageError as err:
-                    self.skipped.append((path, str(err)))
+                    self.skipped.append((path, str(err.__cause__ or err)))
                     continue
                 kept.append((path, label))
             if self.skipped:

@@ -28,7 +28,7 @@ def load_vae(path: str | os.PathLike, *, device: str | torch.device = "cpu"):
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a local diffusers VAE folder (no config.json); download it once "
                                 f"elsewhere and copy the folder, e.g. stabilityai/sd-vae-ft-mse")
-    vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)
+    vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True, low_cpu_mem_usage=False)
     return vae.eval().requires_grad_(False).to(device)
 
 
@@ -61,7 +61,7 @@ def encode_posterior(vae, images: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
     posterior = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
-    return posterior.mean.float(), posterior.logvar.float()
+    return posterior.mean.float().contiguous(), posterior.logvar.float().contiguous()
 
 
 @torch.no_grad()
