@@ -2,6 +2,8 @@
 
 SPEC is a path to a JSON spec or the name of a bundled preset (default: ``default``). A bad
 spec prints one line per problem (field path and what was expected) and exits with code 2.
+Under ``torchrun --nproc_per_node N -m maskdit.build SPEC`` it trains data-parallel; rank 0
+prints and writes, the other ranks stay quiet.
 """
 
 from __future__ import annotations
@@ -96,39 +98,65 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from maskdit.train.distributed import DistributedSetupError, context_from_env
+
     args = parse_args(argv)
+    try:
+        main_rank = context_from_env().is_main  # torchrun's RANK; only rank 0 prints
+    except DistributedSetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_SPEC
     if args.schema:
-        print(json.dumps(json_schema(), indent=2))
+        if main_rank:
+            print(json.dumps(json_schema(), indent=2))
         return 0
     try:
         spec = read_spec(args.spec, args.overrides)
     except SpecError as err:
-        for line in err.lines:
+        for line in err.lines if main_rank else []:
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_SPEC
-    print(format_table(summarize(spec)))
+    if main_rank:
+        print(format_table(summarize(spec)))
     if args.dry_run:
         return 0
     return run(spec, Path(args.runs) / spec.name, resume=args.resume)
 
 
 def run(spec: ExperimentSpec, run_dir: Path, *, resume: bool) -> int:
-    """Train, sample and evaluate; print where everything is and the final metrics."""
+    """Train, sample and evaluate; print where everything is and the final metrics. Under torchrun
+    this opens the process group (NCCL on CUDA, gloo on CPU) and closes it at the end."""
     from maskdit.job import run_experiment
     from maskdit.train.checkpoint import CheckpointError
+    from maskdit.train.distributed import (DistributedSetupError, check_batch, context_from_env, init_distributed,
+                                           shutdown)
     from maskdit.train.loop import NonFiniteError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:  # the batch check needs only the environment: fail before any rendezvous
+        check_batch(spec.train.batch_size, spec.train.grad_accumulation, context_from_env().world_size)
+        dist = init_distributed(spec.train.device)
+    except DistributedSetupError as err:
+        if context_from_env().is_main:
+            print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    logging.basicConfig(level=logging.WARNING if dist.is_main else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
     try:
-        result = run_experiment(spec, run_dir, resume=resume, progress=True)
-    except (CheckpointError, FileExistsError, NonFiniteError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_SPEC if isinstance(err, FileExistsError) else 1
+        result = run_experiment(spec, run_dir, resume=resume, progress=dist.is_main, dist=dist)
+    except (CheckpointError, FileExistsError, NonFiniteError, DistributedSetupError) as err:
+        if dist.is_main:  # every rank meets the same problem; one report is enough
+            print(f"error: {err}", file=sys.stderr)
+        return 1 if isinstance(err, (CheckpointError, NonFiniteError)) else EXIT_BAD_SPEC
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m maskdit.build {spec.name} --resume (checkpoints in {run_dir})",
-              file=sys.stderr)
+        if dist.is_main:
+            print(f"\ninterrupted; continue with: python -m maskdit.build {spec.name} --resume (checkpoints in "
+                  f"{run_dir})", file=sys.stderr)
         return 130
+    finally:
+        shutdown(dist)
+    if not dist.is_main:
+        return 0
     minutes = (time.perf_counter() - started) / 60
     print(f"\ntrained {result.state.step} steps in {minutes:.1f} min ({result.state.skipped} skipped)")
     print(f"run folder:  {run_dir}")

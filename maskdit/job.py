@@ -1,7 +1,8 @@
 """The main job: train the experiment a spec describes, then sample and evaluate its EMA model.
 
 Outputs under ``run_dir``: spec.json, checkpoints/, metrics.jsonl (training lines and the
-evaluation line), loss.png, samples.png (one row per class), eval.json.
+evaluation line), loss.png, samples.png (one row per class), eval.json. Under torchrun every
+rank trains and rank 0 alone writes these files and evaluates.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from maskdit.eval.sampling import generate_batches
 from maskdit.losses import build_objective
 from maskdit.samplers import build_sampler
 from maskdit.spec import ExperimentSpec
+from maskdit.train.distributed import DistContext, Shard
 from maskdit.train.loop import Trainer, TrainState
+from maskdit.train.shard_draws import ShardedObjective
 from maskdit.train.schedule import Phase
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,8 @@ class JobResult:
 
 
 def phase_loss(spec: ExperimentSpec) -> Callable[[Phase], Callable]:
-    """For each phase, the objective with that phase's masking and loss terms (else the experiment's)."""
+    """For each phase, the objective with that phase's masking and loss terms (else the experiment's).
+    Given a ``shard`` (distributed runs), it draws the global micro-batch's randomness and keeps its rows."""
 
     def for_phase(phase: Phase):
         override = phase.spec
@@ -44,17 +48,21 @@ def phase_loss(spec: ExperimentSpec) -> Callable[[Phase], Callable]:
         terms = override.loss_terms if override is not None and override.loss_terms is not None else spec.losses.terms
         objective = build_objective(spec.losses.model_copy(update={"terms": terms}), masking=masking,
                                     patch_size=spec.model.patch_size, num_classes=spec.model.num_classes)
+        sharded = ShardedObjective(objective)
         conditional = spec.model.num_classes > 0
 
-        def loss(model, images, labels, *, step, generator):
-            return objective(model, images, labels if conditional else None, generator=generator, step=step)
+        def loss(model, images, labels, *, step, generator, shard: Shard | None = None):
+            labels = labels if conditional else None
+            if shard is None:
+                return objective(model, images, labels, generator=generator, step=step)
+            return sharded(model, images, labels, rows=shard.rows, total=shard.total, generator=generator, step=step)
 
         return loss
 
     return for_phase
 
 
-def sample_grid_writer(spec: ExperimentSpec, run_dir: Path, device: str) -> Callable[[int, torch.nn.Module], None]:
+def sample_grid_writer(spec: ExperimentSpec, run_dir: Path, device: str | torch.device) -> Callable[[int, torch.nn.Module], None]:
     """Writes samples/step-XXXXXXXX.png (one row per class) from the EMA model during training."""
     sampler = build_sampler(spec.sampler, null_label=spec.model.num_classes or None)
     classes = max(spec.model.num_classes, 1)
@@ -73,22 +81,30 @@ def sample_grid_writer(spec: ExperimentSpec, run_dir: Path, device: str) -> Call
 
 
 def run_experiment(spec: ExperimentSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = False,
-                   evaluate: bool = True) -> JobResult:
-    """Train (resuming from the newest checkpoint when ``resume``), then evaluate the EMA model."""
+                   evaluate: bool = True, dist: DistContext | None = None) -> JobResult:
+    """Train (resuming from the newest checkpoint when ``resume``), then evaluate the EMA model.
+
+    ``dist``: this process's place in a torchrun launch (default: a single process). Every rank
+    builds the same initial network (seeded) and trains; rank 0 writes the outputs and evaluates
+    (the others return ``eval=None``)."""
     run_dir = Path(run_dir)
-    device = spec.train.device
+    dist = dist if dist is not None else DistContext()
+    device = dist.device(spec.train.device)  # under torchrun: this rank's GPU
     dataset = build_dataset(spec.data)
     denoiser = build_denoiser(spec.model, generator=torch.Generator().manual_seed(spec.seed))
-    trainer = Trainer(spec, denoiser, dataset, phase_loss(spec), run_dir, progress=progress,
+    trainer = Trainer(spec, denoiser, dataset, phase_loss(spec), run_dir, progress=progress, dist=dist,
                       on_sample=sample_grid_writer(spec, run_dir, device) if spec.train.sample_every else None)
     trainer.check_outputs()
+    if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+        raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another name")
     if resume and not trainer.resume():
         log.info("no checkpoint under %s: starting from scratch", run_dir)
-    elif not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
-        raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another name")
-    (run_dir / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+    if dist.is_main:
+        (run_dir / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
     state = trainer.fit()
     record = None
     if evaluate and spec.eval.num_samples > 0:
-        record = evaluate_denoiser(trainer.ema_model(), spec, step=state.step, out_dir=run_dir, device=device)
+        averaged = trainer.ema_model()  # a collective under FSDP2: every rank takes part
+        if dist.is_main:
+            record = evaluate_denoiser(averaged, spec, step=state.step, out_dir=run_dir, device=device)
     return JobResult(run_dir=run_dir, state=state, eval=record)

@@ -110,10 +110,12 @@ def check_batch(batch_size: int, grad_accumulation: int, world_size: int) -> int
     """The per-rank micro-batch; raises when the global batch does not split evenly."""
     parts = world_size * grad_accumulation
     if batch_size % parts:
+        lower = batch_size // parts * parts
+        nearest = [n for n in (lower, lower + parts) if n > 0]
         raise DistributedSetupError(
             f"train.batch_size {batch_size} must be divisible by world size x grad_accumulation = {world_size} x "
-            f"{grad_accumulation} = {parts} (batch_size is the global batch per optimizer step); try batch_size "
-            f"{max(parts, batch_size // parts * parts)} or another --nproc_per_node"
+            f"{grad_accumulation} = {parts} (batch_size is the global batch per optimizer step); the nearest valid "
+            f"sizes are {', '.join(str(n) for n in nearest)}, or change --nproc_per_node"
         )
     return batch_size // parts
 
