@@ -140,7 +140,7 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
     for batch in loader:
         for image, label, index, error in batch:
             if error is not None and not skip_corrupt:
-                raise CorruptImageError(error[1])
+                raise CorruptImageError(f"cannot read image {error[0]}: {error[1]}")
             if error is not None:
                 skipped.append(error)
         good = [(image, label, index) for image, label, index, error in batch if error is None]
@@ -167,8 +167,9 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
         if tuple(tensors[name].shape[1:]) != plan.latent_shape:
             raise ValueError(f"the VAE gave latents {tuple(tensors[name].shape[1:])}, expected {plan.latent_shape}")
     path = folder / shard_name(k)
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"key": plan.key, "start": str(start),
-                                                                          "stop": str(stop)}))
+    # one metadata entry: safetensors stores a hash map, so several keys would make the bytes vary run to run
+    metadata = {"maskdit": json.dumps({"key": plan.key, "start": start, "stop": stop}, sort_keys=True)}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     record = ShardRecord(file=path.name, start=start, stop=stop, count=len(labels), bytes=path.stat().st_size,
                          sha256=file_sha256(path), skipped=tuple(skipped), key=plan.key)
     atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(record.model_dump_json(indent=1)))
