@@ -155,3 +155,25 @@ def test_experiment_spec_with_latents():
         ExperimentSpec.model_validate({"model": model, "data": {**data, "channels": 8}})
     with pytest.raises(ValidationError, match="verify"):
         LatentsSpec(path="x", verify="md5")
+
+
+def test_imagenet_example_is_the_paper_recipe(capsys):
+    from pathlib import Path
+
+    from maskdit.build import main
+    from maskdit.spec import load_spec
+
+    path = Path(__file__).parents[2] / "examples" / "imagenet256-maskdit-xl2.json"
+    spec = load_spec(str(path))
+    assert spec.model.preset == "MaskDiT-XL/2" and (spec.model.decoder_depth, spec.model.decoder_hidden_size) == (8, 512)
+    assert (spec.data.name, spec.data.channels, spec.data.resolution, spec.data.num_classes) == ("latents", 4, 32, 1000)
+    assert (spec.train.batch_size, spec.train.lr, spec.train.optimizer.weight_decay, spec.train.ema.decay) == (
+        1024, 1e-4, 0.0, 0.9999)
+    pretrain, tune = spec.train.phases
+    assert spec.masking.ratio == 0.5 and [(t.name, t.weight) for t in spec.losses.terms] == [("dsm", 1.0), ("mae", 0.1)]
+    assert pretrain.steps == 2_000_000 and tune.masking.name == "none" and tune.lr == 5e-5
+    assert [t.name for t in tune.loss_terms] == ["dsm"]
+    assert (spec.sampler.name, spec.sampler.steps, spec.sampler.cfg_scale) == ("heun", 40, 1.5)
+    assert spec.eval.features == "inception" and spec.eval.reference.endswith(".npz") and spec.eval.num_samples == 50_000
+    assert main([str(path), "--dry-run"]) == 0
+    assert "MaskDiT-XL/2" in capsys.readouterr().out
