@@ -52,7 +52,7 @@ def test_encoder_sees_only_kept_tokens():
     assert seen["dec"] == (4, 16, 16)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     ratio=st.sampled_from([0.25, 0.5, 0.75]),
     seed=st.integers(0, 2**16),
