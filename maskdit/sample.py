@@ -1,4 +1,4 @@
-"""``python -m maskdit.sample CHECKPOINT [--n 64] [--sampler heun] [--steps 40] [--cfg 1.5] [--seed 0] [--out grid.png] [--npz samples.npz]``.
+"""``python -m maskdit.sample CHECKPOINT [--n/--num-samples 64] [--sampler heun] [--steps 40] [--cfg 1.5] [--seed 0] [--out grid.png] [--npz samples.npz]``.
 
 CHECKPOINT is one of (``--format auto`` tells them apart):
   * a training checkpoint folder or run folder (its latest checkpoint; EMA weights unless
@@ -11,6 +11,10 @@ Sampler fields not covered by the flags are set with ``--set FIELD=VALUE`` (e.g.
 the same seed gives the same image at any batch size. Labels cycle over the classes unless
 ``--class-label`` fixes one. Writes a PNG grid and optionally an ``.npz`` in ADM's evaluation
 format (``arr_0``: uint8 NHWC images, ``arr_1``: labels). Exit codes: 0 ok, 2 bad input, 1 failure.
+
+Under ``torchrun --nproc_per_node N -m maskdit.sample ... --num-samples 50000`` the ranks share the batches (rank r
+draws batches r, r + N, ...; ``--device cuda`` means GPU LOCAL_RANK), rank 0 gathers them
+batch by batch and writes the grid and npz. The images are the same for any number of ranks.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--preset", default=None, help="architecture preset for a reference checkpoint")
     parser.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
                         help="ModelSpec field for a reference checkpoint, e.g. num_heads=16 (repeatable)")
-    parser.add_argument("--n", type=int, default=64, help="number of samples")
+    # --num-samples: torchrun's parser rejects "--n" as an ambiguous prefix of its own options
+    parser.add_argument("--n", "--num-samples", dest="n", type=int, default=64, help="number of samples")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per batch")
     parser.add_argument("--sampler", choices=SAMPLERS.names(), default=None, help="sampler (default: spec's or heun)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps")
@@ -161,16 +166,24 @@ def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond:
 
 # ---- sampling and writing ---------------------------------------------------------------------
 def sample_images(denoiser, sampler, *, n: int, batch_size: int, labels: torch.Tensor | None, seed: int,
-                  device: str, progress: bool) -> torch.Tensor:
-    """[n, C, H, W] float32 samples on the CPU, image i from generator image_seed(seed, i)."""
+                  device: str, progress: bool, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """[n, C, H, W] float32 samples on the CPU, image i from generator image_seed(seed, i); with
+    ``world_size`` > 1, this rank's batches only (rank, rank + W, ...), concatenated."""
     from tqdm import tqdm
 
-    from maskdit.eval.sampling import image_seed
+    batches = sample_batches(denoiser, sampler, n=n, batch_size=batch_size, labels=labels, seed=seed, device=device,
+                             rank=rank, world_size=world_size)
+    return torch.cat(list(tqdm(batches, disable=not progress, desc="sampling", unit="batch", file=sys.stderr)))
+
+
+def sample_batches(denoiser, sampler, *, n: int, batch_size: int, labels: torch.Tensor | None, seed: int,
+                   device: str | torch.device, rank: int = 0, world_size: int = 1):
+    """Yield this rank's batches [B, C, H, W] (float32, CPU) in order; see :func:`rank_batch_starts`."""
+    from maskdit.eval.sampling import image_seed, rank_batch_starts
     from maskdit.samplers import per_sample_noise_sampler
 
     shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
-    batches = []
-    for start in tqdm(range(0, n, batch_size), disable=not progress, desc="sampling", unit="batch", file=sys.stderr):
+    for start in rank_batch_starts(n, batch_size, rank=rank, world_size=world_size):
         stop = min(start + batch_size, n)
         generators = [torch.Generator().manual_seed(image_seed(seed, i)) for i in range(start, stop)]
         noise = torch.stack([torch.randn(shape, generator=g) for g in generators])  # B x [C, H, W] -> [B, C, H, W]
@@ -179,8 +192,27 @@ def sample_images(denoiser, sampler, *, n: int, batch_size: int, labels: torch.T
         with torch.no_grad():
             images = sampler(denoiser, noise.to(device), labels=batch_labels,
                              noise_sampler=lambda s, s_next: draw(s, s_next).to(device))
-        batches.append(images.float().cpu())
-    return torch.cat(batches)
+        yield images.float().cpu()
+
+
+def gather_pixels(batches, *, n: int, batch_size: int, ctx, progress: bool) -> np.ndarray | None:
+    """uint8 NHWC images of all ranks in image order on rank 0 (None elsewhere). One gather per
+    round of W batches, so no rank holds more than its current batch for long."""
+    from tqdm import tqdm
+
+    from maskdit.train.distributed import gather_to_main
+
+    num_batches = math.ceil(n / batch_size)
+    rounds = math.ceil(num_batches / ctx.world_size)
+    batches = iter(batches)
+    gathered = []
+    for _ in tqdm(range(rounds), disable=not (progress and ctx.is_main), desc="sampling", unit="round",
+                  file=sys.stderr):
+        local = next(batches, None)  # in the last round some ranks have no batch left
+        received = gather_to_main(None if local is None else to_uint8_nhwc(local), ctx)
+        if received is not None:
+            gathered += [part for part in received if part is not None]  # rank order = batch order
+    return np.concatenate(gathered) if ctx.is_main else None
 
 
 def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
@@ -207,7 +239,22 @@ def write_grid(images_nhwc: np.ndarray, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from maskdit.train.distributed import DistributedSetupError, init_distributed, shutdown
+
     args = parse_args(argv)
+    try:
+        ctx = init_distributed(args.device)  # a single process unless launched by torchrun
+    except DistributedSetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return _main(args, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _main(args: argparse.Namespace, ctx) -> int:
+    say = print if ctx.is_main else (lambda *a, **k: None)  # rank 0 alone prints
     try:
         denoiser, base = load(args)
         spec = sampler_spec(args, base, getattr(denoiser, "precond", "edm"))
@@ -224,23 +271,27 @@ def main(argv: list[str] | None = None) -> int:
                              "can be written as PNG / ADM npz")
     except InputError as err:
         for line in str(err).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+            say(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     from maskdit.samplers import build_sampler
 
     try:
-        denoiser = denoiser.to(args.device).eval()
+        device = ctx.device(args.device)
+        denoiser = denoiser.to(device).eval()
         sampler = build_sampler(spec, null_label=num_classes or None)
         if args.class_label is not None:
             labels = torch.full((args.n,), args.class_label, dtype=torch.long)
         else:
             labels = torch.arange(args.n) % num_classes if num_classes else None
-        print(f"sampling {args.n} images with {spec.name}, {spec.steps} steps ({sampler.num_evaluations} denoiser "
-              f"calls each), cfg {spec.cfg_scale:g}, seed {args.seed}", flush=True)
-        images = sample_images(denoiser, sampler, n=args.n, batch_size=args.batch_size, labels=labels,
-                               seed=args.seed, device=args.device, progress=not args.no_progress)
-        pixels = to_uint8_nhwc(images)
+        ranks = f" on {ctx.world_size} ranks" if ctx.is_distributed else ""
+        say(f"sampling {args.n} images with {spec.name}, {spec.steps} steps ({sampler.num_evaluations} denoiser "
+            f"calls each), cfg {spec.cfg_scale:g}, seed {args.seed}{ranks}", flush=True)
+        batches = sample_batches(denoiser, sampler, n=args.n, batch_size=args.batch_size, labels=labels,
+                                 seed=args.seed, device=device, rank=ctx.rank, world_size=ctx.world_size)
+        pixels = gather_pixels(batches, n=args.n, batch_size=args.batch_size, ctx=ctx, progress=not args.no_progress)
+        if not ctx.is_main:
+            return 0
         write_grid(pixels, args.out)
         print(f"wrote {args.out}")
         if args.npz is not None:
@@ -249,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             np.savez(args.npz, **arrays)
             print(f"wrote {args.npz} (arr_0: uint8 {pixels.shape} NHWC" + (", arr_1: labels)" if labels is not None else ")"))
     except (RuntimeError, ValueError, OSError) as err:
-        print(f"error: sampling failed: {err}", file=sys.stderr)
+        print(f"error: sampling failed{f' on rank {ctx.rank}' if ctx.is_distributed else ''}: {err}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 

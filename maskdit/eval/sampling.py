@@ -4,6 +4,11 @@ Image ``i`` gets its own generator seeded from (run seed, i), which supplies bot
 noise and any noise a stochastic sampler draws, so a given image does not depend on the batch
 size or on which batch it falls in. Labels cycle through the classes (``i % num_classes``) so
 every class gets the same number of samples.
+
+Across ranks, the samples are cut into the same batches as in one process and rank r draws
+batches r, r + W, r + 2W, ... (W ranks), so every image, and the whole set, is the same for any
+number of ranks (each image even sees the same batch-mates, so batch-size-dependent kernels
+cannot change it).
 """
 
 from __future__ import annotations
@@ -29,6 +34,15 @@ def balanced_labels(num_samples: int, num_classes: int) -> torch.Tensor | None:
     return torch.arange(num_samples) % num_classes
 
 
+def rank_batch_starts(num_samples: int, batch_size: int, *, rank: int = 0, world_size: int = 1) -> list[int]:
+    """First image index of each batch that ``rank`` of ``world_size`` draws (batches rank, rank + W, ...)."""
+    if num_samples < 1 or batch_size < 1:
+        raise ValueError(f"num_samples and batch_size must be >= 1, got {num_samples} and {batch_size}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
+    return list(range(rank * batch_size, num_samples, world_size * batch_size))
+
+
 @torch.no_grad()
 def generate_batches(
     denoiser: Callable[..., torch.Tensor],
@@ -40,12 +54,14 @@ def generate_batches(
     num_classes: int,
     seed: int,
     device: str | torch.device = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Yield (images [B, C, H, W] on the CPU, labels [B] or None) until ``num_samples`` are drawn."""
-    if num_samples < 1 or batch_size < 1:
-        raise ValueError(f"num_samples and batch_size must be >= 1, got {num_samples} and {batch_size}")
+    """Yield (images [B, C, H, W] on the CPU, labels [B] or None) until ``num_samples`` are drawn;
+    with ``world_size`` > 1 only the batches of ``rank`` (see :func:`rank_batch_starts`)."""
+    starts = rank_batch_starts(num_samples, batch_size, rank=rank, world_size=world_size)
     labels = balanced_labels(num_samples, num_classes)
-    for start in range(0, num_samples, batch_size):
+    for start in starts:
         stop = min(start + batch_size, num_samples)
         generators = [torch.Generator().manual_seed(image_seed(seed, i)) for i in range(start, stop)]
         noise = torch.stack([torch.randn(shape, generator=g) for g in generators])  # B x [C, H, W] -> [B, C, H, W]
