@@ -114,6 +114,7 @@ def encode(args: argparse.Namespace) -> int:
             say(f"  skipped {path}: {reason}")
     if world > 1:
         dist.barrier()
+        dist.destroy_process_group()
     return 0
 
 

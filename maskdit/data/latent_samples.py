@@ -44,7 +44,10 @@ def load_latent_samples(path: str | os.PathLike, *, channels: int) -> tuple[torc
             arrays = {key: torch.from_numpy(data[key]) for key in data.files}
     elif suffix in (".pt", ".pth"):
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-        arrays = {"latents": loaded} if isinstance(loaded, torch.Tensor) else dict(loaded) if isinstance(loaded, dict) else {}
+        if isinstance(loaded, torch.Tensor):
+            arrays = {"latents": loaded}
+        else:
+            arrays = dict(loaded) if isinstance(loaded, dict) else {}
     elif suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -60,9 +60,11 @@ class LatentDataset(Dataset):
         self.shards = [check_shard(self.path, record, manifest, verify=verify) for record in manifest.shards]
         counts = torch.tensor([record.count for record in manifest.shards], dtype=torch.int64)
         self.ends = counts.cumsum(0)  # [S]: one past each shard's last item
-        self.labels = torch.cat([shard["label"].clone() for shard in self.shards]) if self.shards else torch.empty(0, dtype=torch.int64)
-        if len(self.labels) == 0:
+        if not self.shards or manifest.count == 0:
             raise ShardError(f"{self.path} holds no latents")
+        self.labels = torch.cat([shard["label"].clone() for shard in self.shards])  # [N]
+        if len(self.labels) != manifest.count:
+            raise ShardError(f"{self.path}: the shards hold {len(self.labels)} latents, the manifest {manifest.count}")
         if int(self.labels.min()) < 0 or int(self.labels.max()) >= manifest.num_classes:
             raise ShardError(f"{self.path}: labels outside 0..{manifest.num_classes - 1}")
 

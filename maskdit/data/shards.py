@@ -158,7 +158,10 @@ def open_shard(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise ShardError(f"shard {path}: tensor {name!r} has unsupported dtype {entry['dtype']}")
         begin, end = entry["data_offsets"]
         count = (end - begin) // dtype.itemsize
-        flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=start + begin) if count else torch.empty(0, dtype=dtype)
+        if count:
+            flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=start + begin)
+        else:
+            flat = torch.empty(0, dtype=dtype)
         tensors[name] = flat.view(entry["shape"])  # [numel] -> stored shape
     return tensors
 
