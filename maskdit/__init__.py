@@ -1,5 +1,26 @@
-"""maskdit: masked training of diffusion transformers (MaskDiT) as pluggable PyTorch parts."""
+"""maskdit: masked training of diffusion transformers (MaskDiT) as pluggable PyTorch parts.
 
+The most used building blocks are re-exported here; each subpackage has the full set.
+"""
+
+from maskdit.core import (
+    DDPMDenoiser,
+    Denoiser,
+    MaskDiT,
+    build_denoiser,
+    build_model,
+    count_parameters,
+    flops_per_forward,
+)
+from maskdit.interop import (
+    export_reference_dit,
+    export_reference_maskdit,
+    load_native,
+    load_reference_dit,
+    load_reference_maskdit,
+    save_native,
+)
+from maskdit.losses import build_objective, maskdit_objective
 from maskdit.masking import (
     MASKING,
     RATIO_SCHEDULES,
@@ -11,6 +32,16 @@ from maskdit.masking import (
     build_masking,
 )
 from maskdit.registry import Registry, RegistryError
+from maskdit.samplers import (
+    build_sampler,
+    cfg,
+    get_sigmas_karras,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sample_euler,
+    sample_heun,
+)
 from maskdit.spec import ExperimentSpec, load_spec
 
 __version__ = "0.1.0"
@@ -28,4 +59,27 @@ __all__ = [
     "MASKING",
     "RATIO_SCHEDULES",
     "build_masking",
+    "MaskDiT",
+    "Denoiser",
+    "DDPMDenoiser",
+    "build_model",
+    "build_denoiser",
+    "count_parameters",
+    "flops_per_forward",
+    "load_reference_maskdit",
+    "load_reference_dit",
+    "export_reference_maskdit",
+    "export_reference_dit",
+    "save_native",
+    "load_native",
+    "maskdit_objective",
+    "build_objective",
+    "build_sampler",
+    "cfg",
+    "get_sigmas_karras",
+    "sample_euler",
+    "sample_heun",
+    "sample_ddpm",
+    "sample_ddim",
+    "sample_dpmpp_2m",
 ]
