@@ -10,7 +10,9 @@ Sampler fields not covered by the flags are set with ``--set FIELD=VALUE`` (e.g.
 ``--set schedule.name=loglinear``). Image i is drawn from its own generator seeded by (seed, i), so
 the same seed gives the same image at any batch size. Labels cycle over the classes unless
 ``--class-label`` fixes one. Writes a PNG grid and optionally an ``.npz`` in ADM's evaluation
-format (``arr_0``: uint8 NHWC images, ``arr_1``: labels). Exit codes: 0 ok, 2 bad input, 1 failure.
+format (``arr_0``: uint8 NHWC images, ``arr_1``: labels). ``--latents PATH`` instead writes the
+raw float samples (``latents`` [N, C, H, W], ``labels``) for any channel count, e.g. a latent
+model's, for ``python -m maskdit.latents decode``. Exit codes: 0 ok, 2 bad input, 1 failure.
 
 Under ``torchrun --nproc_per_node N -m maskdit.sample ... --num-samples 50000`` the ranks share the batches (rank r
 draws batches r, r + N, ...; ``--device cuda`` means GPU LOCAL_RANK), rank 0 gathers them
@@ -62,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG grid to write")
     parser.add_argument("--npz", type=Path, default=None, help="also write the samples as an ADM-style .npz")
+    parser.add_argument("--latents", type=Path, default=None,
+                        help="write the raw float samples (.npz: latents, labels) instead of a grid / ADM npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.n < 1 or args.batch_size < 1:
@@ -195,9 +199,9 @@ def sample_batches(denoiser, sampler, *, n: int, batch_size: int, labels: torch.
         yield images.float().cpu()
 
 
-def gather_pixels(batches, *, n: int, batch_size: int, ctx, progress: bool) -> np.ndarray | None:
-    """uint8 NHWC images of all ranks in image order on rank 0 (None elsewhere). One gather per
-    round of W batches, so no rank holds more than its current batch for long."""
+def gather_batches(batches, convert, *, n: int, batch_size: int, ctx, progress: bool) -> np.ndarray | None:
+    """``convert(batch)`` of all ranks' batches in image order on rank 0 (None elsewhere). One
+    gather per round of W batches, so no rank holds more than its current batch for long."""
     from tqdm import tqdm
 
     from maskdit.train.distributed import gather_to_main
@@ -209,7 +213,7 @@ def gather_pixels(batches, *, n: int, batch_size: int, ctx, progress: bool) -> n
     for _ in tqdm(range(rounds), disable=not (progress and ctx.is_main), desc="sampling", unit="round",
                   file=sys.stderr):
         local = next(batches, None)  # in the last round some ranks have no batch left
-        received = gather_to_main(None if local is None else to_uint8_nhwc(local), ctx)
+        received = gather_to_main(None if local is None else convert(local), ctx)
         if received is not None:
             gathered += [part for part in received if part is not None]  # rank order = batch order
     return np.concatenate(gathered) if ctx.is_main else None
@@ -266,9 +270,10 @@ def _main(args: argparse.Namespace, ctx) -> int:
         if spec.cfg_scale != 1 and num_classes == 0:
             raise InputError("--cfg needs a class-conditional model (this one is unconditional)")
         channels = denoiser.in_channels
-        if channels not in (1, 3):
+        if channels not in (1, 3) and args.latents is None:
             raise InputError(f"the model makes {channels}-channel samples (latents?): only 1- or 3-channel images "
-                             "can be written as PNG / ADM npz")
+                             "can be written as PNG / ADM npz; write them with --latents PATH.npz and turn them "
+                             "into images with python -m maskdit.latents decode")
     except InputError as err:
         for line in str(err).splitlines():
             say(f"error: {line}", file=sys.stderr)
@@ -289,9 +294,18 @@ def _main(args: argparse.Namespace, ctx) -> int:
             f"calls each), cfg {spec.cfg_scale:g}, seed {args.seed}{ranks}", flush=True)
         batches = sample_batches(denoiser, sampler, n=args.n, batch_size=args.batch_size, labels=labels,
                                  seed=args.seed, device=device, rank=ctx.rank, world_size=ctx.world_size)
-        pixels = gather_pixels(batches, n=args.n, batch_size=args.batch_size, ctx=ctx, progress=not args.no_progress)
+        convert = (lambda batch: batch.numpy()) if args.latents is not None else to_uint8_nhwc
+        gathered = gather_batches(batches, convert, n=args.n, batch_size=args.batch_size, ctx=ctx,
+                                  progress=not args.no_progress)
         if not ctx.is_main:
             return 0
+        if args.latents is not None:
+            args.latents.parent.mkdir(parents=True, exist_ok=True)
+            arrays = {"latents": gathered} if labels is None else {"latents": gathered, "labels": labels.numpy()}
+            np.savez(args.latents, **arrays)
+            print(f"wrote {args.latents} (latents: float32 {gathered.shape}" + (", labels)" if labels is not None else ")"))
+            return 0
+        pixels = gathered
         write_grid(pixels, args.out)
         print(f"wrote {args.out}")
         if args.npz is not None:

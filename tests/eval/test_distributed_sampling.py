@@ -56,6 +56,7 @@ def test_generate_batches_of_all_ranks_are_the_single_process_images(denoiser):
     assert torch.equal(torch.cat([by_start[s] for s in sorted(by_start)]), whole)
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_write_the_one_rank_npz(tmp_path, denoiser, capsys):
     native = save_native(denoiser, tmp_path / "tiny")
     common = [str(native), "--num-samples", "5", "--batch-size", "2", "--steps", "2", "--set", "s_churn=5", "--cfg", "1.5",
@@ -73,3 +74,18 @@ def test_torchrun_two_ranks_write_the_one_rank_npz(tmp_path, denoiser, capsys):
     assert np.array_equal(one["arr_0"], two["arr_0"])
     assert np.array_equal(one["arr_1"], two["arr_1"])
     assert (tmp_path / "two.png").read_bytes() == (tmp_path / "one.png").read_bytes()
+
+
+def test_latent_model_writes_raw_samples_for_decode(tmp_path, capsys):
+    """A 4-channel (latent) model: --latents writes float samples that latents decode reads."""
+    from maskdit.data.latent_samples import load_latent_samples
+
+    model = build_denoiser(ModelSpec(**{**TINY, "in_channels": 4}), generator=torch.Generator().manual_seed(0))
+    native = save_native(model, tmp_path / "latent")
+    args = [str(native), "--num-samples", "3", "--steps", "2", "--no-progress"]
+    assert sample_main(args + ["--npz", str(tmp_path / "x.npz")]) == 2
+    assert "--latents" in capsys.readouterr().err
+    assert sample_main(args + ["--latents", str(tmp_path / "z.npz")]) == 0
+    z, labels = load_latent_samples(tmp_path / "z.npz", channels=4)
+    assert z.shape == (3, 4, 8, 8) and z.dtype == torch.float32 and torch.isfinite(z).all()
+    assert labels.tolist() == [0, 1, 2]

@@ -64,6 +64,7 @@ def assert_close_groups(got: ckpt.Checkpoint, want: ckpt.Checkpoint) -> None:
     assert torch.equal(got.tensors["rng"]["generator"], want.tensors["rng"]["generator"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_two_ranks_match_one_and_resume_on_one(setup, parallel):
     root, spec_path, single = setup
