@@ -5,11 +5,16 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from maskdit.data.draws import row_seeds
+
 
 class BatchStream:
     """Batch ``k`` of a run is a fixed function of the seed and k: epoch e = k // batches_per_epoch
     uses a permutation drawn from a generator seeded with (seed, e); incomplete tail batches are
-    dropped. Datasets exposing ``images``/``labels`` tensors are sliced directly (no per-item loop)."""
+    dropped. Datasets with a ``draw(ids, seeds=...)`` method (latents, flipped image folders) draw
+    row j of batch k from its own seed ``row_seeds(seed, k, j)``, so a row's draw is the same on
+    any rank and after any resume. Datasets exposing ``images``/``labels`` tensors are sliced
+    directly (no per-item loop)."""
 
     def __init__(self, dataset: Dataset, batch_size: int, *, seed: int) -> None:
         self.size = len(dataset)
@@ -31,8 +36,12 @@ class BatchStream:
         ``rows`` keeps only those rows of the batch (a rank's share), read without loading the rest."""
         epoch, within = divmod(index, self.per_epoch)
         ids = self._permutation(epoch)[within * self.batch_size : (within + 1) * self.batch_size]
+        positions = torch.arange(len(ids))  # places in the global batch, for per-row seeds
         if rows is not None:
-            ids = ids[rows]
+            ids, positions = ids[rows], positions[rows]
+        draw = getattr(self.dataset, "draw", None)
+        if callable(draw):
+            return draw(ids, seeds=row_seeds(self.seed, index, positions))
         images = getattr(self.dataset, "images", None)
         labels = getattr(self.dataset, "labels", None)
         if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):

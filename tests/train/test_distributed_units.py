@@ -109,3 +109,28 @@ def test_sharded_draws_are_the_single_process_draws(world):
     assert torch.equal(torch.cat(totals), expected.total)
     if world > 1:  # each rank's rows get their own noise
         assert not torch.equal(parts.seen[0][0] - y[:8 // world], parts.seen[1][0] - y[8 // world: 16 // world])
+
+
+class DrawingData:
+    """A dataset that draws (like latents): each row's value comes from its own seed."""
+
+    def __init__(self, n=24):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def draw(self, ids, *, generator=None, seeds=None):
+        noise = torch.stack([torch.randn(1, 2, 2, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+        return ids.float().view(-1, 1, 1, 1) + noise, ids.clone()  # [B, 1, 2, 2], [B]
+
+
+def test_drawing_datasets_draw_the_same_rows_on_any_rank():
+    stream = BatchStream(DrawingData(), 8, seed=2)
+    images, labels = stream.batch(5)
+    parts = [stream.batch(5, rows=DistContext(r, 2).rows(8)) for r in range(2)]
+    assert torch.equal(torch.cat([p[0] for p in parts]), images)
+    assert torch.equal(torch.cat([p[1] for p in parts]), labels)
+    later, later_labels = stream.batch(6)
+    noise, later_noise = images - labels.view(-1, 1, 1, 1), later - later_labels.view(-1, 1, 1, 1)
+    assert not torch.allclose(noise, later_noise)  # another batch index, other seeds
