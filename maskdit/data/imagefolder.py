@@ -1,7 +1,7 @@
 """Images in class folders (torchvision's ImageFolder layout), ADM centre crop, [-1, 1].
 
 ``dataset[i]`` is deterministic (no flip). Random flips need randomness, which is passed in:
-``dataset.draw(ids, generator=g)`` returns a batch whose images are mirrored with probability
+``dataset.draw(ids, generator=g)`` (or ``seeds=`` one per row) returns a batch whose images are mirrored with probability
 1/2 each when the dataset was built with ``flip=True``.
 
 An unreadable image raises :class:`CorruptImageError` naming the file when it is read. With
@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from maskdit.data.crop import adm_center_crop, to_tensor
+from maskdit.data.draws import Draws
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +114,16 @@ class ImageFolderDataset(Dataset):
         path, label = self.samples[i]
         return prepare_image(path, self.resolution), label
 
-    def draw(self, ids: torch.Tensor, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, ids, *, generator: torch.Generator | None = None, seeds=None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images [B, 3, R, R] and labels [B] of ``ids``; with ``flip`` each image is mirrored with
-        probability 1/2, decided by ``generator`` (one uniform draw per image)."""
+        probability 1/2, decided by one uniform per image from ``generator`` (whole batch) or from
+        ``seeds`` (int64 [B], one generator per row; see :mod:`maskdit.data.draws`)."""
         ids = torch.as_tensor(ids, dtype=torch.int64).flatten()
+        draws = Draws(len(ids), generator=generator, seeds=seeds)
         images = torch.stack([self[int(i)][0] for i in ids])  # B x [3, R, R] -> [B, 3, R, R]
         if self.flip:
-            mirror = torch.rand(len(ids), generator=generator, device=generator.device).cpu() < 0.5  # [B]
+            mirror = draws.uniform() < 0.5  # [B]
             images[mirror] = images[mirror].flip(-1)
         return images, self.labels[ids]
 

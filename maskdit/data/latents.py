@@ -5,10 +5,13 @@ time an image is used, z = scale * (mean + std * eps) with new Gaussian eps (REF
 section 4). The randomness is passed in:
 
     z, labels = dataset.draw(ids, generator=g)   # [B, C, h, w], [B]
+    z, labels = dataset.draw(ids, seeds=s)       # s: int64 [B], one generator per row
 
 ``draw`` consumes, from ``g`` and in this order: B uniforms for the mirror choice (only when the
-dataset flips), then B * C * h * w normals for eps, drawn on ``g``'s device. The same generator
-state therefore gives the same batch. ``dataset[i]`` (for DataLoader users) returns the stored
+dataset flips), then B * C * h * w normals for eps, drawn on ``g``'s device. With ``seeds`` row
+i draws its uniform and then its C * h * w normals from a CPU generator seeded with ``s[i]``, so a
+row's latent does not depend on which other rows share its batch (or rank). The same generator
+state or seeds therefore give the same batch. ``dataset[i]`` (for DataLoader users) returns the stored
 moments ``cat(mean, logvar)`` [2C, h, w] - eight channels for kl-f8, as the reference stores them -
 so code that forgets the draw fails on the channel count instead of training on the mean.
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from maskdit.data.draws import Draws
 from maskdit.data.shards import LatentManifest, ShardError, check_shard, read_manifest
 
 
@@ -102,28 +106,42 @@ class LatentDataset(Dataset):
             out[chosen] = self.shards[s][name][ids[chosen] - first].float()
         return out
 
-    def posterior(self, ids, *, generator: torch.Generator | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(mean, std, labels) of ``ids``: float32 [B, C, h, w] twice and int64 [B], unscaled.
-
-        With ``flip`` each item is its mirror with probability 1/2 (B uniforms from ``generator``)."""
-        ids = torch.as_tensor(ids, dtype=torch.int64).flatten()
+    def _ids(self, ids) -> torch.Tensor:
+        ids = torch.as_tensor(ids, dtype=torch.int64).flatten().contiguous()
         if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(self)):
             raise IndexError(f"latent ids must lie in 0..{len(self) - 1}")
+        return ids
+
+    def _posterior(self, ids: torch.Tensor, draws: Draws | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mean, logvar = self._gather(ids, "mean"), self._gather(ids, "logvar")
         if self.flip:
-            if generator is None:
-                raise ValueError("flip is on: pass a generator to choose the mirrored copies")
-            mirror = torch.rand(len(ids), generator=generator, device=generator.device).cpu() < 0.5  # [B]
+            if draws is None:
+                raise ValueError("flip is on: pass a generator (or seeds) to choose the mirrored copies")
+            mirror = draws.uniform() < 0.5  # [B]
             if mirror.any():
                 mean[mirror] = self._gather(ids[mirror], "mean_flip")
                 logvar[mirror] = self._gather(ids[mirror], "logvar_flip")
         return mean, torch.exp(0.5 * logvar), self.labels[ids]
 
-    def draw(self, ids, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A training batch: z = scale * (mean + std * eps) [B, C, h, w] float32 and labels [B]."""
-        mean, std, labels = self.posterior(ids, generator=generator)
-        return sample_latents(mean, std, scale=self.scale, generator=generator), labels
+    def posterior(self, ids, *, generator: torch.Generator | None = None, seeds=None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean, std, labels) of ``ids``: float32 [B, C, h, w] twice and int64 [B], unscaled.
+
+        With ``flip`` each item is its mirror with probability 1/2 (one uniform per item)."""
+        ids = self._ids(ids)
+        unseeded = generator is None and seeds is None
+        return self._posterior(ids, None if unseeded else Draws(len(ids), generator=generator, seeds=seeds))
+
+    def draw(self, ids, *, generator: torch.Generator | None = None, seeds=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch: z = scale * (mean + std * eps) [B, C, h, w] float32 and labels [B].
+
+        Randomness from ``generator`` (whole batch) or ``seeds`` (int64 [B], one generator per row,
+        see :func:`maskdit.data.draws.row_seeds`); each stream gives the flip uniform first, then eps."""
+        ids = self._ids(ids)
+        draws = Draws(len(ids), generator=generator, seeds=seeds)
+        mean, std, labels = self._posterior(ids, draws)
+        eps = draws.normal(self.manifest.latent_shape)  # [B, C, h, w]
+        return self.scale * (mean + std * eps), labels
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         if not -len(self) <= i < len(self):

@@ -132,3 +132,12 @@ def test_spec_fields_and_experiment_checks():
     ExperimentSpec.model_validate({"model": model, "data": data})
     with pytest.raises(ValidationError, match="data resolution 64 differs from model.input_size 32"):
         ExperimentSpec.model_validate({"model": model, "data": {**data, "resolution": 64}})
+
+
+def test_seeded_flips_are_per_row(tmp_path):
+    from maskdit.data.draws import row_seeds
+
+    data = ImageFolderDataset(make_image_folder(tmp_path / "imgs"), resolution=16, flip=True)
+    ids, seeds = torch.arange(10), row_seeds(0, 3, torch.arange(10))
+    whole, _ = data.draw(ids, seeds=seeds)
+    assert torch.equal(data.draw(ids[4:], seeds=seeds[4:])[0], whole[4:])

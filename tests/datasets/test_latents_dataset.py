@@ -177,3 +177,21 @@ def test_imagenet_example_is_the_paper_recipe(capsys):
     assert spec.eval.features == "inception" and spec.eval.reference.endswith(".npz") and spec.eval.num_samples == 50_000
     assert main([str(path), "--dry-run"]) == 0
     assert "MaskDiT-XL/2" in capsys.readouterr().out
+
+
+def test_seeded_rows_do_not_depend_on_the_split_of_the_batch(encoded_dir):
+    from maskdit.data.draws import row_seeds
+
+    data = LatentDataset(encoded_dir, flip=True)
+    ids = torch.tensor([3, 8, 0, 5, 5, 1])
+    seeds = row_seeds(7, 12, torch.arange(6))
+    assert len(set(seeds.tolist())) == 6 and not torch.equal(seeds, row_seeds(7, 13, torch.arange(6)))
+    whole, labels = data.draw(ids, seeds=seeds)
+    for rows in (slice(0, 3), slice(3, 6), slice(1, 6, 2)):  # e.g. two ranks' shares, or a strided one
+        part, part_labels = data.draw(ids[rows], seeds=seeds[rows])
+        assert torch.equal(part, whole[rows]) and torch.equal(part_labels, labels[rows])
+    assert not torch.equal(whole[3], whole[4])  # same image, different rows: independent draws
+    with pytest.raises(ValueError, match="exactly one of generator"):
+        data.draw(ids)
+    with pytest.raises(ValueError, match="5 seeds for 6 rows"):
+        data.draw(ids, seeds=seeds[:5])
