@@ -104,7 +104,7 @@ def run_experiment(spec: ExperimentSpec, run_dir: str | Path, *, resume: bool = 
     state = trainer.fit()
     record = None
     if evaluate and spec.eval.num_samples > 0:
-        averaged = trainer.ema_model()  # a collective under FSDP2: every rank takes part
-        if dist.is_main:
+        averaged = trainer.main_ema_model()  # every rank calls it: FSDP2 gathers the shards
+        if averaged is not None:
             record = evaluate_denoiser(averaged, spec, step=state.step, out_dir=run_dir, device=device)
     return JobResult(run_dir=run_dir, state=state, eval=record)

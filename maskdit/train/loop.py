@@ -162,8 +162,8 @@ class Trainer:
             if self.state.step % self.train.checkpoint_every == 0 or self.state.step == total:
                 self.save()
             if self.on_sample is not None and self.train.sample_every and self.state.step % self.train.sample_every == 0:
-                averaged = self.ema_model()  # a collective under FSDP2: every rank takes part
-                if main:
+                averaged = self.main_ema_model()
+                if averaged is not None:
                     self.on_sample(self.state.step, averaged)
         bar.close()
         if main:
@@ -269,6 +269,13 @@ class Trainer:
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
         return ckpt.save_checkpoint(self.ckpt_dir, self.state.step, tensors, state, keep=self.train.keep_checkpoints)
+
+    def main_ema_model(self) -> nn.Module | None:
+        """:meth:`ema_model` on rank 0, None elsewhere; every rank must call it (FSDP2 gathers)."""
+        if not self.dist.is_main and self.template is None:
+            return None
+        averaged = self.ema_model()
+        return averaged if self.dist.is_main else None
 
     def ema_model(self) -> nn.Module:
         """An unwrapped copy of the model holding the EMA weights, in eval mode (under FSDP2 a

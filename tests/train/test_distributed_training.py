@@ -28,8 +28,9 @@ SPEC = {
     # an unmasked phase leaves the mask token unused: DDP and FSDP2 must cope
     "train": {"phases": [{"name": "masked", "steps": 2}, {"name": "unmask", "steps": 2, "masking": {"name": "none"}}],
               "batch_size": 8, "grad_accumulation": 2, "lr": 1e-3, "log_every": 1, "checkpoint_every": 2,
-              "keep_checkpoints": 5, "ema": {"decay": 0.5}},
-    "eval": {"num_samples": 0},
+              "keep_checkpoints": 5, "ema": {"decay": 0.5}, "sample_every": 4},
+    "sampler": {"name": "heun", "steps": 2},
+    "eval": {"num_samples": 0, "grid_per_class": 1},
 }
 TOL = {"rtol": 1e-4, "atol": 1e-6}  # all-reduced means add in another order than one process's
 
@@ -73,6 +74,7 @@ def test_two_ranks_match_one_and_resume_on_one(setup, parallel):
     assert done.stdout.count("trained 4 steps") == 1  # rank 0 alone prints
     two = root / parallel / "tiny"
     one = single.run_dir
+    assert (two / "samples" / "step-00000004.png").exists()  # rank 0 wrote the EMA grid (FSDP2: gathered)
 
     # same weights, EMA and optimizer moments after 2 and 4 steps; same logged losses
     for step in (2, 4):
