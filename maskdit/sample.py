@@ -303,7 +303,8 @@ def _main(args: argparse.Namespace, ctx) -> int:
             args.latents.parent.mkdir(parents=True, exist_ok=True)
             arrays = {"latents": gathered} if labels is None else {"latents": gathered, "labels": labels.numpy()}
             np.savez(args.latents, **arrays)
-            print(f"wrote {args.latents} (latents: float32 {gathered.shape}" + (", labels)" if labels is not None else ")"))
+            print(f"wrote {args.latents} (latents: float32 {gathered.shape}"
+                  + (", labels)" if labels is not None else ")"))
             return 0
         pixels = gathered
         write_grid(pixels, args.out)

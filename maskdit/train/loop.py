@@ -177,13 +177,14 @@ class Trainer:
         distributed = self.dist.is_distributed
         shard = {"shard": self.shard} if distributed else {}
         for micro in range(accumulation):
-            images, labels = self.stream.batch(step * accumulation + micro, rows=self.shard.rows if distributed else None)
+            rows = self.shard.rows if distributed else None
+            images, labels = self.stream.batch(step * accumulation + micro, rows=rows)
             images, labels = images.to(self.device), labels.to(self.device)
             with par.no_sync(self.wrapped, self.parallel, self.dist, sync=micro == accumulation - 1):
                 with self._autocast():
                     result = loss_fn(self.forward_model, images, labels, step=step, generator=self.generator, **shard)
                 loss = result.total.float().mean()
-                if not torch.isfinite(loss) and not distributed:  # ranks must all reach the all-reduce: no early exit
+                if not torch.isfinite(loss) and not distributed:  # every rank must reach the all-reduce
                     finite = False
                     break
                 self.scaler.scale(loss / accumulation).backward()

@@ -50,7 +50,8 @@ def test_generate_batches_of_all_ranks_are_the_single_process_images(denoiser):
     by_start = {}
     for rank in range(3):
         starts = rank_batch_starts(7, 2, rank=rank, world_size=3)
-        for start, (images, labels) in zip(starts, generate_batches(denoiser, sampler, rank=rank, world_size=3, **args)):
+        batches = generate_batches(denoiser, sampler, rank=rank, world_size=3, **args)
+        for start, (images, labels) in zip(starts, batches):
             by_start[start] = images
             assert labels.tolist() == [i % 3 for i in range(start, start + len(images))]
     assert torch.equal(torch.cat([by_start[s] for s in sorted(by_start)]), whole)
@@ -59,8 +60,8 @@ def test_generate_batches_of_all_ranks_are_the_single_process_images(denoiser):
 @pytest.mark.slow
 def test_torchrun_two_ranks_write_the_one_rank_npz(tmp_path, denoiser, capsys):
     native = save_native(denoiser, tmp_path / "tiny")
-    common = [str(native), "--num-samples", "5", "--batch-size", "2", "--steps", "2", "--set", "s_churn=5", "--cfg", "1.5",
-              "--seed", "3", "--no-progress"]
+    common = [str(native), "--num-samples", "5", "--batch-size", "2", "--steps", "2", "--set", "s_churn=5",
+              "--cfg", "1.5", "--seed", "3", "--no-progress"]
     assert sample_main(common + ["--out", str(tmp_path / "one.png"), "--npz", str(tmp_path / "one.npz")]) == 0
     capsys.readouterr()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
