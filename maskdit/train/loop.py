@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from maskdit.train import checkpoint as ckpt
+from maskdit.train.compile import compile_model
 from maskdit.train import parallel as par
 from maskdit.train.batches import BatchStream
 from maskdit.train.distributed import DistContext, Shard, check_batch, mean_over_ranks
@@ -93,7 +94,9 @@ class Trainer:
         self.ema = EMA(self.model, self.train.ema.decay, warmup=self.train.ema.warmup)
         self.generator = torch.Generator(device=self.device).manual_seed(spec.seed)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.train.precision == "fp16")
-        self.forward_model = torch.compile(self.wrapped) if self.train.compile else self.wrapped
+        if self.train.compile:
+            compile_model(self.model)
+        self.forward_model = self.wrapped
         self.state = TrainState()
 
     # ---- set-up ---------------------------------------------------------------------------

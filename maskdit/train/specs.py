@@ -52,7 +52,7 @@ class TrainSpec(SpecModel):
     optimizer: AdamWSpec = Field(AdamWSpec(), description="optimizer")
     ema: EMASpec = Field(EMASpec(), description="exponential moving average of the weights")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision (fp16: CUDA only)")
-    compile: bool = Field(False, description="torch.compile the network (opt-in)")
+    compile: bool = Field(False, description="torch.compile each transformer block (opt-in; regional, state dict unchanged)")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="torch device")
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp", description="data parallelism under torchrun: DDP (replicated) or FSDP2 (sharded weights and optimizer)"
