@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from maskdit.core import build_denoiser
 from maskdit.data import build_dataset
@@ -106,5 +107,7 @@ def run_experiment(spec: ExperimentSpec, run_dir: str | Path, *, resume: bool = 
     if evaluate and spec.eval.num_samples > 0:
         averaged = trainer.main_ema_model()  # every rank calls it: FSDP2 gathers the shards
         if averaged is not None:
-            record = evaluate_denoiser(averaged, spec, step=state.step, out_dir=run_dir, device=device)
+            with tqdm(total=spec.eval.num_samples, disable=not progress, unit="img", desc="evaluating") as bar:
+                record = evaluate_denoiser(averaged, spec, step=state.step, out_dir=run_dir, device=device,
+                                           on_batch=bar.update)
     return JobResult(run_dir=run_dir, state=state, eval=record)
