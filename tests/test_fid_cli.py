@@ -43,7 +43,13 @@ def small_features(monkeypatch):
 @pytest.fixture(scope="module")
 def random_inception(tmp_path_factory):
     path = tmp_path_factory.mktemp("inception") / WEIGHTS_NAME
-    torch.save(FIDInception().net.state_dict(), path)  # random weights, pytorch-fid's file layout
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = FIDInception()
+        for module in model.modules():  # He init: the default one shrinks the features to ~1e-7
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    torch.save(model.net.state_dict(), path)  # random weights, pytorch-fid's file layout
     return path
 
 
@@ -115,8 +121,9 @@ def test_random_inception_wiring_streams_2048_d_features(tmp_path, random_incept
         stats = fid.image_statistics(fid.NpzImages(tmp_path / "s.npz"), extractor, batch_size=2)
     with torch.no_grad():
         direct = extractor(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1)  # [3, 2048]
-    assert stats.dim == 2048 and stats.count == 3
-    np.testing.assert_allclose(stats.mu, direct.double().mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    assert stats.dim == 2048 and stats.count == 3 and float(direct.std(0).max()) > 1e-3
+    np.testing.assert_allclose(stats.mu, direct.double().mean(0).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.diag(stats.sigma), direct.double().var(0).numpy(), rtol=1e-4, atol=1e-9)
     # reference statistics of another network are refused before any image is processed
     save_stats(tmp_path / "ref12.npz", FeatureStats.from_features(features_of(images(20, 6))))
     assert fid.main([str(tmp_path / "s.npz"), str(tmp_path / "ref12.npz"), "--no-progress"]) == 2
