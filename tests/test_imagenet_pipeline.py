@@ -4,8 +4,9 @@ The commands are read from the README itself (its ```bash blocks), so the two ca
 the fast test checks that each one's module accepts its flags (and that the spec overrides
 validate); the slow test runs them all, in order, in one process on the CPU, with the paths
 and sizes swapped for toy ones (a random tiny VAE and FID Inception, 20 PNGs of 2 classes at
-16 px, a tiny MaskDiT derived from the example spec). torchrun's multi-rank launches are
-covered by the 2-rank training and sampling tests; here each command runs as one process.
+16 px, a tiny MaskDiT derived from the example spec). The encode command is launched by
+torchrun with 2 gloo ranks (and compared with one process); the other commands run in this
+process, their torchrun launches being covered by the 2-rank training and sampling tests.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,9 +149,18 @@ def test_readme_pipeline_runs_at_toy_scale(tmp_path, monkeypatch, capsys):
             make_reference(tmp_path / "data" / "VIRTUAL_imagenet256_labeled.npz", vae_dir,
                            leading_features(tmp_path / "weights" / WEIGHTS_NAME, "cpu")[0])
         argv = toy(args, places)
+        if index == 0:  # the one real torchrun launch: 2 gloo ranks share the shards
+            torchrun_encode(argv + ["--shard-size", "8"], tmp_path)
+            argv += ["--shard-size", "8", "--out", "data/one-rank-latents"]  # and one process, to compare
         code = importlib.import_module(module).main(argv)
         out = capsys.readouterr()
         assert code == 0, f"{module} {shlex.join(argv)}:\n{out.out[-2000:]}\n{out.err[-2000:]}"
+        if index == 0:
+            two, one = tmp_path / "data" / "imagenet256-latents", tmp_path / "data" / "one-rank-latents"
+            shards = sorted(p.name for p in two.glob("*.safetensors"))
+            assert shards == sorted(p.name for p in one.glob("*.safetensors")) and len(shards) == 3
+            for name in shards:  # the same bytes whichever rank encoded them
+                assert (two / name).read_bytes() == (one / name).read_bytes(), name
         if index == 1:  # lose the last checkpoint, as if interrupted: the --resume command retrains step 3
             run = tmp_path / "runs" / "imagenet256-maskdit-xl2"
             assert latest_checkpoint(run / "checkpoints").name == "step-00000003"
@@ -168,6 +181,15 @@ def test_readme_pipeline_runs_at_toy_scale(tmp_path, monkeypatch, capsys):
     assert record["num_samples"] == 10 and record["feature_dim"] == FEATURES
     assert 1e-4 < record["fid"] < 1e3  # an untrained model's samples are not the training images
     assert Path(record["inception_weights"]).resolve() == (tmp_path / "weights" / WEIGHTS_NAME).resolve()
+
+
+def torchrun_encode(argv: list[str], cwd: Path) -> None:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "maskdit.latents", *argv]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=cwd,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[rank 1]" in done.stdout and done.stdout.count("wrote") == 1  # rank 1 encoded; rank 0 wrote the manifest
 
 
 def make_reference(path: Path, vae_dir: Path, extractor) -> None:
