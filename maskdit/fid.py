@@ -1,4 +1,4 @@
-"""``python -m maskdit.fid SAMPLES.npz REFERENCE.npz [--inception-weights PATH] [--batch-size 250] [--device D] [--json OUT]``.
+"""``python -m maskdit.fid SAMPLES.npz REFERENCE.npz [--inception-weights PATH] [--batch-size 250] [--json OUT]``.
 
 Inception FID (Heusel et al. 2017) of a sample batch against a reference, the way ADM's
 evaluator and pytorch-fid compute it: pool3 features of the FID Inception network, their mean
@@ -62,7 +62,8 @@ class NpzImages:
     def __init__(self, path: Path, *, key: str = IMAGE_KEY) -> None:
         keys = npz_keys(path)
         if key not in keys:
-            raise InputError(f"{path}: no {key!r} array (it holds {sorted(keys)}); expected {key} uint8 [N, H, W, 3] images")
+            raise InputError(f"{path}: no {key!r} array (it holds {sorted(keys)}); "
+                             f"expected {key} uint8 [N, H, W, 3] images")
         self.path, self.key = path, key
         with self._open() as handle:
             self.shape, fortran, self.dtype = _read_npy_header(handle, path)
@@ -166,16 +167,19 @@ def reference_source(path: Path) -> NpzImages | FeatureStats:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m maskdit.fid", description=__doc__.split("\n\n")[1].replace("\n", " "))
+    description = __doc__.split("\n\n")[1].replace("\n", " ")
+    parser = argparse.ArgumentParser(prog="python -m maskdit.fid", description=description)
     parser.add_argument("samples", type=Path, help="ADM sample batch: .npz with arr_0 uint8 [N, H, W, 3]")
     parser.add_argument("reference", type=Path,
-                        help="reference .npz: statistics (mu, sigma; e.g. VIRTUAL_imagenet256_labeled.npz) or images (arr_0)")
+                        help="reference .npz: statistics (mu, sigma; e.g. VIRTUAL_imagenet256_labeled.npz) "
+                             "or images (arr_0)")
     parser.add_argument("--inception-weights", type=Path, default=None, metavar="PATH",
                         help="local FID Inception weights (.pth / .safetensors); default $MASKDIT_INCEPTION_WEIGHTS, "
                              "then the maskdit cache")
     parser.add_argument("--batch-size", type=int, default=250, help="images per Inception forward pass (default 250)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the result as JSON to this file")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT",
+                        help="also write the result as JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
