@@ -119,19 +119,26 @@ def encode(args: argparse.Namespace) -> int:
 
 
 def decode(args: argparse.Namespace) -> int:
-    from maskdit.data.latent_samples import load_latent_samples, write_adm_npz, write_png_grid
-    from maskdit.data.vae import decode_latents, load_vae, scaling_factor, vae_config
+    import numpy as np
+    import torch
+
+    from maskdit.data.latent_samples import load_latent_samples, to_uint8_nhwc, write_adm_npz, write_png_grid
+    from maskdit.data.vae import iter_decoded, load_vae, scaling_factor, vae_config
 
     vae = load_vae(args.vae, device=_device(args.device))
     scale = args.scale if args.scale is not None else scaling_factor(vae)
     z, labels = load_latent_samples(args.samples, channels=int(vae_config(vae)["latent_channels"]))
     print(f"decoding {len(z)} latents {tuple(z.shape[1:])} with scale {scale:g}", flush=True)
-    images = decode_latents(vae, z, scale=scale, batch_size=args.batch_size)
-    npz = write_adm_npz(args.out / "samples.npz", images, labels)
-    print(f"wrote {npz} (arr_0: uint8 {tuple(images.shape[0:1]) + tuple(images.shape[2:]) + (3,)} NHWC"
-          + (", arr_1: labels)" if labels is not None else ")"))
+    pixels, shown = [], []  # 8-bit chunks only: the float images never sit in memory all at once
+    for chunk in iter_decoded(vae, z, scale=scale, batch_size=args.batch_size):
+        pixels.append(to_uint8_nhwc(chunk))
+        if sum(len(c) for c in shown) < args.grid:
+            shown.append(chunk[: args.grid - sum(len(c) for c in shown)])
+    arr = np.concatenate(pixels)
+    npz = write_adm_npz(args.out / "samples.npz", arr, labels)
+    print(f"wrote {npz} (arr_0: uint8 {tuple(arr.shape)} NHWC" + (", arr_1: labels)" if labels is not None else ")"))
     if args.grid:
-        grid = write_png_grid(args.out / "grid.png", images[: args.grid])
+        grid = write_png_grid(args.out / "grid.png", torch.cat(shown))
         print(f"wrote {grid}")
     return 0
 

@@ -77,9 +77,13 @@ def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     return pixels.permute(0, 2, 3, 1).contiguous().numpy()  # [N, C, H, W] -> [N, H, W, C]
 
 
-def write_adm_npz(path: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor | None = None) -> Path:
-    """Images [N, 3, H, W] in [-1, 1] as ADM's evaluation batch: arr_0 uint8 NHWC (+ arr_1 labels)."""
-    arrays = {"arr_0": to_uint8_nhwc(images)}
+def write_adm_npz(path: str | os.PathLike, images: torch.Tensor | np.ndarray, labels: torch.Tensor | None = None) -> Path:
+    """Images as ADM's evaluation batch: arr_0 uint8 NHWC (+ arr_1 labels). ``images`` is float
+    [N, 3, H, W] in [-1, 1], or already uint8 [N, H, W, 3] (see :func:`to_uint8_nhwc`)."""
+    pixels = images if isinstance(images, np.ndarray) else to_uint8_nhwc(images)
+    if pixels.dtype != np.uint8 or pixels.ndim != 4:
+        raise ValueError(f"expected uint8 [N, H, W, C] pixels, got {pixels.dtype} {pixels.shape}")
+    arrays = {"arr_0": pixels}
     if labels is not None:
         arrays["arr_1"] = labels.numpy()
 

@@ -8,6 +8,8 @@ to the diffusion model are the posterior sample times the config's ``scaling_fac
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import hashlib
 import json
 import os
@@ -68,6 +70,12 @@ def encode_posterior(vae, images: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 def decode_latents(vae, z: torch.Tensor, *, scale: float, batch_size: int = 32) -> torch.Tensor:
     """Scaled latents [N, C, h, w] (as the diffusion model sees them) -> images float32 [N, 3, H, W]
     in [-1, 1] on the CPU, decoded ``batch_size`` at a time."""
+    return torch.cat(list(iter_decoded(vae, z, scale=scale, batch_size=batch_size)))
+
+
+def iter_decoded(vae, z: torch.Tensor, *, scale: float, batch_size: int = 32) -> Iterator[torch.Tensor]:
+    """Like :func:`decode_latents`, one chunk [<=batch_size, 3, H, W] at a time, so a caller can
+    convert each to 8 bits before the next (50k float images at 256 px would need ~40 GB)."""
     if z.ndim != 4:
         raise ValueError(f"expected latents [N, C, h, w], got {tuple(z.shape)}")
     channels = vae_config(vae)["latent_channels"]
@@ -75,8 +83,6 @@ def decode_latents(vae, z: torch.Tensor, *, scale: float, batch_size: int = 32) 
         raise ValueError(f"the VAE takes {channels}-channel latents, got {z.shape[1]} channels {tuple(z.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out = []
     for chunk in z.split(batch_size):
         decoded = vae.decode(chunk.to(vae.device, vae.dtype) / scale).sample
-        out.append(decoded.float().clamp(-1, 1).cpu())
-    return torch.cat(out)
+        yield decoded.float().clamp(-1, 1).cpu()
