@@ -112,6 +112,7 @@ def toy(args: list[str], places: dict[str, str]) -> list[str]:
 def test_readme_pipeline_runs_at_toy_scale(tmp_path, monkeypatch, capsys):
     pytest.importorskip("diffusers")
     import torch
+    from safetensors.torch import load_file
 
     from maskdit import fid
     from maskdit.eval.inception import WEIGHTS_NAME, FIDInception
@@ -159,8 +160,11 @@ def test_readme_pipeline_runs_at_toy_scale(tmp_path, monkeypatch, capsys):
             two, one = tmp_path / "data" / "imagenet256-latents", tmp_path / "data" / "one-rank-latents"
             shards = sorted(p.name for p in two.glob("*.safetensors"))
             assert shards == sorted(p.name for p in one.glob("*.safetensors")) and len(shards) == 3
-            for name in shards:  # the same bytes whichever rank encoded them
-                assert (two / name).read_bytes() == (one / name).read_bytes(), name
+            for name in shards:  # the same contents whichever rank encoded them (conv results may differ
+                a, b = load_file(two / name), load_file(one / name)  # in the last bit with the thread count)
+                assert a.keys() == b.keys(), name
+                for key in a:
+                    torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
         if index == 1:  # lose the last checkpoint, as if interrupted: the --resume command retrains step 3
             run = tmp_path / "runs" / "imagenet256-maskdit-xl2"
             assert latest_checkpoint(run / "checkpoints").name == "step-00000003"
