@@ -183,20 +183,13 @@ def sample_images(denoiser, sampler, *, n: int, batch_size: int, labels: torch.T
 def sample_batches(denoiser, sampler, *, n: int, batch_size: int, labels: torch.Tensor | None, seed: int,
                    device: str | torch.device, rank: int = 0, world_size: int = 1):
     """Yield this rank's batches [B, C, H, W] (float32, CPU) in order; see :func:`rank_batch_starts`."""
-    from maskdit.eval.sampling import image_seed, rank_batch_starts
-    from maskdit.samplers import per_sample_noise_sampler
+    from maskdit.eval.sampling import generate_batches
 
     shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
-    for start in rank_batch_starts(n, batch_size, rank=rank, world_size=world_size):
-        stop = min(start + batch_size, n)
-        generators = [torch.Generator().manual_seed(image_seed(seed, i)) for i in range(start, stop)]
-        noise = torch.stack([torch.randn(shape, generator=g) for g in generators])  # B x [C, H, W] -> [B, C, H, W]
-        draw = per_sample_noise_sampler(generators, noise)  # CPU generators: the same draws on any device
-        batch_labels = None if labels is None else labels[start:stop].to(device)
-        with torch.no_grad():
-            images = sampler(denoiser, noise.to(device), labels=batch_labels,
-                             noise_sampler=lambda s, s_next: draw(s, s_next).to(device))
-        yield images.float().cpu()
+    for images, _ in generate_batches(denoiser, sampler, num_samples=n, batch_size=batch_size, shape=shape,
+                                      num_classes=0, seed=seed, device=device, rank=rank, world_size=world_size,
+                                      labels=labels):
+        yield images
 
 
 def gather_batches(batches, convert, *, n: int, batch_size: int, ctx, progress: bool) -> np.ndarray | None:

@@ -56,11 +56,16 @@ def generate_batches(
     device: str | torch.device = "cpu",
     rank: int = 0,
     world_size: int = 1,
+    labels: torch.Tensor | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yield (images [B, C, H, W] on the CPU, labels [B] or None) until ``num_samples`` are drawn;
-    with ``world_size`` > 1 only the batches of ``rank`` (see :func:`rank_batch_starts`)."""
+    with ``world_size`` > 1 only the batches of ``rank`` (see :func:`rank_batch_starts`).
+    ``labels`` [num_samples]: the class of each image (default: balanced over ``num_classes``)."""
     starts = rank_batch_starts(num_samples, batch_size, rank=rank, world_size=world_size)
-    labels = balanced_labels(num_samples, num_classes)
+    if labels is None:
+        labels = balanced_labels(num_samples, num_classes)
+    elif labels.shape != (num_samples,):
+        raise ValueError(f"labels must have shape [{num_samples}], got {tuple(labels.shape)}")
     for start in starts:
         stop = min(start + batch_size, num_samples)
         generators = [torch.Generator().manual_seed(image_seed(seed, i)) for i in range(start, stop)]
