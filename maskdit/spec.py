@@ -52,6 +52,11 @@ class ExperimentSpec(SpecModel):
                 raise ValueError(
                     f"the dsm loss uses sigma_data {term.sigma_data} but model.sigma_data is {self.model.sigma_data}"
                 )
+        if self.model.num_classes == 0 and self.sampler.cfg_scale != 1.0:
+            raise ValueError(
+                f"sampler.cfg_scale is {self.sampler.cfg_scale} but the model is unconditional (num_classes 0); "
+                "guidance needs labels: set cfg_scale to 1"
+            )
         if self.data.channels != self.model.in_channels:
             raise ValueError(
                 f"data has {self.data.channels} channel(s) but model.in_channels is {self.model.in_channels}"

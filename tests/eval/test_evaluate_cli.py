@@ -78,7 +78,7 @@ def test_samples_do_not_depend_on_the_batch_size():
 
 
 def test_unconditional_model_skips_class_accuracy(tmp_path):
-    spec = tiny_spec("model.num_classes=0", "eval.num_samples=8", 'eval.metrics=["fid","class_accuracy"]')
+    spec = tiny_spec("model.num_classes=0", "sampler.cfg_scale=1", "eval.num_samples=8", 'eval.metrics=["fid","class_accuracy"]')
     denoiser = build_denoiser(spec.model).train()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
