@@ -51,6 +51,16 @@ def check_dtype(dtype: torch.dtype | None, x: torch.Tensor) -> torch.dtype:
     return dtype
 
 
+def prepare(x: torch.Tensor, sigmas: torch.Tensor, labels: torch.Tensor | None,
+            dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """The checks and set-up every sampler starts with: (float64 state, float64 sigmas on x's
+    device, the dtype the denoiser is called in and the result returned in)."""
+    check_inputs(x, sigmas)
+    check_labels(labels, x.shape[0])
+    model_dtype = check_dtype(dtype, x)
+    return x.to(torch.float64), sigmas.to(device=x.device, dtype=torch.float64), model_dtype
+
+
 def check_labels(labels: torch.Tensor | None, batch_size: int) -> None:
     if labels is None:
         return

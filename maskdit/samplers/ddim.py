@@ -10,10 +10,8 @@ from maskdit.samplers.common import (
     Callback,
     DenoiserFn,
     NoiseSampler,
-    check_dtype,
-    check_inputs,
-    check_labels,
     denoise,
+    prepare,
     draw_noise,
     resolve_noise_sampler,
     step_info,
@@ -44,14 +42,10 @@ def sample_ddim(
     so eta = 0 is the Euler step of the probability-flow ODE and eta = 1 is the DDPM posterior
     step (same result as ``sample_ddpm``). Noise is drawn only when u > 0.
     """
-    check_inputs(x, sigmas)
-    check_labels(labels, x.shape[0])
+    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
     if not (math.isfinite(eta) and 0.0 <= eta <= 1.0):
         raise ValueError(f"eta must be in [0, 1], got {eta!r}")
-    model_dtype = check_dtype(dtype, x)
-    sigmas = sigmas.to(device=x.device, dtype=torch.float64)
     noise_sampler = resolve_noise_sampler(noise_sampler, generator, x)
-    state = x.to(torch.float64)
     for i in range(sigmas.numel() - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = denoise(denoiser, state, sigma, labels, model_dtype)

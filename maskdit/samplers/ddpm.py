@@ -8,10 +8,8 @@ from maskdit.samplers.common import (
     Callback,
     DenoiserFn,
     NoiseSampler,
-    check_dtype,
-    check_inputs,
-    check_labels,
     denoise,
+    prepare,
     draw_noise,
     resolve_noise_sampler,
     step_info,
@@ -46,12 +44,8 @@ def sample_ddpm(
     i.e. x = sqrt(1 + sigma_0^2) * noise for the exact VP start (sigma_0 * noise differs by a
     factor sqrt(1 + 1 / sigma_0^2), 1 + 2e-5 for DDPM's sigma_0 = 157).
     """
-    check_inputs(x, sigmas)
-    check_labels(labels, x.shape[0])
-    model_dtype = check_dtype(dtype, x)
-    sigmas = sigmas.to(device=x.device, dtype=torch.float64)
+    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
     noise_sampler = resolve_noise_sampler(noise_sampler, generator, x)
-    state = x.to(torch.float64)
     for i in range(sigmas.numel() - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = denoise(denoiser, state, sigma, labels, model_dtype)

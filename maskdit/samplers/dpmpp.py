@@ -8,10 +8,8 @@ from maskdit.samplers.common import (
     Callback,
     DenoiserFn,
     NoiseSampler,
-    check_dtype,
-    check_inputs,
-    check_labels,
     denoise,
+    prepare,
     step_info,
 )
 
@@ -37,11 +35,7 @@ def sample_dpmpp_2m(
     in the reference solver with ``lower_order_final``. Deterministic; ``noise_sampler`` and
     ``generator`` are accepted for a uniform signature and never used.
     """
-    check_inputs(x, sigmas)
-    check_labels(labels, x.shape[0])
-    model_dtype = check_dtype(dtype, x)
-    sigmas = sigmas.to(device=x.device, dtype=torch.float64)
-    state = x.to(torch.float64)
+    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
     previous: torch.Tensor | None = None
     h_previous: torch.Tensor | None = None
     for i in range(sigmas.numel() - 1):

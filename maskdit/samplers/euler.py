@@ -9,11 +9,9 @@ from maskdit.samplers.common import (
     DenoiserFn,
     NoiseSampler,
     check_churn,
-    check_dtype,
-    check_inputs,
-    check_labels,
     churn,
     denoise,
+    prepare,
     resolve_noise_sampler,
     step_info,
 )
@@ -38,14 +36,10 @@ def sample_euler(
     """x_{i+1} = x_hat + (t_{i+1} - t_hat) (x_hat - D(x_hat; t_hat)) / t_hat (EDM eq. 4 with
     sigma(t) = t, Algorithm 2 lines 4-8); churn as in ``sample_heun``. N denoiser calls.
     In sigma space this is also DDIM with eta = 0 (Song et al. 2021; Karras et al. 2022, sec. 3)."""
-    check_inputs(x, sigmas)
-    check_labels(labels, x.shape[0])
+    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
     check_churn(s_churn, s_tmin, s_tmax, s_noise)
-    model_dtype = check_dtype(dtype, x)
-    sigmas = sigmas.to(device=x.device, dtype=torch.float64)
     noise_sampler = resolve_noise_sampler(noise_sampler, generator, x)
     num_steps = sigmas.numel() - 1
-    state = x.to(torch.float64)
     for i in range(num_steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         state_hat, sigma_hat = churn(state, sigma, num_steps, noise_sampler,

@@ -9,11 +9,9 @@ from maskdit.samplers.common import (
     DenoiserFn,
     NoiseSampler,
     check_churn,
-    check_dtype,
-    check_inputs,
-    check_labels,
     churn,
     denoise,
+    prepare,
     resolve_noise_sampler,
     step_info,
 )
@@ -43,14 +41,10 @@ def sample_heun(
     t_{i+1} = 0. ``x`` enters as sigmas[0] * noise; 2N - 1 denoiser calls for the usual
     schedule ending in 0. Deterministic when s_churn = 0 (no noise is drawn).
     """
-    check_inputs(x, sigmas)
-    check_labels(labels, x.shape[0])
+    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
     check_churn(s_churn, s_tmin, s_tmax, s_noise)
-    model_dtype = check_dtype(dtype, x)
-    sigmas = sigmas.to(device=x.device, dtype=torch.float64)
     noise_sampler = resolve_noise_sampler(noise_sampler, generator, x)
     num_steps = sigmas.numel() - 1
-    state = x.to(torch.float64)
     for i in range(num_steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         state_hat, sigma_hat = churn(state, sigma, num_steps, noise_sampler,
