@@ -1,0 +1,68 @@
+"""benchmarks/samplers.py on a tiny (untrained) checkpoint: rows per sampler and NFE, the JSON, the table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from maskdit.core import build_denoiser
+from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
+from maskdit.train.checkpoint import save_checkpoint
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "samplers.py"
+TINY = [
+    "model.depth=1", "model.hidden_size=32", "model.num_heads=1", "model.patch_size=8", "model.decoder_depth=1",
+    "model.decoder_hidden_size=32", "model.decoder_num_heads=1", "eval.batch_size=16",
+]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("samplers_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    spec = ExperimentSpec.model_validate(apply_overrides(load_spec_dict("default"), TINY))
+    state = build_denoiser(spec.model).state_dict()
+    ema = {name: value.clone() * 0.5 for name, value in state.items()}
+    return save_checkpoint(tmp_path / "run" / "checkpoints", 7, {"model": state, "ema": ema},
+                           {"step": 7, "spec": spec.model_dump(mode="json")}, keep=1)
+
+
+def test_benchmark_rows_json_and_table(bench, checkpoint, tmp_path, capsys):
+    out = tmp_path / "samplers.json"
+    code = bench.main(["--checkpoint", str(checkpoint), "--samplers", "heun", "ddim", "--nfe", "3", "5",
+                       "--num-samples", "20", "--out", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert result["complete"] and result["num_samples"] == 20 and result["cfg_scale"] == 3.0 and result["step"] == 7
+    assert sorted((r["sampler"], r["nfe"]) for r in rows) == [("ddim", 3), ("ddim", 5), ("heun", 3), ("heun", 5)]
+    for row in rows:  # the NFE recorded is the one the sampler reports for its step count
+        _, sampler = bench.build_section(row["sampler_spec"], 10)
+        assert sampler.num_evaluations == row["nfe"] and sampler.steps == row["steps"]
+        assert math.isfinite(row["fid"]) and 0 <= row["class_accuracy"] <= 1 and row["seconds"] > 0
+    assert {r["steps"] for r in rows if r["sampler"] == "heun"} == {2, 3}  # heun: NFE = 2 steps - 1
+    assert {r["schedule"] for r in rows} == {"karras", "ddpm"}  # native schedules
+    printed = capsys.readouterr().out
+    assert "sampler" in printed and "class acc" in printed and printed.count("heun ") >= 4
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_missing_checkpoint_exits_2(bench, tmp_path, capsys):
+    assert bench.main(["--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_steps_for_nfe_picks_the_nearest(bench):
+    assert bench.steps_for_nfe("heun", 9, 3.0, "native") == 5
+    assert bench.steps_for_nfe("heun", 6, 3.0, "native") == 3  # 5 and 7 are equally near: the cheaper
+    assert bench.steps_for_nfe("ddpm", 19, 3.0, "native") == 19
