@@ -39,14 +39,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its O
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _steps import machine  # noqa: E402  (the benchmarks' shared helpers)
 
 SAMPLER_NAMES = ("heun", "euler", "dpmpp_2m", "ddim", "ddpm")
 EDM_SAMPLERS = ("heun", "euler", "dpmpp_2m")
@@ -55,14 +56,6 @@ DEFAULT_NFE, QUICK_NFE = (5, 9, 19, 39), (5, 19)
 DEFAULT_SAMPLES, QUICK_SAMPLES = 500, 100
 METRICS = ("fid", "class_accuracy")
 EXIT_BAD_INPUT = 2
-
-
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def sampler_section(name: str, steps: int, cfg_scale: float, schedule: str) -> dict:
