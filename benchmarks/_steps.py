@@ -8,13 +8,16 @@ CUDA; on CUDA every timed step is bracketed by torch.cuda.synchronize().
 from __future__ import annotations
 
 import contextlib
+import copy
 import platform
+import statistics
 import subprocess
 import time
 
 import torch
 import torch.nn.functional as F
 
+from maskdit.core import compile_blocks, count_parameters, training_flops
 from maskdit.masking import ConstantRatio, RandomMasking
 
 VARIANTS = ("eager", "eager+bf16", "compiled", "compiled+bf16")
@@ -66,6 +69,25 @@ def make_step(denoiser, ratio, variant, batch, generator, *, optimizer=None, att
             optimizer.step()
 
     return step
+
+
+def compiled_sharing_weights(model):
+    """A copy of ``model`` with each transformer block compiled that shares its parameters and buffers,
+    so eager and compiled variants of a preset hold one set of weights and gradients."""
+    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return compile_blocks(copy.deepcopy(model, memo=shared))
+
+
+def timing_row(spec, preset, variant, ratio, batch, samples_ms) -> dict:
+    """The fields every step-time row has: times, images/s, parameters, FLOPs and the FLOP ratio vs r = 0."""
+    median = statistics.median(samples_ms)
+    flops = training_flops(spec, mask_ratio=ratio)
+    return {
+        "preset": preset, "variant": variant, "mask_ratio": ratio, "batch": batch,
+        "median_ms": median, "min_ms": min(samples_ms), "samples_ms": samples_ms,
+        "images_per_s": batch / (median / 1000), "params_M": count_parameters(spec) / 1e6,
+        "train_GMACs_per_sample": flops / 1e9, "flop_ratio_vs_unmasked": flops / training_flops(spec, mask_ratio=0.0),
+    }
 
 
 def sync(device) -> None:

@@ -28,10 +28,8 @@ os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # CPU --tiny on a shared machine (see train_step.py)
 
 import argparse  # noqa: E402
-import copy  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -40,10 +38,11 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _steps import (  # noqa: E402
-    format_table, machine, make_step, peak_cuda_bytes, saved_activation_bytes, state_bytes, sync, timed_ms,
+    compiled_sharing_weights, format_table, machine, make_step, peak_cuda_bytes, saved_activation_bytes, state_bytes,
+    sync, timed_ms, timing_row,
 )
 
-from maskdit.core import ModelSpec, build_denoiser, compile_blocks, count_parameters, training_flops  # noqa: E402,I001
+from maskdit.core import ModelSpec, build_denoiser  # noqa: E402,I001
 
 CONFIGS = (("MaskDiT-XL/2", (0.5, 0.0)), ("DiT-XL/2", (0.0,)))
 TINY_MODEL = {"input_size": 16, "depth": 1, "hidden_size": 64, "num_heads": 2, "decoder_depth": 1,
@@ -116,16 +115,8 @@ def measure(denoiser, model, optimizer, preset, variant, ratio, batch, args, gen
     else:
         memory = saved_activation_bytes(step) + state_bytes(model, optimizer)
     samples = [timed_ms(step, device) for _ in range(args.steps)]
-    spec = model.spec
-    flops = training_flops(spec, mask_ratio=ratio)
-    median = statistics.median(samples)
-    return {
-        "preset": preset, "variant": variant, "mask_ratio": ratio, "batch": batch,
-        "median_ms": median, "min_ms": min(samples), "samples_ms": samples,
-        "images_per_s": batch / (median / 1000), "memory_GiB": memory / 2**30,
-        "params_M": count_parameters(spec) / 1e6, "train_GMACs_per_sample": flops / 1e9,
-        "flop_ratio_vs_unmasked": flops / training_flops(spec, mask_ratio=0.0), "warmup_s": warmup_s,
-    }
+    return {**timing_row(model.spec, preset, variant, ratio, batch, samples), "memory_GiB": memory / 2**30,
+            "warmup_s": warmup_s}
 
 
 def run_preset(preset, ratios, args, device, attention, notes) -> list[dict]:
@@ -152,9 +143,7 @@ def run_preset(preset, ratios, args, device, attention, notes) -> list[dict]:
                 continue
             denoiser = model
             if variant.startswith("compiled"):
-                if compiled is None:
-                    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-                    compiled = compile_blocks(copy.deepcopy(model, memo=shared))
+                compiled = compiled or compiled_sharing_weights(model)
                 denoiser = compiled
             size = batch
             while size:

@@ -146,12 +146,12 @@ def format_table(rows: list[dict]) -> str:
 
 
 def write_plot(rows: list[dict], path: Path) -> Path:
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_fid, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4), layout="tight")  # no pyplot: no global backend or figure state
+    FigureCanvasAgg(fig)
+    ax_fid, ax_acc = fig.subplots(1, 2)
     for name in dict.fromkeys(r["sampler"] for r in rows):
         mine = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
         label = f"{name} ({mine[0]['schedule']})"
@@ -165,9 +165,7 @@ def write_plot(rows: list[dict], path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     ax_fid.set_yscale("log")
     ax_fid.legend()
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -203,7 +201,7 @@ def main(argv=None) -> int:
     from maskdit.evaluate import InputError
 
     if not args.checkpoint.exists():
-        print(f"error: checkpoint {args.checkpoint} not found (train one with `make demo` / python -m maskdit.train, "
+        print(f"error: checkpoint {args.checkpoint} not found (train one with `make demo` / python -m maskdit.build, "
               f"or pass --checkpoint)", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:

@@ -38,10 +38,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
 
 import argparse  # noqa: E402
-import copy  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -50,11 +48,12 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _steps import (  # noqa: E402
-    VARIANTS, format_table, machine, make_step, peak_cuda_bytes, saved_activation_bytes, state_bytes, timed_ms,
+    VARIANTS, compiled_sharing_weights, format_table, machine, make_step, peak_cuda_bytes, saved_activation_bytes,
+    state_bytes, timed_ms, timing_row,
 )
 
 from maskdit.core import (  # noqa: E402,I001
-    MODEL_PRESETS, ModelSpec, build_denoiser, compile_blocks, count_parameters, training_flops,
+    MODEL_PRESETS, ModelSpec, build_denoiser,
 )
 
 REFERENCE_MS = {"MaskDiT-S/2": {0.5: 2126.0, 0.0: 2615.0}}  # REFERENCE.md sec. 6, reference code, recorded
@@ -83,9 +82,7 @@ def build_configs(preset, args, generator, optimizer=False):
     configs = []
     for variant in args.variants:
         if variant.startswith("compiled"):
-            if compiled is None:
-                shared = {id(t): t for t in [*base.parameters(), *base.buffers()]}
-                compiled = compile_blocks(copy.deepcopy(base, memo=shared))
+            compiled = compiled or compiled_sharing_weights(base)
             denoiser = compiled
         else:
             denoiser = base
@@ -112,17 +109,9 @@ def run_group(configs, args):
             times[(preset, variant, ratio)].append(timed_ms(step, args.device))
     rows = []
     for (preset, variant, ratio), samples in times.items():
-        spec = ModelSpec(preset=preset, **args.model)
         saved, state, peak = memory[(preset, variant, ratio)]
-        median = statistics.median(samples)
-        flops = training_flops(spec, mask_ratio=ratio)
         rows.append({
-            "preset": preset, "variant": variant, "mask_ratio": ratio, "batch": args.batch,
-            "median_ms": median, "min_ms": min(samples), "samples_ms": samples,
-            "images_per_s": args.batch / (median / 1000),
-            "params_M": count_parameters(spec) / 1e6,
-            "train_GMACs_per_sample": flops / 1e9,
-            "flop_ratio_vs_unmasked": flops / training_flops(spec, mask_ratio=0.0),
+            **timing_row(ModelSpec(preset=preset, **args.model), preset, variant, ratio, args.batch, samples),
             "saved_activations_MiB": saved / 2**20,
             "state_MiB": state / 2**20,
             "memory_MiB": (peak if peak is not None else saved + state) / 2**20,
