@@ -62,7 +62,7 @@ ALL_SIZES = ("S", "B", "L", "XL")
 
 
 def resolve_presets(names: list[str]) -> list[str]:
-    """``all`` = every registered family (DiT, MaskDiT, MaskDiT-lite) at S/B/L/XL, patch 2."""
+    """``all`` = every registered family (DiT, MaskDiT, MaskDiT-lite, TREAD, SPRINT, Deferred) at S/B/L/XL, patch 2."""
     if names != ["all"]:
         return names
     families = sorted({name.rsplit("-", 1)[0] for name in MODEL_PRESETS}, key=len)

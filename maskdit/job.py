@@ -48,7 +48,8 @@ def phase_loss(spec: ExperimentSpec) -> Callable[[Phase], Callable]:
         masking = override.masking if override is not None and override.masking is not None else spec.masking
         terms = override.loss_terms if override is not None and override.loss_terms is not None else spec.losses.terms
         objective = build_objective(spec.losses.model_copy(update={"terms": terms}), masking=masking,
-                                    patch_size=spec.model.patch_size, num_classes=spec.model.num_classes)
+                                    patch_size=spec.model.patch_size, num_classes=spec.model.num_classes,
+                                    loss_tokens=spec.model.routing.loss_tokens)
         sharded = ShardedObjective(objective)
         conditional = spec.model.num_classes > 0
 

@@ -52,6 +52,7 @@ class ExperimentSpec(SpecModel):
                 raise ValueError(
                     f"the dsm loss uses sigma_data {term.sigma_data} but model.sigma_data is {self.model.sigma_data}"
                 )
+        self._losses_fit_routing()
         if self.model.num_classes == 0 and self.sampler.cfg_scale != 1.0:
             raise ValueError(
                 f"sampler.cfg_scale is {self.sampler.cfg_scale} but the model is unconditional (num_classes 0); "
@@ -70,6 +71,27 @@ class ExperimentSpec(SpecModel):
                 f"data has {self.data.num_classes} classes but model.num_classes is {self.model.num_classes}"
             )
         return self
+
+
+    def _losses_fit_routing(self) -> None:
+        """A model that predicts nothing at dropped positions (no decoder, tokens never rejoin:
+        DiT under a mask, MicroDiT) can only be trained on the visible ones."""
+        model = self.model
+        if model.decoder_depth or model.routing.rejoins:
+            return
+        stages = [(self.masking, self.losses.terms)] + [
+            (phase.masking or self.masking, phase.loss_terms or self.losses.terms) for phase in self.train.phases
+        ]
+        for masking, terms in stages:
+            if masking_max_ratio(masking) == 0:
+                continue
+            for term in terms:
+                if term.name == "mae" or (term.name == "dsm" and term.tokens == "all"):
+                    what = "mae" if term.name == "mae" else "dsm with tokens 'all'"
+                    raise ValueError(
+                        f"the loss {what} needs predictions at dropped positions, but this model has no "
+                        "decoder and its dropped tokens never rejoin (set model.routing.end or a decoder)"
+                    )
 
 
 def preset_names() -> list[str]:

@@ -47,7 +47,18 @@ def _describe_model(model) -> str:
     decoder = (f"decoder {model.decoder_depth}x{model.decoder_hidden_size} ({model.decoder_num_heads} heads)"
                if model.decoder_depth else "no decoder")
     name = f"{model.preset}: " if model.preset else ""
-    return f"{name}{encoder}, {decoder}"
+    return f"{name}{encoder}, {decoder}, {_describe_routing(model)}"
+
+
+def _describe_routing(model) -> str:
+    routing = model.routing
+    end = routing.end if routing.end is not None else model.depth
+    span = f"blocks {routing.start}-{end - 1} on the kept tokens"
+    if not routing.rejoins:
+        return f"{span}, dropped tokens never rejoin (loss on {routing.loss_tokens} tokens)"
+    fill = f"their block-{routing.start} input" if routing.fill == "exit" else "a mask token"
+    fused = ", concat-fused with the dense-shallow output" if routing.fuse == "concat" else ""
+    return f"{span}, dropped tokens rejoin before block {end} as {fill}{fused} (loss on all tokens)"
 
 
 def _describe_sampler(sampler) -> str:

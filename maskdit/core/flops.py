@@ -40,23 +40,34 @@ def block_macs(tokens: int, width: int, cond_dim: int, mlp_ratio: float = 4.0) -
 def forward_breakdown(spec: ModelSpec, *, mask_ratio: float = 0.0) -> FlopBreakdown:
     """Multiply-adds per sample of a forward pass with a mask dropping ``mask_ratio`` of the tokens.
 
-    The encoder runs on int(L (1 - r)) tokens, as the reference's masking keeps; the decoder
-    always runs on all L tokens (``mask_ratio = 0`` is the inference cost).
+    Follows ``spec.routing``: encoder blocks [start, end) run on int(L (1 - r)) tokens, as the
+    reference's masking keeps, the other blocks on all L; SPRINT's fusion Linear runs on all L.
+    Where the dropped tokens never rejoin, the decoder entry (or, without a decoder, the head)
+    sees only the kept ones; the decoder always runs on all L (``mask_ratio = 0`` is the
+    inference cost).
     """
     tokens = spec.num_tokens
     kept = kept_tokens(tokens, mask_ratio)
+    routing = spec.routing
+    end = routing.end if routing.end is not None else spec.depth
     width, dec_width = spec.hidden_size, spec.decoder_hidden_size
     out_features = spec.patch_size**2 * spec.out_channels
     patch = tokens * width * spec.in_channels * spec.patch_size**2
     time = 256 * width + width * width
-    encoder = spec.depth * block_macs(kept, width, width, spec.mlp_ratio)
+    encoder = sum(
+        block_macs(kept if routing.start <= index < end else tokens, width, width, spec.mlp_ratio)
+        for index in range(spec.depth)
+    )
+    if routing.rejoins and routing.fuse == "concat":
+        encoder += tokens * 2 * width * width
+    leaving = tokens if routing.rejoins else kept  # tokens at the encoder's output
     if spec.decoder_depth:
-        entry = width * 2 * width + kept * width * dec_width
+        entry = width * 2 * width + leaving * width * dec_width
         decoder = entry + spec.decoder_depth * block_macs(tokens, dec_width, width, spec.mlp_ratio)
         head = width * 2 * dec_width + tokens * dec_width * out_features
     else:
         decoder = 0
-        head = width * 2 * width + kept * width * out_features
+        head = width * 2 * width + leaving * width * out_features
     return FlopBreakdown(embed=patch + time, encoder=encoder, decoder=decoder, head=head)
 
 

@@ -3,8 +3,10 @@
 The encoder (a DiT stack) sees only the tokens a Mask keeps, so its compute shrinks with the
 mask ratio; the decoder entry maps them to the decoder width, learned mask tokens fill the
 dropped positions, a fixed decoder position embedding is added and a light decoder runs on all
-tokens. ``decoder_depth = 0`` gives plain DiT (Peebles & Xie 2023). This is the raw backbone
-F(x, c_noise, y); preconditioning lives in :mod:`maskdit.core.denoiser`.
+tokens. ``decoder_depth = 0`` gives plain DiT (Peebles & Xie 2023). ``spec.routing`` moves where
+the Mask applies (deferred masking, token routing, sparse-deep training: see RoutingSpec); with
+no mask every block sees every token. This is the raw backbone F(x, c_noise, y);
+preconditioning lives in :mod:`maskdit.core.denoiser`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ class MaskDiT(nn.Module):
                 block(width, spec.num_heads, cond_dim=width, mlp_ratio=spec.mlp_ratio, qk_norm=spec.qk_norm)
                 for _ in range(spec.depth)
             )
+            routing = spec.routing
+            if routing.rejoins and routing.fill == "mask_token":
+                # fixed (not learned) padding token, as in SPRINT's code; persistent, so it is saved
+                self.register_buffer("route_mask_token", torch.empty(1, 1, width))
+            if routing.rejoins and routing.fuse == "concat":
+                self.route_fuse = nn.Linear(2 * width, width)  # [rejoined, dense-shallow] -> width
             if spec.decoder_depth:
                 self.decoder_layer = DecoderEntry(width, dec_width, cond_dim=width)
                 self.mask_token = nn.Parameter(torch.empty(1, 1, dec_width))
@@ -95,6 +103,11 @@ class MaskDiT(nn.Module):
                 self.y_embedder.init_weights(generator)
             for block in self.blocks:
                 block.init_weights(generator)
+            if hasattr(self, "route_mask_token"):
+                nn.init.normal_(self.route_mask_token, std=0.02, generator=generator)
+            if hasattr(self, "route_fuse"):
+                nn.init.xavier_uniform_(self.route_fuse.weight, generator=generator)
+                nn.init.zeros_(self.route_fuse.bias)
             if self.has_decoder:
                 self.decoder_layer.init_weights(generator)
                 nn.init.normal_(self.mask_token, std=0.02, generator=generator)
@@ -132,11 +145,9 @@ class MaskDiT(nn.Module):
         masked = mask is not None and not mask.is_identity
 
         tokens = self.x_embedder(x) + self.pos_embed  # [B, L, D]
-        if masked:
-            tokens = mask.gather(tokens)  # [B, K, D]: the encoder only ever sees kept tokens
         c = self.condition(noise_labels, labels)  # [B, D]
-        for block in self.blocks:
-            tokens = block(tokens, c)
+        tokens = self.encode(tokens, c, mask if masked else None)  # [B, L, D], or [B, K, D] if never rejoined
+        masked = masked and not spec.routing.rejoins  # rejoined: every position holds a real token again
         if self.has_decoder:
             tokens = self.decoder_layer(tokens, c)  # [B, K, D_dec]
             if masked:
@@ -150,6 +161,35 @@ class MaskDiT(nn.Module):
             if masked:
                 out = mask.scatter(out, 0.0)  # [B, L, p*p*C_out]: no prediction at dropped positions
         return self.unpatchify(out)
+
+    def encode(self, tokens: torch.Tensor, c: torch.Tensor, mask: Mask | None) -> torch.Tensor:
+        """The encoder blocks, with the kept tokens alone in blocks [start, end) of ``spec.routing``.
+
+        tokens [B, L, D] -> [B, L, D]; with a mask and no ``end``: [B, K, D] (the dropped tokens
+        never come back inside the encoder). The dropped tokens skip the sparse span entirely.
+        """
+        routing = self.spec.routing
+        end = routing.end if routing.end is not None else len(self.blocks)
+        left = tokens  # the sequence where tokens leave (TREAD's fill, SPRINT's dense-shallow output)
+        for index, block in enumerate(self.blocks):
+            if index == routing.start:
+                left = tokens
+                if mask is not None:
+                    tokens = mask.gather(tokens)  # [B, K, D]
+            tokens = block(tokens, c)
+            if routing.rejoins and index == end - 1:
+                tokens = self.rejoin(tokens, left, mask)  # [B, L, D]
+        return tokens
+
+    def rejoin(self, tokens: torch.Tensor, left: torch.Tensor, mask: Mask | None) -> torch.Tensor:
+        """Put the dropped tokens back after the sparse span: [B, K, D] (+ [B, L, D]) -> [B, L, D]."""
+        routing = self.spec.routing
+        if mask is not None:
+            fill = left if routing.fill == "exit" else self.route_mask_token
+            tokens = mask.scatter(tokens, fill)  # [B, L, D]
+        if routing.fuse == "concat":
+            tokens = self.route_fuse(torch.cat([tokens, left], dim=-1))  # [B, L, 2D] -> [B, L, D]
+        return tokens
 
     def unpatchify(self, out: torch.Tensor) -> torch.Tensor:
         """[B, L, p*p*C] -> [B, C, H, W]; channels vary fastest inside a patch, as in DiT."""

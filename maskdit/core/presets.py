@@ -8,6 +8,17 @@ DiT presets have no decoder and DiT's label table with a learned null row.
 64-wide heads, 2 blocks for S and B, 4 for L, XL and H), so that the decoder costs a small
 fraction of the encoder and masked training pays off at small sizes too (the reference decoder
 makes MaskDiT-S/2 slower than DiT-S/2; see benchmarks/RESULTS.md, section train_step).
+
+The other token-sparsity methods are DiT encoders with a ``routing`` (see RoutingSpec), at the
+same depth and width as DiT of that size, so they compare at equal parameters:
+
+- ``TREAD-*`` (Krause et al. 2025): blocks 2 .. depth-3 on the kept tokens, the dropped ones
+  re-entering with their block-1 output (XL: blocks 2-25 of 28, as TREAD's DiT-XL/2 route).
+- ``SPRINT-*`` (Park et al. 2025): 2 dense blocks, depth-4 sparse deep blocks, mask-token padding
+  and concat fusion with the dense-shallow output, 2 dense blocks (XL: 2 + 24 + 2, as SPRINT's).
+- ``Deferred-*`` (MicroDiT, Sehwag et al. 2024): the first depth // 6 blocks are the patch-mixer
+  over all tokens (S, B: 2; L, XL, H: 4), the rest see the kept tokens only; MicroDiT's mixer is a
+  separate narrower stack, here it is part of the same-width encoder.
 """
 
 from __future__ import annotations
@@ -56,6 +67,13 @@ def _build_presets() -> dict[str, dict]:
                 **lite_decoder(size),
                 "label_embedder": "onehot",
             }
+            dit = presets[f"DiT-{size}/{patch}"]
+            depth = encoder["depth"]
+            presets[f"TREAD-{size}/{patch}"] = {**dit, "routing": {"start": 2, "end": depth - 2, "fill": "exit"}}
+            presets[f"SPRINT-{size}/{patch}"] = {
+                **dit, "routing": {"start": 2, "end": depth - 2, "fill": "mask_token", "fuse": "concat"}
+            }
+            presets[f"Deferred-{size}/{patch}"] = {**dit, "routing": {"start": depth // 6}}
     return presets
 
 

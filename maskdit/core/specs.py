@@ -1,4 +1,5 @@
-"""The model section of a spec: a MaskDiT encoder-decoder (decoder depth 0 = plain DiT)."""
+"""The model section of a spec: a MaskDiT encoder-decoder (decoder depth 0 = plain DiT) and where
+a Mask applies in it (``routing``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,52 @@ from pydantic import Field, model_validator
 
 from maskdit.core.presets import MODEL_PRESETS
 from maskdit.spec_base import SpecModel
+
+
+class RoutingSpec(SpecModel):
+    """Where the training Mask applies in the encoder: one setting per token-sparsity method.
+
+    Encoder blocks ``[start, end)`` run on the kept tokens only; the others on all tokens.
+
+    - MaskDiT (Zheng et al. 2024): ``start 0`` (drop right after the patch embedding), no ``end``;
+      the decoder fills the dropped positions with its mask token.
+    - Deferred masking (MicroDiT, Sehwag et al. 2024, sec. 3): ``start m``: the first m blocks
+      are the patch-mixer over all tokens; no ``end``, no decoder: only kept tokens are predicted.
+    - Token routing (TREAD, Krause et al. 2025, sec. 3): ``start a, end b, fill 'exit'``: the
+      dropped tokens skip blocks a..b-1 and re-enter with their representation from before block a.
+    - Sparse-deep (SPRINT, Park et al. 2025, sec. 3): ``start a, end b, fill 'mask_token',
+      fuse 'concat'``: dropped positions are padded with a mask token and the sequence is fused
+      with the dense-shallow output (Linear of the concatenation) before the dense blocks b...
+    """
+
+    start: int = Field(0, ge=0, le=128, description="first encoder block that sees only the kept tokens "
+                                                     "(0: tokens leave right after the patch embedding)")
+    end: int | None = Field(None, ge=1, le=128, description="first block after the sparse span: the dropped "
+                                                             "tokens rejoin before it (None: never inside the encoder)")
+    fill: Literal["exit", "mask_token"] = Field(
+        "exit", description="what fills the dropped positions where they rejoin: their own representation "
+                            "from where they left (TREAD) or a fixed mask token (SPRINT)")
+    fuse: Literal["none", "concat"] = Field(
+        "none", description="'concat': Linear([rejoined, representation where tokens left]) (SPRINT's residual fusion)")
+
+    @model_validator(mode="after")
+    def _span(self) -> RoutingSpec:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"routing.end ({self.end}) must lie after routing.start ({self.start})")
+        if self.end is None and (self.fill != "exit" or self.fuse != "none"):
+            raise ValueError("routing.fill and routing.fuse apply where dropped tokens rejoin: set routing.end")
+        return self
+
+    @property
+    def rejoins(self) -> bool:
+        """True when the dropped tokens come back inside the encoder (every token reaches the output)."""
+        return self.end is not None
+
+    @property
+    def loss_tokens(self) -> Literal["visible", "all"]:
+        """What the denoising loss covers by default: every token when they all reach the output
+        through the encoder (TREAD, SPRINT), else only those the encoder saw (MaskDiT, MicroDiT)."""
+        return "all" if self.rejoins else "visible"
 
 
 class ModelSpec(SpecModel):
@@ -35,6 +82,8 @@ class ModelSpec(SpecModel):
         "edm", description="'edm': EDM preconditioning (Karras et al. 2022); 'ddpm': epsilon net on DDPM timesteps (DiT)"
     )
     sigma_data: float = Field(0.5, gt=0, le=100, description="EDM sigma_data: standard deviation of the data")
+    routing: RoutingSpec = Field(RoutingSpec(), description="where a training mask applies in the encoder "
+                                                            "(default: MaskDiT's, right after the embedding)")
 
     @model_validator(mode="before")
     @classmethod
@@ -57,6 +106,10 @@ class ModelSpec(SpecModel):
                 f"decoder_hidden_size {self.decoder_hidden_size} is not divisible by "
                 f"decoder_num_heads {self.decoder_num_heads}"
             )
+        routing = self.routing
+        if routing.start >= self.depth or (routing.end is not None and routing.end > self.depth):
+            raise ValueError(f"routing span [{routing.start}, {routing.end if routing.end is not None else self.depth}) "
+                             f"must hold blocks of the {self.depth}-block encoder")
         return self
 
     @property

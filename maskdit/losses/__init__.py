@@ -21,7 +21,7 @@ from maskdit.registry import Registry
 
 #: loss term name -> factory(spec) -> term(LossInputs) -> [B]
 LOSS_TERMS: Registry[LossTerm] = Registry("loss term")
-LOSS_TERMS.register("dsm", lambda spec: DSMLoss(sigma_data=spec.sigma_data))
+LOSS_TERMS.register("dsm", lambda spec: DSMLoss(sigma_data=spec.sigma_data, tokens=spec.tokens or "visible"))
 LOSS_TERMS.register("mae", lambda spec: MAELoss(eps=spec.eps, normalize_target=spec.normalize_target))
 
 #: noise distribution name -> factory(spec) -> dist(batch_size, *, generator, device, dtype) -> sigma [B]
@@ -43,15 +43,19 @@ def build_objective(
     masking: Any = None,
     patch_size: int | None = None,
     num_classes: int | None = None,
+    loss_tokens: str = "visible",
 ) -> Objective:
     """The Objective of a losses section. ``masking``: a masking strategy, a masking spec, or None
     (no masking); ``patch_size``: the model's (needed to draw masks); ``num_classes``: the
-    model's (the null label for label dropout; 0 = unconditional)."""
+    model's (the null label for label dropout; 0 = unconditional); ``loss_tokens``: what a dsm
+    term without its own ``tokens`` covers (the model's ``routing.loss_tokens``)."""
     if masking is not None and not callable(masking):
         from maskdit.masking import build_masking  # a spec: build it
 
         masking = build_masking(masking)
-    terms = [WeightedTerm(term.name, term.weight, LOSS_TERMS.build(term)) for term in spec.terms]
+    resolved = [term.model_copy(update={"tokens": loss_tokens}) if isinstance(term, specs.DSMSpec)
+                and term.tokens is None else term for term in spec.terms]
+    terms = [WeightedTerm(term.name, term.weight, LOSS_TERMS.build(term)) for term in resolved]
     dropout = spec.label_dropout if num_classes != 0 else 0.0  # unconditional: nothing to drop
     return Objective(terms, build_noise(spec.noise), masking=masking, patch_size=patch_size,
                      label_dropout=dropout, num_classes=num_classes)
@@ -69,7 +73,7 @@ def experiment_objective(spec: Any) -> Objective:
                 f"losses dsm sigma_data ({term.sigma_data}) differs from model.sigma_data ({model_sigma_data})"
             )
     return build_objective(spec.losses, masking=spec.masking, patch_size=spec.model.patch_size,
-                           num_classes=spec.model.num_classes)
+                           num_classes=spec.model.num_classes, loss_tokens=spec.model.routing.loss_tokens)
 
 
 def maskdit_objective(

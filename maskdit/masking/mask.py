@@ -111,10 +111,18 @@ class Mask:
     def scatter(self, kept: torch.Tensor, fill: torch.Tensor | float = 0.0) -> torch.Tensor:
         """[B, K, D] -> [B, L, D]: kept tokens back at their grid positions, ``fill`` elsewhere.
 
-        ``fill`` broadcasts to [D] (e.g. a learned mask token of shape [1, 1, D]) or is a scalar.
+        ``fill`` broadcasts to [D] (e.g. a learned mask token of shape [1, 1, D]), is a scalar, or
+        is a whole sequence [B, L, D] whose own values stay at the dropped positions (token
+        routing puts back each dropped token's earlier representation, TREAD, Krause et al. 2025).
         """
         self._check_tokens(kept, self.num_kept, "scatter")
         batch, _, dim = kept.shape
+        if isinstance(fill, torch.Tensor) and fill.ndim == 3 and fill.shape[1] == self.num_tokens > 1:
+            if fill.shape != (batch, self.num_tokens, dim):
+                raise ValueError(f"a sequence fill must be [B={batch}, {self.num_tokens}, {dim}], "
+                                 f"got {tuple(fill.shape)}")
+            index = self.ids_keep.unsqueeze(-1).expand(-1, -1, dim)  # [B, K, D]
+            return fill.to(kept.dtype).scatter(1, index, kept)  # out of place: gradients reach both
         fill = torch.as_tensor(fill, dtype=kept.dtype, device=kept.device)
         if fill.numel() not in (1, dim):
             raise ValueError(f"fill must broadcast to [{dim}], got shape {tuple(fill.shape)}")

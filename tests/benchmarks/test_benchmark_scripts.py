@@ -64,7 +64,8 @@ def test_train_step_suite_tiny(train_step, tmp_path, capsys):
 
 def test_presets_all_and_defaults(train_step):
     names = train_step.resolve_presets(["all"])
-    assert len(names) == 12 and {"DiT-XL/2", "MaskDiT-XL/2", "MaskDiT-lite-S/2"} <= set(names)
+    assert len(names) == 24 and {"DiT-XL/2", "MaskDiT-XL/2", "MaskDiT-lite-S/2", "TREAD-XL/2", "SPRINT-S/2",
+                                 "Deferred-B/2"} <= set(names)
     assert train_step.resolve_presets(["DiT-S/2"]) == ["DiT-S/2"]
 
 

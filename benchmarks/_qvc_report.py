@@ -1,0 +1,150 @@
+"""The quality-vs-compute study's report: fractions of DiT's time to reach its final quality, table, plot.
+
+A variant "reaches DiT's final quality" at the first point where its ready model's held-out loss
+(interpolated linearly between evaluations) is at or below DiT's final held-out loss, and, for
+FID, the first FID-evaluated point whose best-guidance FID is at or below DiT's final
+best-guidance FID (an upper bound: FID is evaluated at few points). Each seed of a variant is
+compared with DiT of the same seed (seed 0's DiT when that seed has no DiT run).
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+
+def first_reach(points: list[dict[str, Any]], target: float, key: str, metric: str = "heldout_loss") -> float | None:
+    """``key`` (seconds or macs) where ``metric`` first gets to ``target`` or below, interpolated
+    linearly between the evaluation before and the one at; None if never."""
+    previous = None
+    for point in sorted(points, key=lambda p: p[key]):
+        if point[metric] <= target:
+            if previous is None or previous[metric] <= point[metric]:
+                return float(point[key])
+            weight = (previous[metric] - target) / (previous[metric] - point[metric])
+            return float(previous[key] + weight * (point[key] - previous[key]))
+        previous = point
+    return None
+
+
+def fid_points(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The FID-evaluated points of a run: its point at that step plus the sweep's figures."""
+    by_step = {point["step"]: point for point in record["points"]}
+    return [{**by_step[int(step)], **sweep} for step, sweep in record["fid"].items() if int(step) in by_step]
+
+
+def _final(record: dict[str, Any]) -> dict[str, Any]:
+    return max(record["points"], key=lambda p: p["step"])
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarize_layout(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per variant: fractions of DiT's time and FLOPs to DiT's final held-out loss and best FID, over seeds."""
+    finished = [r for r in records if r["points"] and _final(r)["step"] == r["plan"]["main_steps"]]
+    dit = {r["seed"]: r for r in finished if r["variant"] == "dit"}
+    if not dit:
+        return {"variants": {}, "note": "DiT has not finished yet: nothing to compare against"}
+    rows: dict[str, Any] = {}
+    for record in finished:
+        base = dit.get(record["seed"], dit[min(dit)])
+        base_final = _final(base)
+        base_fid = fid_points(base)
+        target_fid = min((p["best_fid"] for p in base_fid if p["step"] == base_final["step"]), default=None)
+        seconds_per_step = record["plan"]["seconds_per_step"]
+        row = rows.setdefault(record["variant"], {"seeds": [], "per_seed": {}})
+        row["seeds"].append(record["seed"])
+        final = _final(record)
+        entry = {
+            "final_heldout_loss": final["heldout_loss"], "dit_final_heldout_loss": base_final["heldout_loss"],
+            "steps": final["step"], "seconds": final["seconds"], "macs": final["macs"],
+            "step_time_vs_dit": seconds_per_step[record["variant"]] / seconds_per_step["dit"],
+        }
+        for key in ("seconds", "macs"):
+            reach = first_reach(record["points"], base_final["heldout_loss"], key)
+            entry[f"loss_fraction_{key}"] = None if reach is None else reach / base_final[key]
+        steps_to_reach = first_reach(record["points"], base_final["heldout_loss"], "step")
+        entry["steps_vs_dit_to_dit_loss"] = None if steps_to_reach is None else steps_to_reach / base_final["step"]
+        fids = sorted(fid_points(record), key=lambda p: p["seconds"])
+        if fids:
+            entry["final_best_fid"] = max(fids, key=lambda p: p["step"])["best_fid"]
+            entry["final_unguided_fid"] = max(fids, key=lambda p: p["step"])["unguided_fid"]
+            entry["final_class_accuracy"] = max(fids, key=lambda p: p["step"])["best_class_accuracy"]
+        entry["dit_final_best_fid"] = target_fid
+        reached = [p for p in fids if target_fid is not None and p["best_fid"] <= target_fid]
+        for key in ("seconds", "macs"):
+            entry[f"fid_fraction_{key}"] = reached[0][key] / base_final[key] if reached else None
+        row["per_seed"][str(record["seed"])] = entry
+    for row in rows.values():
+        seeds = row["per_seed"].values()
+        for key in ("loss_fraction_seconds", "loss_fraction_macs", "fid_fraction_seconds", "fid_fraction_macs",
+                    "final_best_fid", "final_unguided_fid", "final_heldout_loss", "step_time_vs_dit",
+                    "steps_vs_dit_to_dit_loss", "final_class_accuracy"):
+            values = [s[key] for s in seeds if s.get(key) is not None]
+            row[key] = _spread(values)
+            if key.endswith(("_seconds", "_macs")):
+                row[f"{key}_every_seed"] = len(values) == len(row["seeds"])
+    return {"variants": rows}
+
+
+def _cell(spread: dict[str, float] | None, every: bool = True, digits: int = 2) -> str:
+    if spread is None:
+        return "not reached"
+    text = f"{spread['median']:.{digits}f}"
+    if spread["n"] > 1:
+        text += f" [{spread['min']:.{digits}f}-{spread['max']:.{digits}f}]"
+    return text if every else text + " (some seeds not)"
+
+
+def format_table(layout: str, summary: dict[str, Any]) -> str:
+    header = (f"{'variant':14s} {'seeds':>5s} {'step t':>6s} {'loss: time':>18s} {'loss: FLOPs':>18s} "
+              f"{'FID: time':>18s} {'final loss':>10s} {'best FID':>16s} {'cfg1 FID':>9s} {'acc':>6s}")
+    lines = [f"layout {layout} tokens", header, "-" * len(header)]
+    for name, row in summary["variants"].items():
+        lines.append(
+            f"{name:14s} {len(row['seeds']):5d} {_cell(row['step_time_vs_dit']):>6s} "
+            f"{_cell(row['loss_fraction_seconds'], row['loss_fraction_seconds_every_seed']):>18s} "
+            f"{_cell(row['loss_fraction_macs'], row['loss_fraction_macs_every_seed']):>18s} "
+            f"{_cell(row['fid_fraction_seconds'], row['fid_fraction_seconds_every_seed']):>18s} "
+            f"{_cell(row['final_heldout_loss'], digits=4):>10s} {_cell(row['final_best_fid'], digits=1):>16s} "
+            f"{_cell(row['final_unguided_fid'], digits=1):>9s} {_cell(row['final_class_accuracy'], digits=3):>6s}")
+    lines.append("loss / FID: fraction of DiT's calibrated wall-clock (or FLOPs) at which the ready model first "
+                 "reaches DiT's final held-out loss / best-guidance FID; median [min-max] over seeds")
+    return "\n".join(lines)
+
+
+def plot(records_by_layout: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    layouts = [name for name, records in records_by_layout.items() if records]
+    figure = Figure(figsize=(15, 4.2 * max(len(layouts), 1)), layout="constrained")
+    FigureCanvasAgg(figure)
+    for row, layout in enumerate(layouts):
+        records = sorted(records_by_layout[layout], key=lambda r: (r["variant"], r["seed"]))
+        colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(r["variant"] for r in records))}
+        panels = (("seconds", 1.0, "heldout_loss", "calibrated training wall-clock (s)", "held-out EDM loss"),
+                  ("macs", 1e12, "heldout_loss", "training compute (TMAC)", "held-out EDM loss"),
+                  ("seconds", 1.0, "best_fid", "calibrated training wall-clock (s)", "digits FID, best guidance"))
+        for col, (key, scale, metric, xlabel, ylabel) in enumerate(panels):
+            axes = figure.add_subplot(len(layouts), 3, row * 3 + col + 1)
+            for record in records:
+                series = fid_points(record) if metric == "best_fid" else record["points"]
+                series = sorted((p[key] / scale, p[metric]) for p in series)
+                if series:
+                    axes.plot(*zip(*series), marker="o", color=colours[record["variant"]],
+                              linestyle="-" if record["seed"] == 0 else "--",
+                              label=f"{record['variant']} s{record['seed']}")
+            axes.set_xlabel(xlabel)
+            axes.set_ylabel(ylabel)
+            axes.set_yscale("log")
+            axes.grid(alpha=0.3, which="both")
+            axes.set_title(f"{layout} tokens")
+            if col == 0:
+                axes.legend(fontsize=7)
+    figure.savefig(path, dpi=100)

@@ -1,0 +1,125 @@
+"""The quality-vs-compute study's variants: four token-sparsity methods and DiT on one backbone.
+
+Every variant of a layout shares the encoder (depth, width, heads, patch), the optimiser, precision
+(fp32), batch, data order, noise distribution and EMA of the ``default`` preset; they differ only
+in the model's routing (where tokens leave and rejoin, what fills them), the decoder (MaskDiT
+only), the mask ratio, what the loss covers, and whether the model needs unmasked tuning before
+it is used.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from maskdit.spec import ExperimentSpec, load_spec_dict
+
+DSM = [{"name": "dsm", "weight": 1.0}]
+DSM_MAE = [{"name": "dsm", "weight": 1.0}, {"name": "mae", "weight": 0.1}]
+TUNE_LR = 5e-4  # the default preset's unmasking lr
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One training recipe: the model changes, the mask ratio, the loss terms, and whether a ready
+    model needs a short unmasked tuning (MaskDiT's unmasking tuning, MicroDiT's and SPRINT's fine-tune)."""
+
+    method: str
+    ratio: float
+    model: dict[str, Any]
+    terms: list[dict[str, Any]]
+    tune: bool
+
+
+def _variants(depth: int) -> dict[str, Variant]:
+    route = {"start": 1, "end": depth - 1}  # TREAD / SPRINT: first and last block dense (a 6-block encoder)
+    maskdit = {"decoder": True}
+    return {
+        "dit": Variant("dit", 0.0, {}, DSM, tune=False),
+        "maskdit-0.25": Variant("maskdit", 0.25, maskdit, DSM_MAE, tune=True),
+        "maskdit-0.5": Variant("maskdit", 0.5, maskdit, DSM_MAE, tune=True),
+        "deferred-0.5": Variant("deferred", 0.5, {"routing": {"start": 2}}, DSM, tune=True),
+        "deferred-0.75": Variant("deferred", 0.75, {"routing": {"start": 2}}, DSM, tune=True),
+        "tread-0.5": Variant("tread", 0.5, {"routing": {**route, "fill": "exit"}}, DSM, tune=False),
+        "sprint-0.75": Variant("sprint", 0.75, {"routing": {**route, "fill": "mask_token", "fuse": "concat"}}, DSM,
+                               tune=True),
+    }
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A token layout of the digits: the encoder and the decoder MaskDiT adds to it."""
+
+    name: str
+    patch_size: int
+    depth: int
+    hidden_size: int
+    num_heads: int
+    train_seconds: float  # DiT's training budget; every variant gets the same calibrated wall-clock
+
+    @property
+    def tokens(self) -> int:
+        return (32 // self.patch_size) ** 2
+
+    def model(self) -> dict[str, Any]:
+        return {"input_size": 32, "in_channels": 1, "patch_size": self.patch_size, "depth": self.depth,
+                "hidden_size": self.hidden_size, "num_heads": self.num_heads, "decoder_depth": 0,
+                "num_classes": 10, "label_embedder": "onehot"}
+
+    def decoder(self) -> dict[str, Any]:
+        width = self.hidden_size // 2  # as the default preset: 2 blocks at half the width, 32-wide heads
+        return {"decoder_depth": 2, "decoder_hidden_size": width, "decoder_num_heads": max(width // 32, 1)}
+
+    @property
+    def variants(self) -> dict[str, Variant]:
+        return _variants(self.depth)
+
+
+LAYOUTS = {
+    # the default preset's backbone: patch 4 on 32 x 32 digits, 6 x 128, 2.1M parameters
+    "64": Layout("64", patch_size=4, depth=6, hidden_size=128, num_heads=4, train_seconds=480),
+    # patch 2: four times the tokens, half the width so that a DiT step costs about the same
+    "256": Layout("256", patch_size=2, depth=6, hidden_size=64, num_heads=2, train_seconds=480),
+}
+
+
+def variant_spec(layout: Layout, name: str, *, main_steps: int, tune_steps: int = 0, seed: int = 0,
+                 eval_every: int | None = None, num_samples: int = 1000, sampler_steps: int = 9,
+                 cfg_scale: float = 1.0) -> ExperimentSpec:
+    """The experiment spec of one variant: ``main_steps`` of its recipe, then (a tuning branch)
+    ``tune_steps`` unmasked DSM steps at the tuning lr."""
+    variant = layout.variants[name]
+    data = copy.deepcopy(load_spec_dict("default"))
+    model = layout.model()
+    if variant.model.get("decoder"):
+        model.update(layout.decoder())
+    if "routing" in variant.model:
+        model["routing"] = variant.model["routing"]
+    data.update(name=f"qvc-{layout.name}-{name}", seed=seed, model=model)
+    data["masking"] = {"name": "random", "ratio": variant.ratio} if variant.ratio else {"name": "none"}
+    data["losses"] = {**data["losses"], "terms": variant.terms}
+    data["sampler"] = {"name": "euler", "steps": sampler_steps, "cfg_scale": cfg_scale}
+    phases = [{"name": "main", "steps": main_steps}]
+    if tune_steps:
+        phases.append({"name": "tune", "steps": tune_steps, "masking": {"name": "none"}, "loss_terms": DSM,
+                       "lr": TUNE_LR})
+    every = eval_every or main_steps + tune_steps
+    data["train"] = {**data["train"], "phases": phases, "checkpoint_every": every, "keep_checkpoints": 1,
+                     "sample_every": eval_every, "log_every": 50}
+    data["eval"] = {**data["eval"], "num_samples": num_samples, "batch_size": 250,
+                    "metrics": ["fid", "class_accuracy"], "grid_per_class": 10}
+    return ExperimentSpec.model_validate(data)
+
+
+def timing_configs(layout: Layout, names: list[str]) -> dict[str, ExperimentSpec]:
+    """What the calibration times: each variant's main step, and its tuning step where it has one.
+
+    Keys are ``<variant>`` and ``<variant>/tune``; the specs run a few steps of that step alone."""
+    configs: dict[str, ExperimentSpec] = {}
+    for name in names:
+        configs[name] = variant_spec(layout, name, main_steps=1_000)
+        if layout.variants[name].tune:
+            # a 1-step main phase, then the tuning phase: timed on its steps only
+            configs[f"{name}/tune"] = variant_spec(layout, name, main_steps=1, tune_steps=1_000)
+    return configs

@@ -1,0 +1,233 @@
+"""The quality-vs-compute study's engine: calibration, the held-out loss, one resumable variant run.
+
+Time is CALIBRATED, not read off the clock while training: every variant's step (and tuning
+step) is timed once, all variants interleaved in one process, and a point's time is its steps
+times those step times. Training itself may then run on a busy machine, and a run may stop and
+resume in another sitting: its points, written after every evaluation, do not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from _qvc_setup import Layout, variant_spec
+from maskdit.core import build_denoiser, training_flops
+from maskdit.data import build_dataset
+from maskdit.eval.run import evaluate_denoiser
+from maskdit.job import phase_loss
+from maskdit.losses import edm_weight
+from maskdit.spec import ExperimentSpec
+from maskdit.train import checkpoint as ckpt
+from maskdit.train.loop import Trainer
+
+SIGMA_GRID_SIZE = 8
+CFG_SWEEP = (1.0, 2.0, 3.0, 4.0)  # 1 = unguided
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic: a reader (or a later sitting after a kill) sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+# ---- calibration ------------------------------------------------------------------------------
+def step_intervals(spec: ExperimentSpec, dataset, work_dir: Path, *, skip: int) -> list[float]:
+    """Seconds between consecutive training steps of a throwaway run of ``spec``, leaving out the
+    first ``skip`` steps (start-up, the phase switch of a tuning timing)."""
+    stamps: list[float] = []
+    losses = phase_loss(spec)
+
+    def stamped(phase):
+        loss = losses(phase)
+
+        def call(*args, **kwargs):
+            stamps.append(time.perf_counter())  # the loss is called once per step, at its start
+            return loss(*args, **kwargs)
+
+        return call
+
+    denoiser = build_denoiser(spec.model, generator=torch.Generator().manual_seed(spec.seed))
+    shutil.rmtree(work_dir, ignore_errors=True)
+    Trainer(spec, denoiser, dataset, stamped, work_dir).fit()
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return [b - a for a, b in zip(stamps[skip:], stamps[skip + 1:])]
+
+
+def calibrate(layout: Layout, names: list[str], dataset, work_dir: Path, *, steps: int = 16, rounds: int = 3,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Median seconds per step of every variant's main and tuning step, timed in ``rounds``
+    interleaved rounds (variant A, B, ..., then again), so slow drift of the machine hits all alike."""
+    intervals: dict[str, list[float]] = {}
+    for round_index in range(rounds):
+        for name in names:
+            keys = [name] + ([f"{name}/tune"] if layout.variants[name].tune else [])
+            for key in keys:
+                tune = key.endswith("/tune")
+                spec = variant_spec(layout, name, main_steps=1 if tune else steps, tune_steps=steps if tune else 0)
+                intervals.setdefault(key, []).extend(step_intervals(spec, dataset, work_dir / "calibrate", skip=3))
+        log(f"  calibration round {round_index + 1}/{rounds} done")
+    return {
+        "seconds_per_step": {key: statistics.median(values) for key, values in intervals.items()},
+        "spread": {key: [min(values), max(values)] for key, values in intervals.items()},
+        "steps_per_round": steps, "rounds": rounds, "load_average": os.getloadavg(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "threads": torch.get_num_threads(),
+    }
+
+
+# ---- the held-out loss ------------------------------------------------------------------------
+class HeldOutLoss:
+    """EDM's weighted denoising loss of a model on the held-out digits at a fixed sigma grid.
+
+    The grid is the training noise distribution's quantiles (ln sigma ~ N(p_mean, p_std^2) at
+    (i + 0.5) / n), so the mean over it estimates the expected training loss; the noise is drawn
+    once from a fixed seed, so every model is scored on the same noisy images. Cheap and smooth,
+    and it does not saturate the way a guided FID does.
+    """
+
+    def __init__(self, spec: ExperimentSpec, *, grid_size: int = SIGMA_GRID_SIZE, seed: int = 1234,
+                 batch_size: int = 500) -> None:
+        data = build_dataset(spec.data.model_copy(update={"split": "heldout"}))
+        self.images = torch.stack([data[i][0] for i in range(len(data))])  # [N, C, H, W]
+        self.labels = torch.tensor([data[i][1] for i in range(len(data))])
+        noise = spec.losses.noise
+        normal = torch.distributions.Normal(0.0, 1.0)
+        quantiles = normal.icdf((torch.arange(grid_size, dtype=torch.float64) + 0.5) / grid_size)
+        self.sigmas = torch.exp(noise.p_mean + noise.p_std * quantiles).tolist()
+        generator = torch.Generator().manual_seed(seed)
+        self.noise = [torch.randn(self.images.shape, generator=generator) for _ in self.sigmas]
+        self.sigma_data, self.batch_size = spec.model.sigma_data, batch_size
+
+    @torch.no_grad()
+    def __call__(self, denoiser: torch.nn.Module) -> tuple[float, list[float]]:
+        """(mean over the grid, loss per sigma) of ``denoiser`` with every token (no mask)."""
+        was_training = denoiser.training
+        denoiser.eval()
+        per_sigma = []
+        try:
+            for sigma, noise in zip(self.sigmas, self.noise):
+                total = 0.0
+                for start in range(0, len(self.images), self.batch_size):
+                    y = self.images[start:start + self.batch_size]
+                    s = torch.full((len(y),), sigma)
+                    denoised = denoiser(y + sigma * noise[start:start + self.batch_size], s,
+                                        labels=self.labels[start:start + self.batch_size])
+                    total += float((denoised - y).square().flatten(1).mean(1).sum())
+                weight = float(edm_weight(torch.tensor(sigma), self.sigma_data))
+                per_sigma.append(weight * total / len(self.images))
+        finally:
+            denoiser.train(was_training)
+        return sum(per_sigma) / len(per_sigma), per_sigma
+
+
+# ---- one variant ------------------------------------------------------------------------------
+def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], dataset, heldout: HeldOutLoss,
+                record_path: Path, work_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train one (layout, variant, seed) for ``plan['main_steps']`` steps, recording a ready model's
+    held-out loss at each evaluation step, resuming from the run's checkpoint and its record.
+
+    ``plan``: main_steps, tune_steps, eval_steps, seconds_per_step (the calibration), batch_size."""
+    variant = layout.variants[name]
+    main_steps, tune_steps, eval_steps = plan["main_steps"], plan["tune_steps"], plan["eval_steps"]
+    interval = eval_steps[1] - eval_steps[0]
+    spec = variant_spec(layout, name, main_steps=main_steps, seed=seed, eval_every=interval)
+    record = read_json(record_path) or {"layout": layout.name, "variant": name, "seed": seed, "plan": plan,
+                                        "spec": spec.model_dump(mode="json"), "points": [], "fid": {},
+                                        "measured_train_seconds": 0.0}
+    if record["plan"] != plan:
+        raise ValueError(f"{record_path} was written for another plan; move it away to start this run afresh")
+    done = {point["step"] for point in record["points"]}
+    main_dir, ready_dir = work_dir / "main", work_dir / "ready"
+    t_main = plan["seconds_per_step"][name]
+    t_tune = plan["seconds_per_step"].get(f"{name}/tune", 0.0)
+    batch = spec.train.batch_size
+    macs_main = training_flops(spec.model, mask_ratio=variant.ratio) * batch
+    macs_tune = training_flops(spec.model) * batch
+    clock = {"since": time.perf_counter(), "paused": 0.0}
+
+    def on_point(step: int, ema_model: torch.nn.Module) -> None:
+        if step not in eval_steps or step in done:
+            return
+        paused = time.perf_counter()
+        record["measured_train_seconds"] += paused - clock["since"] - clock["paused"]
+        ready = tuned(step) if variant.tune else ema_model
+        loss, per_sigma = heldout(ready)
+        ready_dir.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in ready.state_dict().items()}, ready_dir / f"step-{step:06d}.safetensors")
+        tune = tune_steps if variant.tune else 0
+        point = {"step": step, "tune_steps": tune, "seconds": step * t_main + tune * t_tune,
+                 "macs": step * macs_main + tune * macs_tune, "heldout_loss": loss, "heldout_per_sigma": per_sigma}
+        record["points"].append(point)
+        done.add(step)
+        write_json(record_path, record)
+        log(f"  {layout.name}/{name} s{seed} step {step}/{main_steps}: {point['seconds']:.0f} s calibrated, "
+            f"{point['macs'] / 1e12:.2f} TMAC, held-out loss {loss:.4f}")
+        clock["since"], clock["paused"] = time.perf_counter(), 0.0
+
+    def tuned(step: int) -> torch.nn.Module:
+        """A tuning branch from the main run's checkpoint at ``step``: ``tune_steps`` unmasked DSM steps."""
+        source = ckpt.latest_checkpoint(main_dir / "checkpoints")
+        branch_spec = variant_spec(layout, name, main_steps=step, tune_steps=tune_steps, seed=seed)
+        branch_dir = work_dir / "branch"
+        shutil.rmtree(branch_dir, ignore_errors=True)
+        trainer = Trainer(branch_spec, build_denoiser(branch_spec.model), dataset, phase_loss(branch_spec), branch_dir)
+        if source is None or not trainer.resume(source) or trainer.state.step != step:
+            raise RuntimeError(f"no checkpoint of step {step} in {main_dir} to branch the tuning from")
+        trainer.fit()
+        model = trainer.ema_model()
+        shutil.rmtree(branch_dir, ignore_errors=True)
+        return model
+
+    if len(done) < len(eval_steps):
+        trainer = Trainer(spec, build_denoiser(spec.model, generator=torch.Generator().manual_seed(seed)), dataset,
+                          phase_loss(spec), main_dir, on_sample=on_point)
+        if trainer.resume():
+            log(f"  {layout.name}/{name} s{seed}: resumed at step {trainer.state.step}")
+            on_point(trainer.state.step, trainer.ema_model())  # a point its checkpoint was written for
+        if trainer.state.step < main_steps:
+            trainer.fit()
+    return record
+
+
+def ready_model(layout: Layout, record: dict[str, Any], step: int, work_dir: Path) -> torch.nn.Module:
+    """The ready (EMA, tuned where needed) model a run recorded at ``step``."""
+    spec = ExperimentSpec.model_validate(record["spec"])
+    denoiser = build_denoiser(spec.model)
+    path = work_dir / "ready" / f"step-{step:06d}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the ready model of step {step} is gone; rerun this variant")
+    denoiser.load_state_dict(load_file(path))
+    return denoiser.eval()
+
+
+def fid_sweep(denoiser: torch.nn.Module, spec: ExperimentSpec, evaluator, *, num_samples: int,
+              sampler_steps: int, cfgs: tuple[float, ...] = CFG_SWEEP) -> dict[str, Any]:
+    """Digits FID and class accuracy at each guidance scale (Euler, ``sampler_steps``); the best FID."""
+    results = {}
+    for cfg in cfgs:
+        at = spec.model_copy(update={
+            "sampler": spec.sampler.model_copy(update={"cfg_scale": cfg, "steps": sampler_steps}),
+            "eval": spec.eval.model_copy(update={"num_samples": num_samples, "grid_per_class": 0}),
+        })
+        record = evaluate_denoiser(denoiser, at, evaluator=evaluator)
+        results[f"{cfg:g}"] = {"fid": record["fid"], "class_accuracy": record["class_accuracy"]}
+    best = min(results, key=lambda key: results[key]["fid"])
+    return {"by_cfg": results, "unguided_fid": results.get("1", {}).get("fid", math.nan),
+            "best_fid": results[best]["fid"], "best_cfg": float(best),
+            "best_class_accuracy": results[best]["class_accuracy"], "num_samples": num_samples}
