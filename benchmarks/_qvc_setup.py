@@ -78,9 +78,9 @@ class Layout:
 
 LAYOUTS = {
     # the default preset's backbone: patch 4 on 32 x 32 digits, 6 x 128, 2.1M parameters
-    "64": Layout("64", patch_size=4, depth=6, hidden_size=128, num_heads=4, train_seconds=480),
+    "64": Layout("64", patch_size=4, depth=6, hidden_size=128, num_heads=4, train_seconds=600),
     # patch 2: four times the tokens, half the width so that a DiT step costs about the same
-    "256": Layout("256", patch_size=2, depth=6, hidden_size=64, num_heads=2, train_seconds=480),
+    "256": Layout("256", patch_size=2, depth=6, hidden_size=64, num_heads=2, train_seconds=600),
 }
 
 

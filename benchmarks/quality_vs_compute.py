@@ -19,7 +19,7 @@ How it cannot fool us:
   process (``calibrate``, on an idle machine), and a point's time is steps x step time. Each
   variant trains for the steps that fill DiT's budget; training may then share the machine.
 - Every point is a READY model: methods that need unmasked tuning get a tuning branch from that
-  checkpoint (8 % of the run's steps, unmasked DSM at lr 5e-4), its time and FLOPs added.
+  checkpoint (6 % of the run's steps, unmasked DSM at lr 5e-4), its time and FLOPs added.
 - Metrics that do not saturate: the held-out EDM loss on a fixed sigma grid at every point; the
   digits FID (1,000 samples, Euler 9) unguided and best over cfg {2, 3, 4}, with class accuracy,
   at the final point and where the held-out loss first reaches DiT's final value.
@@ -56,8 +56,8 @@ from maskdit.data import build_dataset
 from maskdit.eval.evaluator import build_evaluator
 
 HERE = Path(__file__).resolve().parent
-TUNE_FRACTION = 0.08  # of a run's main steps: the tuning branch at every point
-EVAL_EIGHTHS = range(2, 9)  # evaluation at 2/8, 3/8, ..., 8/8 of the run
+TUNE_FRACTION = 0.06  # of a run's main steps: the tuning branch at every point
+EVAL_EIGHTHS = range(3, 9)  # evaluation at 3/8, 4/8, ..., 8/8 of the run
 FIRST_ROUND = ["dit", "tread-0.5", "maskdit-0.5", "sprint-0.75", "deferred-0.75", "deferred-0.5", "maskdit-0.25"]
 
 

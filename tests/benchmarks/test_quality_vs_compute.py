@@ -1,98 +1,195 @@
-"""benchmarks/quality_vs_compute.py: the summary arithmetic, and a tiny end-to-end run."""
+"""benchmarks/quality_vs_compute.py: the variants, the report arithmetic, a tiny resumable study."""
 
-import importlib.util
+import importlib
 import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality_vs_compute.py"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def qvc():
-    spec = importlib.util.spec_from_file_location("quality_vs_compute", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        modules = {name: importlib.import_module(name) for name in
+                   ("_qvc_setup", "_qvc_train", "_qvc_report", "quality_vs_compute")}
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return modules
 
 
-def point(variant, step, seconds, macs, fid):
-    return {"variant": variant, "step": step, "train_seconds": seconds, "train_macs": macs, "fid": fid,
-            "class_accuracy": 0.5}
+@pytest.fixture
+def tiny(qvc, monkeypatch):
+    """A 3-block, 16-wide layout with patch 8 (16 tokens): milliseconds per step."""
+    setup = qvc["_qvc_setup"]
+    layout = setup.Layout("tiny", patch_size=8, depth=3, hidden_size=16, num_heads=2, train_seconds=1.0)
+    monkeypatch.setitem(setup.LAYOUTS, "tiny", layout)
+    return layout
+
+
+class ZeroDenoiser(torch.nn.Module):
+    def forward(self, x, sigma, labels=None):
+        return torch.zeros_like(x)
+
+
+def point(step, seconds, macs, loss):
+    return {"step": step, "seconds": seconds, "macs": macs, "heldout_loss": loss, "tune_steps": 0}
+
+
+def record(variant, seed, points, fid=None, main_steps=None, dit_step=1.0, step=1.0):
+    seconds = {"dit": dit_step, variant: step}
+    return {"variant": variant, "seed": seed, "points": points, "fid": fid or {}, "done": True,
+            "plan": {"main_steps": main_steps or max(p["step"] for p in points), "seconds_per_step": seconds}}
 
 
 def test_first_reach_interpolates_between_evaluations(qvc):
-    series = [point("m", 1, 10, 100, 90.0), point("m", 2, 20, 200, 50.0), point("m", 3, 30, 300, 30.0)]
-    reach = qvc.first_reach(series, 40.0, "train_seconds")
-    assert reach == {"first_point": 30.0, "interpolated": pytest.approx(25.0)}  # 40 lies halfway from 50 to 30
-    assert qvc.first_reach(series, 90.0, "train_macs") == {"first_point": 100.0, "interpolated": 100.0}
-    assert qvc.first_reach(series, 10.0, "train_seconds") is None
+    report = qvc["_qvc_report"]
+    series = [point(1, 10, 100, 0.9), point(2, 20, 200, 0.5), point(3, 30, 300, 0.3)]
+    assert report.first_reach(series, 0.4, "seconds") == pytest.approx(25.0)  # halfway from 0.5 to 0.3
+    assert report.first_reach(series, 0.9, "macs") == 100.0
+    assert report.first_reach(series, 0.1, "seconds") is None
 
 
-def test_summary_fractions_are_of_dit_final_time_and_flops(qvc):
-    points = [point("dit", 1, 50, 1000, 80.0), point("dit", 2, 100, 2000, 40.0),
-              point("maskdit", 1, 25, 400, 60.0), point("maskdit", 2, 50, 800, 40.0), point("maskdit", 3, 100, 1600, 20.0),
-              point("never", 1, 100, 900, 41.0)]
-    summary = qvc.summarize(points)
-    assert summary["target_fid"] == 40.0
-    rows = summary["variants"]
-    assert rows["dit"]["fraction_of_dit_train_seconds"] == {"first_point": 1.0, "interpolated": 1.0}
-    assert rows["maskdit"]["fraction_of_dit_train_seconds"] == {"first_point": 0.5, "interpolated": 0.5}
-    assert rows["maskdit"]["fraction_of_dit_train_macs"] == {"first_point": 0.4, "interpolated": 0.4}
-    assert rows["maskdit"]["final_fid"] == 20.0 and rows["maskdit"]["best_fid"] == 20.0
-    assert rows["never"]["fraction_of_dit_train_seconds"] is None
-    assert "not reached" in qvc.format_table(summary)
-    with pytest.raises(ValueError, match="baseline"):
-        qvc.summarize([p for p in points if p["variant"] != "dit"])
+def test_summary_fractions_are_of_dit_final_time_and_flops_per_seed(qvc):
+    report = qvc["_qvc_report"]
+    dit0 = record("dit", 0, [point(10, 50, 1000, 0.8), point(20, 100, 2000, 0.4)],
+                  fid={"20": {"best_fid": 30.0, "unguided_fid": 90.0, "best_class_accuracy": 0.9}})
+    dit1 = record("dit", 1, [point(10, 50, 1000, 0.8), point(20, 100, 2000, 0.5)],
+                  fid={"20": {"best_fid": 32.0, "unguided_fid": 91.0, "best_class_accuracy": 0.9}})
+    fast = [record("tread", seed, [point(10, 25, 400, 0.6), point(20, 50, 800, 0.4), point(40, 100, 1600, 0.3)],
+                   fid={"20": {"best_fid": 29.0, "unguided_fid": 80.0, "best_class_accuracy": 0.95},
+                        "40": {"best_fid": 25.0, "unguided_fid": 70.0, "best_class_accuracy": 0.97}},
+                   step=0.5) for seed in (0, 1)]
+    never = record("slow", 0, [point(5, 100, 900, 0.45)], step=20.0)
+    summary = report.summarize_layout([dit0, dit1, *fast, never])["variants"]
+    tread = summary["tread"]
+    assert tread["per_seed"]["0"]["loss_fraction_seconds"] == pytest.approx(0.5)
+    assert tread["per_seed"]["1"]["loss_fraction_seconds"] == pytest.approx(0.25 + 0.25 * 0.1 / 0.2)  # loss 0.5 between
+    assert tread["per_seed"]["0"]["loss_fraction_macs"] == pytest.approx(0.4)
+    assert tread["per_seed"]["0"]["fid_fraction_seconds"] == pytest.approx(0.5)  # first FID point at or below 30
+    assert tread["loss_fraction_seconds"]["n"] == 2 and tread["loss_fraction_seconds_every_seed"]
+    assert tread["step_time_vs_dit"]["median"] == 0.5
+    assert tread["steps_vs_dit_to_dit_loss"]["min"] == pytest.approx(1.0)
+    assert summary["slow"]["loss_fraction_seconds"] is None
+    assert summary["dit"]["loss_fraction_seconds"]["median"] == 1.0
+    assert "not reached" in report.format_table("64", {"variants": summary})
+
+
+def test_the_report_waits_for_dit(qvc):
+    report = qvc["_qvc_report"]
+    unfinished = record("dit", 0, [point(10, 50, 1000, 0.8)], main_steps=20)
+    assert report.summarize_layout([unfinished])["variants"] == {}
 
 
 def test_variant_specs_differ_only_where_the_recipe_says(qvc):
-    dit = qvc.variant_spec("dit", 100)
-    maskdit = qvc.variant_spec("maskdit", 100, unmasking_steps=10)
-    assert dit.model.decoder_depth == 0 and maskdit.model.decoder_depth == 2
-    assert dit.model.model_copy(update={"decoder_depth": 2}) == maskdit.model
-    assert dit.train.total_steps == maskdit.train.total_steps == 100
-    assert [p.steps for p in maskdit.train.phases] == [90, 10]
-    assert maskdit.train.phases[1].masking.name == "none"
-    for field in ("batch_size", "lr", "warmup_steps", "grad_clip", "ema", "precision"):
-        assert getattr(dit.train, field) == getattr(maskdit.train, field)
-    assert dit.losses.noise == maskdit.losses.noise and dit.sampler == maskdit.sampler
-    assert [t.name for t in qvc.variant_spec("maskdit-nomae", 100, unmasking_steps=10).losses.terms] == ["dsm"]
-    assert qvc.variant_spec("maskdit-block", 100, unmasking_steps=10).masking.name == "block"
+    setup = qvc["_qvc_setup"]
+    layout = setup.LAYOUTS["64"]
+    specs = {name: setup.variant_spec(layout, name, main_steps=100) for name in layout.variants}
+    dit = specs["dit"]
+    for name, spec in specs.items():
+        assert spec.train.model_dump(exclude={"phases"}) == dit.train.model_dump(exclude={"phases"}), name
+        assert spec.losses.noise == dit.losses.noise and spec.sampler == dit.sampler, name
+        for field in ("depth", "hidden_size", "num_heads", "patch_size", "label_embedder"):
+            assert getattr(spec.model, field) == getattr(dit.model, field), (name, field)
+    assert dit.model.routing == specs["maskdit-0.5"].model.routing and specs["maskdit-0.5"].model.decoder_depth == 2
+    assert specs["tread-0.5"].model.routing.rejoins and specs["tread-0.5"].model.routing.fill == "exit"
+    assert specs["sprint-0.75"].model.routing.fuse == "concat"
+    assert specs["deferred-0.75"].model.routing.start == 2 and not specs["deferred-0.75"].model.routing.rejoins
+    assert specs["deferred-0.75"].masking.ratio.value == 0.75
+    assert [t.name for t in specs["maskdit-0.25"].losses.terms] == ["dsm", "mae"]
+    tuned = setup.variant_spec(layout, "sprint-0.75", main_steps=100, tune_steps=8)
+    assert [p.steps for p in tuned.train.phases] == [100, 8] and tuned.train.phases[1].masking.name == "none"
+    assert setup.LAYOUTS["256"].tokens == 256
 
 
-def test_tiny_run_writes_points_plot_and_summary(qvc, tmp_path, capsys):
-    out = tmp_path / "qvc.json"
-    code = qvc.main(["--quick", "--variants", "dit", "maskdit", "--train-seconds", "0.5", "--num-samples", "16",
-                     "--sampler-steps", "1", "--calibration-steps", "8", "--work-dir", str(tmp_path / "work"),
-                     "--out", str(out)])
-    assert code == 0
-    result = json.loads(out.read_text())
-    assert out.with_suffix(".png").stat().st_size > 0
-    points = result["points"]
-    assert {p["variant"] for p in points} == {"dit", "maskdit"}
-    for name in ("dit", "maskdit"):
-        series = sorted((p for p in points if p["variant"] == name), key=lambda p: p["step"])
-        assert [p["step"] for p in series] == [10, 18, 20]  # 20 steps at least; evaluations at 0.5, 0.9, 1.0
-        seconds = [p["train_seconds"] for p in series]
-        macs = [p["train_macs"] for p in series]
-        assert seconds == sorted(seconds) and seconds[0] > 0
-        assert macs == sorted(macs) and macs[0] > 0
-    masked = {p["step"]: p for p in points if p["variant"] == "maskdit"}
-    dit = {p["step"]: p for p in points if p["variant"] == "dit"}
-    assert masked[18]["phase"] == "main" and masked[20]["phase"] == "unmasking"
-    # FLOPs follow the mask: 18 masked steps of MaskDiT cost less than 18 unmasked steps of DiT
-    assert masked[18]["train_macs"] < dit[18]["train_macs"]
-    assert "time to DiT FID" in capsys.readouterr().out
-    # DiT reaches its own final FID by its last evaluation at the latest
-    assert 0 < result["summary"]["variants"]["dit"]["fraction_of_dit_train_seconds"]["first_point"] <= 1.0
+def test_plan_sizes_runs_by_calibrated_step_time(qvc):
+    cli, setup = qvc["quality_vs_compute"], qvc["_qvc_setup"]
+    calibration = {"seconds_per_step": {"dit": 0.25, "maskdit-0.5": 0.125, "maskdit-0.5/tune": 0.3}}
+    plan = cli.make_plan(setup.LAYOUTS["64"], "maskdit-0.5", calibration, 100.0)
+    assert plan["main_steps"] == 800 and plan["tune_steps"] == 48
+    assert plan["eval_steps"] == [300, 400, 500, 600, 700, 800]
+    assert plan["seconds_per_step"] == calibration["seconds_per_step"]
+    assert cli.make_plan(setup.LAYOUTS["64"], "dit", calibration, 100.0)["tune_steps"] == 0
 
 
-def test_refuses_a_work_dir_it_did_not_write(qvc, tmp_path):
-    (tmp_path / "precious.txt").write_text("keep me")
+def test_a_killed_run_resumes_to_the_same_record(qvc, tiny, tmp_path):
+    train, setup = qvc["_qvc_train"], qvc["_qvc_setup"]
+    spec = setup.variant_spec(tiny, "maskdit-0.5", main_steps=8)
+    from maskdit.data import build_dataset
+
+    dataset = build_dataset(spec.data)
+    heldout = train.HeldOutLoss(spec, grid_size=2)
+    plan = {"main_steps": 16, "tune_steps": 2, "eval_steps": [4, 6, 8, 10, 12, 14, 16],
+            "seconds_per_step": {"dit": 0.5, "maskdit-0.5": 0.25, "maskdit-0.5/tune": 1.0}, "train_seconds": 1.0}
+
+    def run(name, log=lambda line: None):
+        return train.run_variant(tiny, "maskdit-0.5", 0, plan=plan, dataset=dataset, heldout=heldout,
+                                 record_path=tmp_path / f"{name}.json", work_dir=tmp_path / name, log=log)
+
+    whole = run("whole")
+    calls = []
+
+    def crash(line):
+        calls.append(line)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed after the third evaluation was recorded
+
+    with pytest.raises(KeyboardInterrupt):
+        run("killed", log=crash)
+    assert len(json.loads((tmp_path / "killed.json").read_text())["points"]) == 3
+    resumed = run("killed")
+    assert [p["step"] for p in resumed["points"]] == plan["eval_steps"]
+    for a, b in zip(whole["points"], resumed["points"]):
+        assert a["heldout_loss"] == b["heldout_loss"] and a["seconds"] == b["seconds"] and a["macs"] == b["macs"]
+    first = whole["points"][0]
+    assert first["seconds"] == 4 * 0.25 + 2 * 1.0  # calibrated: main steps + the tuning branch
+    with pytest.raises(ValueError, match="another plan"):
+        train.run_variant(tiny, "maskdit-0.5", 0, plan={**plan, "tune_steps": 3}, dataset=dataset, heldout=heldout,
+                          record_path=tmp_path / "whole.json", work_dir=tmp_path / "whole")
+
+
+def test_tiny_study_end_to_end(qvc, tiny, tmp_path, capsys):
+    cli = qvc["quality_vs_compute"]
+    out = tmp_path / "out"
+    args = ["--layout", "tiny", "--out-dir", str(out), "--work-dir", str(tmp_path / "work"),
+            "--variants", "dit", "tread-0.5", "sprint-0.75", "--train-seconds", "0.02", "--num-samples", "16",
+            "--sampler-steps", "1", "--calibration-steps", "5", "--calibration-rounds", "1", "--cfgs", "1", "2"]
+    assert cli.main(["run", *args]) == 0
+    calibration = json.loads((out / "tiny" / "calibration.json").read_text())
+    assert {"dit", "sprint-0.75", "sprint-0.75/tune", "tread-0.5"} <= set(calibration["seconds_per_step"])
+    for name in ("dit", "tread-0.5", "sprint-0.75"):
+        result = json.loads((out / "tiny" / f"{name}-s0.json").read_text())
+        plan = result["plan"]
+        assert result["done"] and [p["step"] for p in result["points"]] == plan["eval_steps"]
+        assert all(p["heldout_loss"] > 0 for p in result["points"])
+        final = str(plan["main_steps"])
+        assert final in result["fid"] and set(result["fid"][final]["by_cfg"]) == {"1", "2"}
+        tune = plan["tune_steps"]
+        assert (tune > 0) == (name == "sprint-0.75")
+        t = plan["seconds_per_step"]
+        step = result["points"][0]["step"]
+        assert result["points"][0]["seconds"] == pytest.approx(step * t[name] + tune * t.get(f"{name}/tune", 0))
+    assert (out / "summary.json").exists() and (out / "quality_vs_compute.png").stat().st_size > 0
+    assert "loss: time" in capsys.readouterr().out
+    # a second run finds everything done and only reports
+    assert cli.main(["run", *args]) == 0
+
+
+def test_unknown_variant_is_refused(qvc):
     with pytest.raises(SystemExit):
-        qvc.main(["--quick", "--work-dir", str(tmp_path), "--out", str(tmp_path / "x.json")])
-    assert (tmp_path / "precious.txt").read_text() == "keep me"
+        qvc["quality_vs_compute"].main(["run", "--variants", "dit", "nonsense"])
+
+
+def test_heldout_loss_is_the_weighted_edm_loss_on_a_fixed_grid(qvc):
+    train, setup = qvc["_qvc_train"], qvc["_qvc_setup"]
+    spec = setup.variant_spec(setup.LAYOUTS["64"], "dit", main_steps=8)
+    heldout = train.HeldOutLoss(spec, grid_size=4)
+    noise = spec.losses.noise
+    assert heldout.sigmas[0] < torch.exp(torch.tensor(noise.p_mean)) < heldout.sigmas[-1]
+    mean, per_sigma = heldout(ZeroDenoiser())
+    expected = [(s**2 + 0.25) / (s * 0.5) ** 2 * float(heldout.images.square().mean()) for s in heldout.sigmas]
+    assert per_sigma == pytest.approx(expected, rel=1e-5) and mean == pytest.approx(sum(expected) / 4, rel=1e-5)
