@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
-        ctx = init_distributed(args.device)  # a single process unless launched by torchrun
+        ctx = init_distributed(args.device, field="--device")  # a single process unless launched by torchrun
     except DistributedSetupError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -56,10 +56,10 @@ class LatentDataset(Dataset):
             raise ShardError(f"{self.path}: latents are {height}x{width}; the model needs square inputs")
         found = (channels, height, manifest.num_classes)
         if expect is not None and tuple(expect) != found:
-            raise ValueError(f"the spec expects latents with (channels, resolution, classes) = {tuple(expect)}, "
+            raise ShardError(f"the spec expects latents with (channels, resolution, classes) = {tuple(expect)}, "
                              f"but {self.path} holds {found}")
         if flip and not manifest.flip:
-            raise ValueError(f"flip is on but {self.path} holds no mirrored latents; encode with --flip or set flip false")
+            raise ShardError(f"data.flip is on but {self.path} holds no mirrored latents; encode with --flip or set flip false")
         self.flip = flip
         self.shards = [check_shard(self.path, record, manifest, verify=verify) for record in manifest.shards]
         counts = torch.tensor([record.count for record in manifest.shards], dtype=torch.int64)
