@@ -206,32 +206,34 @@ class Trainer:
                    unit="step")
         phase, loss_fn = None, None
         window_start, window_images = time.perf_counter(), 0
-        while self.state.step < total:
-            step = self.state.step
-            current = phase_at(self.phases, step)
-            if current is not phase:
-                phase, loss_fn = current, self.loss_for_phase(current)
-                if main:
-                    log.info("phase %s: steps %d..%d", phase.name, phase.start, phase.stop - 1)
-            lr = learning_rate(self.train, phase, step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            loss, parts, grad_norm, extra = self._step(loss_fn, step)
-            window_images += self.train.batch_size
-            bar.update(1)
-            if math.isfinite(loss):
-                bar.set_postfix(loss=f"{loss:.4f}", phase=phase.name)
-            if main and (self.state.step % self.train.log_every == 0 or self.state.step == total):
-                elapsed = time.perf_counter() - window_start
-                self._log(step, phase, loss, parts, lr, grad_norm, extra, window_images / max(elapsed, 1e-9))
-                window_start, window_images = time.perf_counter(), 0
-            if self.state.step % self.train.checkpoint_every == 0 or self.state.step == total:
-                self.save()
-            if self.on_sample is not None and self.train.sample_every and self.state.step % self.train.sample_every == 0:
-                averaged = self.main_ema_model()
-                if averaged is not None:
-                    self.on_sample(self.state.step, averaged)
-        bar.close()
+        try:
+            while self.state.step < total:
+                step = self.state.step
+                current = phase_at(self.phases, step)
+                if current is not phase:
+                    phase, loss_fn = current, self.loss_for_phase(current)
+                    if main:
+                        log.info("phase %s: steps %d..%d", phase.name, phase.start, phase.stop - 1)
+                lr = learning_rate(self.train, phase, step)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss, parts, grad_norm, extra = self._step(loss_fn, step)
+                window_images += self.train.batch_size
+                bar.update(1)
+                if math.isfinite(loss):
+                    bar.set_postfix(loss=f"{loss:.4f}", phase=phase.name)
+                if main and (self.state.step % self.train.log_every == 0 or self.state.step == total):
+                    elapsed = time.perf_counter() - window_start
+                    self._log(step, phase, loss, parts, lr, grad_norm, extra, window_images / max(elapsed, 1e-9))
+                    window_start, window_images = time.perf_counter(), 0
+                if self.state.step % self.train.checkpoint_every == 0 or self.state.step == total:
+                    self.save()
+                if self.on_sample is not None and self.train.sample_every and self.state.step % self.train.sample_every == 0:
+                    averaged = self.main_ema_model()
+                    if averaged is not None:
+                        self.on_sample(self.state.step, averaged)
+        finally:
+            bar.close()  # also on Ctrl-C, before the CLI prints the resume command
         if main:
             plot_losses(self.metrics_path, self.run_dir / "loss.png")
 
