@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shlex
 import sys
 import time
@@ -24,6 +25,7 @@ from maskdit.spec import ExperimentSpec, apply_overrides, json_schema, load_spec
 from maskdit.summary import format_table, summarize
 
 EXIT_BAD_SPEC = 2
+_LONG_QUOTE = re.compile(r"'([^']{200,})'")  # a bad value a validator quoted in full
 
 
 class SpecError(Exception):
@@ -64,7 +66,7 @@ def validation_lines(err: ValidationError, data: Any = None) -> list[str]:
         elif problem["type"] == "union_tag_invalid":
             message = f"unknown name {short(problem['ctx']['tag'])}; valid names: {problem['ctx']['expected_tags']}"
         else:
-            message = problem["msg"].removeprefix("Value error, ")
+            message = _LONG_QUOTE.sub(lambda m: short(m.group(1)), problem["msg"].removeprefix("Value error, "))
         given = problem.get("input")
         shown = "" if problem["type"] in ("missing", "model_type") or isinstance(given, (dict, list)) else f" (got {short(given)})"
         lines.append(f"{path}: {message}{shown}")

@@ -15,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -35,10 +36,16 @@ class MissingImagesError(FileNotFoundError, DataError):
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode ``path`` as RGB; any failure becomes a CorruptImageError naming it."""
+    """Open and fully decode ``path`` as 8-bit RGB; any failure becomes a CorruptImageError naming it.
+
+    16-bit grayscale (PIL modes ``I;16*``, and ``I`` as 16-bit PNGs open) is scaled by 255 / 65535:
+    PIL's own ``convert("RGB")`` clips those values at 255, which turns nearly every pixel white."""
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode.startswith("I;16") or image.mode == "I":
+                wide = np.asarray(image, dtype=np.float64)  # [H, W] in 0..65535
+                image = Image.fromarray(np.clip(np.rint(wide * (255.0 / 65535.0)), 0, 255).astype(np.uint8))
             return image.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise CorruptImageError(f"cannot read image {path}: {err}") from err
