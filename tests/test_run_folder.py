@@ -153,3 +153,21 @@ def test_ctrl_c_saves_and_prints_a_resume_command_that_works(tmp_path, capsys, m
     assert argv[:3] == ["python", "-m", "maskdit.build"]
     assert main(argv[3:]) == 0
     assert "resuming from step 6" in capsys.readouterr().err
+
+
+def test_disk_full_during_a_run_is_one_line_and_leaves_no_temp_folder(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full_disk(tensors, filename):
+        with open(filename, "wb") as handle:
+            handle.write(b"\0" * 4096)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    assert main([spec_file(tmp_path), "--runs", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert lines == [f"error: could not write checkpoint {tmp_path / 'tiny' / 'checkpoints' / 'step-00000004'}: "
+                     "No space left on device"] and "Traceback" not in err
+    assert not list((tmp_path / "tiny" / "checkpoints").iterdir())
+    assert all(line.endswith("}") for line in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines())

@@ -1,8 +1,8 @@
 """The latent dataset: VAE posteriors stored as (mean, logvar); a fresh z at every draw.
 
 MaskDiT (like DiT's and LDM's training code) does not train on one fixed latent per image: each
-time an image is used, z = scale * (mean + std * eps) with new Gaussian eps (REFERENCE.md
-section 4). The randomness is passed in:
+time an image is used, z = scale * (mean + std * eps) with new Gaussian eps (latent diffusion's
+posterior sampling, Rombach et al. 2022, sec. 3; MaskDiT sec. 4.1). The randomness is passed in:
 
     z, labels = dataset.draw(ids, generator=g)   # [B, C, h, w], [B]
     z, labels = dataset.draw(ids, seeds=s)       # s: int64 [B], one generator per row
