@@ -9,6 +9,8 @@ The backbone stays a plain network in ``.net``.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import torch
@@ -16,6 +18,8 @@ from torch import nn
 
 from maskdit.core.specs import ModelSpec
 from maskdit.masking.mask import Mask
+
+_TORCH_NN = os.path.dirname(nn.__file__)
 
 
 def _sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -26,6 +30,14 @@ def _sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     if sigma.shape != (x.shape[0],):
         raise ValueError(f"sigma must be a scalar or [B={x.shape[0]}], got shape {tuple(sigma.shape)}")
     return sigma.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+
+
+def _caller_level() -> int:
+    """The warnings stacklevel of the first frame outside this file and torch.nn (the user's call)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename == __file__ or _TORCH_NN in frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class UnconditionalCallWarning(UserWarning):
@@ -58,7 +70,7 @@ class _Preconditioned(nn.Module):
         if labels is None and self.num_classes:
             warnings.warn(f"a class-conditional denoiser ({self.num_classes} classes) was called without labels: it "
                           f"runs unconditionally (null label {self.num_classes}); pass labels=... , or labels equal "
-                          f"to {self.num_classes} to mean it", UnconditionalCallWarning, stacklevel=3)
+                          f"to {self.num_classes} to mean it", UnconditionalCallWarning, stacklevel=_caller_level())
             return torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
         return labels
 

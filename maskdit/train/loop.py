@@ -157,7 +157,7 @@ class Trainer:
         try:
             par.load_model_state(self.model, loaded.tensors.get("model", {}), self.parallel, self.dist)
             self.ema.load_state_dict(par.like_shadow(self.ema.shadow, loaded.tensors.get("ema", {})),
-                                     loaded.state["ema_updates"])
+                                     loaded.state.get("ema_updates", 0))
             par.load_optimizer_state(self.model, self.optimizer, optimizer_tensors,
                                      loaded.state["param_groups"], self.parallel, self.dist)
             self.generator.set_state(loaded.tensors["rng"]["generator"])
@@ -165,7 +165,7 @@ class Trainer:
                 self.scaler.load_state_dict(loaded.state["scaler"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise ckpt.CheckpointError(f"{path} does not match this run: {jsonio.short(str(err))}") from None
-        self.state = TrainState(step=loaded.state["step"], skipped=loaded.state["skipped"])
+        self.state = TrainState(step=loaded.state["step"], skipped=loaded.state.get("skipped", 0))
 
     # ---- the loop -------------------------------------------------------------------------
     def fit(self) -> TrainState:
