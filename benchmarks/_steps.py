@@ -1,7 +1,7 @@
 """Shared pieces of the training-step benchmarks (train_step.py, gpu.py): the step, timing, memory, table.
 
 One step = draw a mask, EDM preconditioned forward, DSM loss over visible patches + 0.1 x MAE loss
-over masked patches (REFERENCE.md sec. 3), backward, and optionally an AdamW step. Works on CPU and
+over masked patches (Zheng et al. 2024, sec. 3.2), backward, and optionally an AdamW step. Works on CPU and
 CUDA; on CUDA every timed step is bracketed by torch.cuda.synchronize().
 """
 

@@ -1,8 +1,8 @@
 """Training-step speed and memory of MaskDiT layouts, masked (r = 0.5) vs unmasked, side by side.
 
 One step = draw a mask, EDM preconditioned forward, DSM loss over visible patches + 0.1 x MAE loss
-over masked patches (REFERENCE.md sec. 3), backward (no optimiser step unless ``--optimizer``, as in
-the reference figures of REFERENCE.md sec. 6). All configurations of one interleave group run
+over masked patches (Zheng et al. 2024, sec. 3.2), backward (no optimiser step unless ``--optimizer``, as in
+the recorded timings of the reference code, REFERENCE_MS). All configurations of one interleave group run
 round-robin in ONE process, so machine noise hits all of them alike; the table shows medians (and
 minima) of the timed steps, images/s (batch / median step time) and memory.
 
@@ -56,7 +56,7 @@ from maskdit.core import (  # noqa: E402,I001
     MODEL_PRESETS, ModelSpec, build_denoiser,
 )
 
-REFERENCE_MS = {"MaskDiT-S/2": {0.5: 2126.0, 0.0: 2615.0}}  # REFERENCE.md sec. 6, reference code, recorded
+REFERENCE_MS = {"MaskDiT-S/2": {0.5: 2126.0, 0.0: 2615.0}}  # the reference MaskDiT code, timed on a 2-core CPU, recorded
 DEFAULT_PRESETS = ["MaskDiT-S/2", "DiT-S/2", "MaskDiT-lite-S/2"]
 ALL_SIZES = ("S", "B", "L", "XL")
 
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="default 8, or 2 with --presets all")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
-    parser.add_argument("--optimizer", action="store_true", help="also take an AdamW step (off: as REFERENCE sec. 6)")
+    parser.add_argument("--optimizer", action="store_true", help="also take an AdamW step (off: as the recorded reference timings)")
     parser.add_argument("--interleave", choices=("all", "preset"), default=None,
                         help="round-robin over all presets at once, or one preset at a time "
                         "(default: all, or preset with --presets all, whose models do not fit together)")

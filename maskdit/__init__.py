@@ -20,7 +20,8 @@ from maskdit.interop import (
     load_reference_maskdit,
     save_native,
 )
-from maskdit.losses import build_objective, maskdit_objective
+from maskdit.load import load_run
+from maskdit.losses import Objective, build_objective, maskdit_objective
 from maskdit.masking import (
     MASKING,
     RATIO_SCHEDULES,
@@ -74,6 +75,8 @@ __all__ = [
     "load_native",
     "maskdit_objective",
     "build_objective",
+    "Objective",
+    "load_run",
     "build_sampler",
     "cfg",
     "get_sigmas_karras",

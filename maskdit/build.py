@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -18,10 +20,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from maskdit.jsonio import JSONInputError, short
 from maskdit.spec import ExperimentSpec, apply_overrides, json_schema, load_spec_dict, preset_names
 from maskdit.summary import format_table, summarize
 
 EXIT_BAD_SPEC = 2
+_LONG_QUOTE = re.compile(r"'([^']{200,})'")  # a bad value a validator quoted in full
 
 
 class SpecError(Exception):
@@ -36,10 +40,8 @@ def read_spec(spec: str, overrides: list[str]) -> ExperimentSpec:
     """Read, override and validate a spec; every failure becomes a SpecError with readable lines."""
     try:
         data = load_spec_dict(spec)
-    except json.JSONDecodeError as err:
-        raise SpecError([f"{spec}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"]) from None
-    except UnicodeDecodeError as err:
-        raise SpecError([f"{spec}: not UTF-8 text ({err.reason} at byte {err.start})"]) from None
+    except JSONInputError as err:
+        raise SpecError([str(err)]) from None
     except (OSError, ValueError) as err:
         raise SpecError([f"{spec}: {err.strerror if isinstance(err, OSError) and err.strerror else err}"]) from None
     try:
@@ -57,14 +59,16 @@ def validation_lines(err: ValidationError, data: Any = None) -> list[str]:
     lines = []
     for problem in err.errors(include_url=False):
         path = user_path(problem["loc"], data) or "spec"
-        if problem["type"] == "union_tag_not_found":
+        if problem["type"] == "union_tag_not_found" and "()" in problem["ctx"]["discriminator"]:
+            message = "expected a number or an object with a 'name' field"  # a callable discriminator
+        elif problem["type"] == "union_tag_not_found":
             message = f"needs a '{problem['ctx']['discriminator'].strip(chr(39))}' field naming the plugin"
         elif problem["type"] == "union_tag_invalid":
-            message = f"unknown name {problem['ctx']['tag']!r}; valid names: {problem['ctx']['expected_tags']}"
+            message = f"unknown name {short(problem['ctx']['tag'])}; valid names: {problem['ctx']['expected_tags']}"
         else:
-            message = problem["msg"].removeprefix("Value error, ")
+            message = _LONG_QUOTE.sub(lambda m: short(m.group(1)), problem["msg"].removeprefix("Value error, "))
         given = problem.get("input")
-        shown = "" if problem["type"] in ("missing", "model_type") or isinstance(given, (dict, list)) else f" (got {given!r})"
+        shown = "" if problem["type"] in ("missing", "model_type") or isinstance(given, (dict, list)) else f" (got {short(given)})"
         lines.append(f"{path}: {message}{shown}")
     return list(dict.fromkeys(lines))  # a union can report one problem twice
 
@@ -120,17 +124,44 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(summarize(spec)))
     if args.dry_run:
         return 0
-    return run(spec, Path(args.runs) / spec.name, resume=args.resume)
+    try:
+        run_dir = run_folder(Path(args.runs), spec.name)
+    except ValueError as err:
+        if main_rank:
+            print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    return run(spec, run_dir, resume=args.resume, runs=Path(args.runs))
 
 
-def run(spec: ExperimentSpec, run_dir: Path, *, resume: bool) -> int:
+def run_folder(runs: Path, name: str) -> Path:
+    """``runs/name``, which must resolve to a folder directly inside ``runs`` (a name such as '..'
+    or a link out of ``runs`` would write over someone else's files)."""
+    folder = runs / name
+    if name in ("", ".", "..") or Path(name).name != name or folder.resolve().parent != runs.resolve():
+        raise ValueError(f"name: run folder {folder} does not lie inside {runs}; choose a plain folder name")
+    return folder
+
+
+def resume_lines(info) -> list[str]:
+    """What --resume found: the checkpoints passed over (and why), then where training starts."""
+    lines = [f"warning: passing over {path.name}: {reason}" for path, reason in info.rejected]
+    if info:
+        lines.append(f"resuming from step {info.step} ({info.path})")
+    else:
+        lines.append("no checkpoint to resume: starting from step 0")
+    return lines
+
+
+def run(spec: ExperimentSpec, run_dir: Path, *, resume: bool, runs: Path | None = None) -> int:
     """Train, sample and evaluate; print where everything is and the final metrics. Under torchrun
     this opens the process group (NCCL on CUDA, gloo on CPU) and closes it at the end."""
+    from maskdit.data.errors import DataError
     from maskdit.job import run_experiment
     from maskdit.train.checkpoint import CheckpointError
     from maskdit.train.distributed import (DistributedSetupError, check_batch, context_from_env, init_distributed,
                                            shutdown)
     from maskdit.train.loop import NonFiniteError
+    from maskdit.train.runlock import RunLockedError
 
     try:  # the batch check needs only the environment: fail before any rendezvous
         check_batch(spec.train.batch_size, spec.train.grad_accumulation, context_from_env().world_size)
@@ -141,17 +172,24 @@ def run(spec: ExperimentSpec, run_dir: Path, *, resume: bool) -> int:
         return EXIT_BAD_SPEC
     logging.basicConfig(level=logging.WARNING if dist.is_main else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
+
+    def report(info) -> None:
+        for line in resume_lines(info):
+            print(line, file=sys.stderr, flush=True)
+
     started = time.perf_counter()
     try:
-        result = run_experiment(spec, run_dir, resume=resume, progress=dist.is_main, dist=dist)
-    except (CheckpointError, FileExistsError, NonFiniteError, DistributedSetupError) as err:
+        result = run_experiment(spec, run_dir, resume=resume, progress=dist.is_main, dist=dist,
+                                on_resume=report if resume else None)
+    except (CheckpointError, FileExistsError, NonFiniteError, DistributedSetupError, RunLockedError, DataError,
+            OSError) as err:
         if dist.is_main:  # every rank meets the same problem; one report is enough
-            print(f"error: {err}", file=sys.stderr)
-        return 1 if isinstance(err, (CheckpointError, NonFiniteError)) else EXIT_BAD_SPEC
+            print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_SPEC if isinstance(err, (FileExistsError, DistributedSetupError, RunLockedError,
+                                                 DataError)) else 1
     except KeyboardInterrupt:
         if dist.is_main:
-            print(f"\ninterrupted; continue with: python -m maskdit.build {spec.name} --resume (checkpoints in "
-                  f"{run_dir})", file=sys.stderr)
+            print(interrupted_line(run_dir, runs), file=sys.stderr)
         return 130
     finally:
         shutdown(dist)
@@ -167,6 +205,26 @@ def run(spec: ExperimentSpec, run_dir: Path, *, resume: bool) -> int:
         shown = {k: v for k, v in result.eval.items() if isinstance(v, float) and k != "clipped_fraction"}
         print("metrics:     " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
     return 0
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: its message (or strerror and file) without a traceback."""
+    text = str(err)
+    if isinstance(err, OSError) and err.strerror:
+        text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return " ".join(text.split()) or type(err).__name__
+
+
+def interrupted_line(run_dir: Path, runs: Path | None) -> str:
+    """The Ctrl-C message: the command that continues this run (its saved spec, its --runs)."""
+    from maskdit.train.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir / "checkpoints")
+    if latest is None or not (run_dir / "spec.json").is_file():
+        return "\ninterrupted before the first checkpoint; nothing to resume"
+    runs = runs if runs is not None else run_dir.parent
+    command = shlex.join(["python", "-m", "maskdit.build", str(run_dir / "spec.json"), "--runs", str(runs), "--resume"])
+    return f"\ninterrupted; checkpoint {latest}; continue with: {command}"
 
 
 if __name__ == "__main__":

@@ -32,19 +32,6 @@ class InputError(Exception):
     """A problem with what the user passed; printed as one line per entry."""
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint folder, or a run folder / checkpoints folder whose latest checkpoint is used."""
-    from maskdit.train.checkpoint import STATE, latest_checkpoint
-
-    if (path / STATE).is_file():
-        return path
-    for root in (path / "checkpoints", path):
-        found = latest_checkpoint(root)
-        if found is not None:
-            return found
-    raise InputError(f"{path}: not a maskdit checkpoint folder, and no checkpoints found under it")
-
-
 def validated_spec(data: dict, overrides: list[str]) -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(apply_overrides(data, overrides))
@@ -71,30 +58,23 @@ def load_native_for_evaluation(path: Path, spec_name: str, overrides: list[str],
 
 
 def load_for_evaluation(path: Path, overrides: list[str], weights: str, device: str):
-    """(spec, denoiser in eval mode, step, run folder) from a training checkpoint."""
-    from maskdit.core import build_denoiser
-    from maskdit.train.checkpoint import CheckpointError, load_checkpoint
+    """(spec, denoiser in eval mode, step, run folder) from a training checkpoint or run folder.
+    ``--set`` may change sampling and evaluation, not the model its weights fix."""
+    from maskdit.interop import CheckpointError
+    from maskdit.load import open_run
 
-    folder = resolve_checkpoint(path)
+    if path.is_file():
+        raise InputError(f"{path}: a file; give a run or checkpoint folder, or a native .safetensors export")
     try:
-        checkpoint = load_checkpoint(folder)
+        loaded = open_run(path, weights, device=device)
     except CheckpointError as err:
         raise InputError(str(err)) from None
-    data = checkpoint.state.get("spec")
-    if not isinstance(data, dict):
-        raise InputError(f"{folder}: the checkpoint holds no experiment spec")
-    spec = validated_spec(data, overrides)
-    tensors = checkpoint.tensors.get(weights)
-    if not tensors:
-        raise InputError(f"{folder}: no {weights!r} weights in the checkpoint (groups: {sorted(checkpoint.tensors)})")
-    denoiser = build_denoiser(spec.model)
-    target = denoiser if any(name.startswith("net.") for name in tensors) else denoiser.net
-    try:
-        target.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        raise InputError(f"{folder}: {weights} weights do not fit the spec's model: {str(err).splitlines()[0]}") from None
-    run_dir = folder.parent.parent if folder.parent.name == "checkpoints" else folder.parent
-    return spec, denoiser.to(device).eval(), checkpoint.state.get("step"), run_dir
+    if loaded.spec is None:
+        raise InputError(f"{path}: holds no experiment spec (a diffusers folder?); export it natively first")
+    spec = validated_spec(loaded.spec.model_dump(mode="json"), overrides)
+    if spec.model != loaded.spec.model:
+        raise InputError("--set cannot change the model of a checkpoint (its weights fix it)")
+    return spec, loaded.denoiser, loaded.step, loaded.run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     from maskdit.eval.evaluator import build_evaluator
     from maskdit.eval.run import evaluate_denoiser, evaluation_metrics
 
+    from maskdit.train.checkpoint import CheckpointError as TrainCheckpointError
+    from maskdit.train.checkpoint import check_writable
+    from maskdit.train.distributed import DistributedSetupError, check_device
+    from maskdit.train.runlock import RunLock, RunLockedError
+
+    lock = None
     try:
+        check_device(args.device, field="--device")
         if args.checkpoint.suffix == ".safetensors":
             spec, denoiser, step, run_dir = load_native_for_evaluation(args.checkpoint, args.spec, args.overrides,
                                                                        args.device)
@@ -122,12 +109,16 @@ def main(argv: list[str] | None = None) -> int:
                                                                 args.device)
         if spec.eval.num_samples < 1:
             raise InputError("eval.num_samples is 0: nothing to evaluate (use --set eval.num_samples=N)")
+        out_dir = args.out or run_dir
+        check_writable(out_dir, needed_bytes=2**20)  # before sampling, not after an hour of it
+        lock = RunLock(out_dir).acquire()  # a training run or another evaluation writing there refuses us
         eval_spec = spec.eval.model_copy(update={"metrics": evaluation_metrics(spec)})
         evaluator = build_evaluator(eval_spec, spec.data, device=args.device)
-    except (InputError, FileNotFoundError, ValueError) as err:
+    except (InputError, OSError, ValueError, TrainCheckpointError, DistributedSetupError, RunLockedError) as err:
+        if lock is not None:
+            lock.release()
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    out_dir = args.out or run_dir
     print(f"evaluating {args.checkpoint} (step {step}, {args.weights} weights): {spec.eval.num_samples} samples, "
           f"{spec.sampler.name} {spec.sampler.steps} steps, metrics {', '.join(spec.eval.metrics)}", flush=True)
     bar = None
@@ -138,10 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         record = evaluate_denoiser(denoiser, spec, step=step, out_dir=out_dir, evaluator=evaluator,
                                    device=args.device, on_batch=None if bar is None else bar.update)
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     finally:
+        lock.release()
         if bar is not None:
             bar.close()
     for key in ("fid", "class_accuracy", "precision", "recall"):

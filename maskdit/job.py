@@ -7,7 +7,6 @@ rank trains and rank 0 alone writes these files and evaluates.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,12 @@ from maskdit.losses import build_objective
 from maskdit.samplers import build_sampler
 from maskdit.spec import ExperimentSpec
 from maskdit.train.distributed import DistContext, Shard
-from maskdit.train.loop import Trainer, TrainState
+from maskdit.data.cache import atomic_write
+from maskdit.train import checkpoint as ckpt
+from maskdit.train.loop import ResumeInfo, Trainer, TrainState
+from maskdit.train.runlock import RunLock
 from maskdit.train.shard_draws import ShardedObjective
 from maskdit.train.schedule import Phase
-
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class JobResult:
@@ -83,26 +82,41 @@ def sample_grid_writer(spec: ExperimentSpec, run_dir: Path, device: str | torch.
 
 
 def run_experiment(spec: ExperimentSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = False,
-                   evaluate: bool = True, dist: DistContext | None = None) -> JobResult:
-    """Train (resuming from the newest checkpoint when ``resume``), then evaluate the EMA model.
+                   evaluate: bool = True, dist: DistContext | None = None,
+                   on_resume: Callable[[ResumeInfo], None] | None = None) -> JobResult:
+    """Train (resuming from the newest valid checkpoint when ``resume``), then evaluate the EMA model.
 
     ``dist``: this process's place in a torchrun launch (default: a single process). Every rank
-    builds the same initial network (seeded) and trains; rank 0 writes the outputs and evaluates
-    (the others return ``eval=None``)."""
+    builds the same initial network (seeded) and trains; rank 0 holds the run folder's lock
+    (:class:`~maskdit.train.runlock.RunLock`: a second writer refuses), writes the outputs and
+    evaluates (the others return ``eval=None``). ``on_resume(info)`` is told, on rank 0, where
+    training starts: the checkpoint and step resumed, the checkpoints passed over and why, or a
+    fresh start."""
     run_dir = Path(run_dir)
     dist = dist if dist is not None else DistContext()
+    lock = RunLock(run_dir).acquire() if dist.is_main else None
+    try:
+        return _run(spec, run_dir, resume=resume, progress=progress, evaluate=evaluate, dist=dist,
+                    on_resume=on_resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(spec, run_dir: Path, *, resume, progress, evaluate, dist: DistContext, on_resume) -> JobResult:
     device = dist.device(spec.train.device)  # under torchrun: this rank's GPU
     dataset = build_dataset(spec.data)
     denoiser = build_denoiser(spec.model, generator=torch.Generator().manual_seed(spec.seed))
     trainer = Trainer(spec, denoiser, dataset, phase_loss(spec), run_dir, progress=progress, dist=dist,
                       on_sample=sample_grid_writer(spec, run_dir, device) if spec.train.sample_every else None)
     trainer.check_outputs()
-    if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+    if not resume and ckpt.list_checkpoints(run_dir / "checkpoints"):
         raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another name")
-    if resume and not trainer.resume():
-        log.info("no checkpoint under %s: starting from scratch", run_dir)
+    info = trainer.resume() if resume else ResumeInfo(None, 0, ())
+    if on_resume is not None and dist.is_main:
+        on_resume(info)
     if dist.is_main:
-        (run_dir / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+        atomic_write(run_dir / "spec.json", lambda tmp: tmp.write_text(spec.model_dump_json(indent=2), encoding="utf-8"))
     state = trainer.fit()
     record = None
     if evaluate and spec.eval.num_samples > 0:

@@ -6,8 +6,8 @@ CHECKPOINT is one of (``--format auto`` tells them apart):
   * our native ``.safetensors`` file (with its ``.json`` sidecar);
   * a reference MaskDiT checkpoint (``model.``-prefixed keys) or a DiT checkpoint (torch file);
     architecture fields the shapes do not determine come from ``--preset`` / ``--arch KEY=VALUE``.
-Sampler fields not covered by the flags are set with ``--set FIELD=VALUE`` (e.g. ``--set eta=0.5``,
-``--set schedule.name=loglinear``). Image i is drawn from its own generator seeded by (seed, i), so
+Sampler fields not covered by the flags are set with ``--set sampler.FIELD=VALUE``, the full spec
+path as in evaluate (e.g. ``--set sampler.eta=0.5``, ``--set sampler.schedule.name=loglinear``). Image i is drawn from its own generator seeded by (seed, i), so
 the same seed gives the same image at any batch size. Labels cycle over the classes unless
 ``--class-label`` fixes one. Writes a PNG grid and optionally an ``.npz`` in ADM's evaluation
 format (``arr_0``: uint8 NHWC images, ``arr_1``: labels). ``--latents PATH`` instead writes the
@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import TypeAdapter, ValidationError
+
+from maskdit import jsonio
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 
@@ -58,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="sampling steps")
     parser.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (1 = off)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="any other sampler spec field (repeatable)")
+                        help="any other sampler field by its full spec path, e.g. sampler.eta=0.5 (repeatable)")
     parser.add_argument("--class-label", type=int, default=None, help="draw every sample from this class")
     parser.add_argument("--seed", type=int, default=0, help="run seed; image i uses seed (seed, i)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -102,14 +104,11 @@ def load(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
 
 
 def _load_training(path: Path, weights: str):
-    from maskdit.evaluate import InputError as EvalInputError
-    from maskdit.evaluate import load_for_evaluation
+    """A run / checkpoint folder (or a diffusers folder): its denoiser and its spec's sampler section."""
+    from maskdit.load import open_run
 
-    try:
-        spec, denoiser, _, _ = load_for_evaluation(path, [], weights, "cpu")
-    except EvalInputError as err:
-        raise InputError(str(err)) from None
-    return denoiser, spec.sampler.model_dump(mode="json")
+    loaded = open_run(path, weights)
+    return loaded.denoiser, None if loaded.spec is None else loaded.spec.sampler.model_dump(mode="json")
 
 
 def _load_reference(path: Path, fmt: str, args: argparse.Namespace):
@@ -157,8 +156,12 @@ def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond:
         data["steps"] = args.steps
     if args.cfg is not None:
         data["cfg_scale"] = args.cfg
+    wrong = [item for item in args.overrides if not item.startswith("sampler.")]
+    if wrong:
+        raise InputError(f"--set {jsonio.short(wrong[0])}: give the full spec path, as evaluate does, e.g. "
+                         f"--set sampler.{wrong[0]} (sample changes only the sampler section)")
     try:
-        data = apply_overrides(data, args.overrides)
+        data = apply_overrides({"sampler": data}, args.overrides)["sampler"]
     except ValueError as err:
         raise InputError(f"--set: {err}") from None
     try:
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
-        ctx = init_distributed(args.device)  # a single process unless launched by torchrun
+        ctx = init_distributed(args.device, field="--device")  # a single process unless launched by torchrun
     except DistributedSetupError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

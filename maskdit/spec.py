@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from maskdit import jsonio
 from maskdit.core.specs import ModelSpec
 from maskdit.data.specs import DataSpec, MNIST5kSpec
 from maskdit.eval.specs import EvalSpec
@@ -36,6 +37,14 @@ class ExperimentSpec(SpecModel):
     data: DataSpec = Field(MNIST5kSpec(), description="training data")
     train: TrainSpec = Field(TrainSpec(steps=1000), description="optimisation")
     eval: EvalSpec = Field(EvalSpec(), description="evaluation")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_folder_name(cls, name: str) -> str:
+        if name in (".", ".."):
+            raise ValueError(f"{name!r} is a path component, not a run name: the run folder must be a new "
+                             "folder inside --runs")
+        return name
 
     @model_validator(mode="after")
     def _sections_agree(self) -> ExperimentSpec:
@@ -110,9 +119,9 @@ def resolve_spec_path(spec: str) -> Path:
 
 
 def load_spec_dict(spec: str) -> dict[str, Any]:
-    """Read a spec file (or bundled preset) as a JSON object. Raises OSError / json.JSONDecodeError / ValueError."""
-    text = resolve_spec_path(spec).read_text(encoding="utf-8")
-    data = json.loads(text)
+    """Read a spec file (or bundled preset) as a JSON object, at most 1 MiB, no duplicate keys.
+    Raises OSError (missing / unreadable file) or ValueError (JSONInputError and others)."""
+    data = jsonio.load_file(resolve_spec_path(spec), max_bytes=jsonio.SPEC_MAX_BYTES)
     if not isinstance(data, dict):
         raise ValueError(f"a spec must be a JSON object, got {type(data).__name__}")
     return data
@@ -129,23 +138,47 @@ def json_schema() -> dict[str, Any]:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides to a spec dict (value parsed as JSON, else kept as a string).
 
-    The result is validated like a file, so an override can never bypass a check.
+    A numeric part indexes a list (``train.phases.0.steps=8``). The result is validated like a
+    file, so an override can never bypass a check. ``train.steps`` on a spec with phases is
+    refused with what to set instead (the phases' steps are the run's length).
     """
     result = json.loads(json.dumps(data))  # deep copy; the input stays untouched
     for item in overrides:
         key, sep, raw = item.partition("=")
+        shown = jsonio.short(item)
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ValueError(f"override {item!r} must look like section.field=value")
+            raise ValueError(f"override {shown} must look like section.field=value")
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = result
+            value = jsonio.loads(raw, source="value")
+        except jsonio.JSONInputError as err:
+            if "nested too deeply" in str(err) or "duplicate key" in str(err):
+                raise ValueError(f"override {jsonio.short(key)}: {err}") from None
+            value = raw  # not JSON: a plain string
+        node: Any = result
         *parents, leaf = key.split(".")
         for depth, part in enumerate(parents):
+            where = ".".join(parents[: depth + 1])
+            if isinstance(node, list):
+                node = node[_index(part, node, ".".join(parents[:depth]), shown)]
+                continue
             child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"override {item!r}: {'.'.join(parents[: depth + 1])} is not a section")
+            if not isinstance(child, (dict, list)):
+                raise ValueError(f"override {shown}: {where} is not a section")
             node = child
-        node[leaf] = value
+        if isinstance(node, list):
+            node[_index(leaf, node, ".".join(parents), shown)] = value
+        else:
+            node[leaf] = value
+        if key == "train.steps" and isinstance(result.get("train"), dict) and result["train"].get("phases"):
+            phases = result["train"]["phases"]
+            raise ValueError(f"train.steps: this spec trains in {len(phases)} phases, whose steps set the "
+                             "length; set train.phases.<i>.steps instead (e.g. train.phases.0.steps=...)")
     return result
+
+
+def _index(part: str, node: list, where: str, shown: str) -> int:
+    if not part.isdigit():
+        raise ValueError(f"override {shown}: {where} is a list; index it with a number, e.g. 0")
+    if int(part) >= len(node):
+        raise ValueError(f"override {shown}: {where} has {len(node)} entries (indices 0..{len(node) - 1})")
+    return int(part)

@@ -53,7 +53,7 @@ def test_same_seed_same_images_at_any_batch_size(tmp_path, native, capsys):
     for batch in (1, 4):
         npz = tmp_path / f"b{batch}.npz"
         code, io = _run([native, "--n", 4, "--batch-size", batch, "--sampler", "heun", "--steps", 3, "--set",
-                         "s_churn=5", "--out", tmp_path / "g.png", "--npz", npz], capsys)
+                         "sampler.s_churn=5", "--out", tmp_path / "g.png", "--npz", npz], capsys)
         assert code == 0, io.err
         runs.append(np.load(npz)["arr_0"])
     assert np.array_equal(runs[0], runs[1])
@@ -76,8 +76,9 @@ def test_reference_maskdit_file_is_detected(tmp_path, denoiser, capsys):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--set", "eta=2"], "sampler"),
-        (["--set", "bogus=1"], "bogus"),
+        (["--set", "sampler.eta=2"], "sampler"),
+        (["--set", "sampler.bogus=1"], "bogus"),
+        (["--set", "eta=0.5"], "give the full spec path, as evaluate does, e.g. --set sampler.eta=0.5"),
         (["--steps", "0"], "steps"),
         (["--class-label", "7"], "class-label"),
         (["--format", "reference-dit"], ""),

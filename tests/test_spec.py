@@ -17,6 +17,10 @@ DIGITS_MODEL = {"input_size": 32, "in_channels": 1, "patch_size": 4, "depth": 2,
                 "num_classes": 10}
 
 
+# run names: a plain folder name ("." and ".." are refused as path components)
+RUN_NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True).filter(lambda name: name not in (".", ".."))
+
+
 @st.composite
 def experiment_specs(draw):
     ratio = draw(st.one_of(st.floats(0, 0.9), *SCHEDULE_EXAMPLES.values()))
@@ -28,7 +32,7 @@ def experiment_specs(draw):
     train = {"steps": draw(st.integers(0, 10**6)), "lr": draw(st.floats(1e-7, 1.0)),
              "ema": {"decay": draw(st.floats(0.0, 0.99999))}, "precision": draw(st.sampled_from(["fp32", "bf16"]))}
     return ExperimentSpec.model_validate(
-        {"name": draw(st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)), "seed": draw(st.integers(0, 2**40)),
+        {"name": draw(RUN_NAMES), "seed": draw(st.integers(0, 2**40)),
          "model": model, "masking": masking.model_dump(), "train": train}
     )
 

@@ -9,11 +9,17 @@ The backbone stays a plain network in ``.net``.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 import torch
 from torch import nn
 
 from maskdit.core.specs import ModelSpec
 from maskdit.masking.mask import Mask
+
+_TORCH_NN = os.path.dirname(nn.__file__)
 
 
 def _sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -24,6 +30,18 @@ def _sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     if sigma.shape != (x.shape[0],):
         raise ValueError(f"sigma must be a scalar or [B={x.shape[0]}], got shape {tuple(sigma.shape)}")
     return sigma.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+
+
+def _caller_level() -> int:
+    """The warnings stacklevel of the first frame outside this file and torch.nn (the user's call)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename == __file__ or _TORCH_NN in frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class UnconditionalCallWarning(UserWarning):
+    """A class-conditional denoiser was called without labels."""
 
 
 class _Preconditioned(nn.Module):
@@ -45,6 +63,16 @@ class _Preconditioned(nn.Module):
     def null_label(self) -> int:
         """The label id that means 'no class' (classifier-free guidance)."""
         return self.spec.num_classes
+
+    def _labels(self, labels: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+        """A class-conditional model called without labels warns (once per calling line, Python's
+        default warning filter) and runs with the null label, as it did before."""
+        if labels is None and self.num_classes:
+            warnings.warn(f"a class-conditional denoiser ({self.num_classes} classes) was called without labels: it "
+                          f"runs unconditionally (null label {self.num_classes}); pass labels=... , or labels equal "
+                          f"to {self.num_classes} to mean it", UnconditionalCallWarning, stacklevel=_caller_level())
+            return torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+        return labels
 
     def _check_x(self, x: torch.Tensor) -> None:
         expected = (self.in_channels, self.input_size, self.input_size)
@@ -80,6 +108,7 @@ class Denoiser(_Preconditioned):
         mask: Mask | None = None,
     ) -> torch.Tensor:
         self._check_x(x)
+        labels = self._labels(labels, x)
         sigma = _sigma_batch(sigma, x)
         sd = self.sigma_data
         s = sigma.reshape(-1, 1, 1, 1)  # [B, 1, 1, 1]
@@ -145,6 +174,7 @@ class DDPMDenoiser(_Preconditioned):
         mask: Mask | None = None,
     ) -> torch.Tensor:
         self._check_x(x)
+        labels = self._labels(labels, x)
         sigma = _sigma_batch(sigma, x)
         s = sigma.reshape(-1, 1, 1, 1)  # [B, 1, 1, 1]
         c_in = 1 / (s**2 + 1).sqrt()

@@ -11,7 +11,7 @@ from maskdit.core.specs import ModelSpec
 def count_parameters(model: nn.Module | ModelSpec, *, include_frozen: bool = True) -> int:
     """Number of parameters of a module, or of the model a ModelSpec builds (on the meta device).
 
-    The reference figures (DiT's 675M for XL/2, MaskDiT's 68.35M for S/2, REFERENCE.md sec. 2)
+    The reference figures (DiT's 675M for XL/2, Peebles & Xie 2023, Table 1; MaskDiT's 68.35M for S/2)
     count the frozen sin-cos position embeddings, which here are buffers named ``*pos_embed``;
     ``include_frozen=False`` counts only what the optimiser updates.
     """

@@ -1,6 +1,6 @@
 """Named architectures: DiT-{S,B,L,XL,H}/{2,4,8} and MaskDiT-{S,B,L,XL,H}/{2,4,8}.
 
-Encoder sizes are DiT's (REFERENCE.md section 2). MaskDiT presets carry the reference
+Encoder sizes are DiT's (Peebles & Xie 2023, Table 1). MaskDiT presets carry the reference
 decoder, fixed for every size: 8 blocks, width 512, 16 heads, one-hot label embedding.
 DiT presets have no decoder and DiT's label table with a learned null row.
 

@@ -15,12 +15,14 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from maskdit.data.crop import adm_center_crop, to_tensor
 from maskdit.data.draws import Draws
+from maskdit.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,21 @@ class CorruptImageError(OSError):
     """An image file that cannot be opened or decoded; the message names the file."""
 
 
+class MissingImagesError(FileNotFoundError, DataError):
+    """The image folder, or every image of a class, is missing."""
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode ``path`` as RGB; any failure becomes a CorruptImageError naming it."""
+    """Open and fully decode ``path`` as 8-bit RGB; any failure becomes a CorruptImageError naming it.
+
+    16-bit grayscale (PIL modes ``I;16*``, and ``I`` as 16-bit PNGs open) is scaled by 255 / 65535:
+    PIL's own ``convert("RGB")`` clips those values at 255, which turns nearly every pixel white."""
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode.startswith("I;16") or image.mode == "I":
+                wide = np.asarray(image, dtype=np.float64)  # [H, W] in 0..65535
+                image = Image.fromarray(np.clip(np.rint(wide * (255.0 / 65535.0)), 0, 255).astype(np.uint8))
             return image.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise CorruptImageError(f"cannot read image {path}: {err}") from err
@@ -45,11 +57,11 @@ def list_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], l
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist or is not a directory")
+        raise MissingImagesError(f"data.path: image folder {root} does not exist or is not a directory")
     try:
         folder = ImageFolder(str(root), loader=lambda path: path)  # lists files only; nothing is decoded here
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"{root}: {err} (expected root/<class>/<image> files)") from None
+        raise MissingImagesError(f"data.path: {root}: {err} (expected root/<class>/<image> files)") from None
     return list(folder.samples), list(folder.classes)
 
 
@@ -73,7 +85,7 @@ class ImageFolderDataset(Dataset):
             raise ValueError(f"resolution must be >= 1, got {resolution}")
         samples, classes = list_image_folder(root)
         if num_classes is not None and len(classes) != num_classes:
-            raise ValueError(f"{root} has {len(classes)} class folders but num_classes is {num_classes}")
+            raise DataError(f"data.num_classes: {root} has {len(classes)} class folders but num_classes is {num_classes}")
         self.root, self.resolution, self.flip = Path(root), resolution, flip
         self.classes = classes
         self.skipped: list[tuple[str, str]] = []
@@ -90,7 +102,7 @@ class ImageFolderDataset(Dataset):
                 log.warning("%s: skipped %d unreadable image(s), e.g. %s", root, len(self.skipped), self.skipped[0][0])
             samples = kept
         if not samples:
-            raise ValueError(f"{root} holds no readable images")
+            raise DataError(f"data.path: {root} holds no readable images")
         self.samples = samples
         self.labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
 

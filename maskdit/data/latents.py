@@ -1,8 +1,8 @@
 """The latent dataset: VAE posteriors stored as (mean, logvar); a fresh z at every draw.
 
 MaskDiT (like DiT's and LDM's training code) does not train on one fixed latent per image: each
-time an image is used, z = scale * (mean + std * eps) with new Gaussian eps (REFERENCE.md
-section 4). The randomness is passed in:
+time an image is used, z = scale * (mean + std * eps) with new Gaussian eps (latent diffusion's
+posterior sampling, Rombach et al. 2022, sec. 3; MaskDiT sec. 4.1). The randomness is passed in:
 
     z, labels = dataset.draw(ids, generator=g)   # [B, C, h, w], [B]
     z, labels = dataset.draw(ids, seeds=s)       # s: int64 [B], one generator per row
@@ -56,10 +56,10 @@ class LatentDataset(Dataset):
             raise ShardError(f"{self.path}: latents are {height}x{width}; the model needs square inputs")
         found = (channels, height, manifest.num_classes)
         if expect is not None and tuple(expect) != found:
-            raise ValueError(f"the spec expects latents with (channels, resolution, classes) = {tuple(expect)}, "
+            raise ShardError(f"the spec expects latents with (channels, resolution, classes) = {tuple(expect)}, "
                              f"but {self.path} holds {found}")
         if flip and not manifest.flip:
-            raise ValueError(f"flip is on but {self.path} holds no mirrored latents; encode with --flip or set flip false")
+            raise ShardError(f"data.flip is on but {self.path} holds no mirrored latents; encode with --flip or set flip false")
         self.flip = flip
         self.shards = [check_shard(self.path, record, manifest, verify=verify) for record in manifest.shards]
         counts = torch.tensor([record.count for record in manifest.shards], dtype=torch.int64)

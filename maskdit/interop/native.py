@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from maskdit import jsonio
 
 from maskdit.core.build import build_model, wrap
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
@@ -47,14 +51,20 @@ def read_native_spec(path: str | Path) -> ModelSpec:
     """The ModelSpec stored next to a native checkpoint."""
     _, sidecar = native_paths(path)
     try:
-        document = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{sidecar}: cannot read the spec sidecar: {err}") from None
+        document = jsonio.load_file(sidecar, max_bytes=jsonio.SPEC_MAX_BYTES)
+    except OSError as err:
+        raise CheckpointError(f"{sidecar}: cannot read the spec sidecar: {err.strerror or err}") from None
+    except jsonio.JSONInputError as err:
+        raise CheckpointError(f"{err} (the spec sidecar)") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT or "model" not in document:
         raise CheckpointError(f"{sidecar}: not a {FORMAT} sidecar (needs 'format' and 'model')")
     if document.get("version") != VERSION:
         raise CheckpointError(f"{sidecar}: format version {document.get('version')}, this library reads {VERSION}")
-    return ModelSpec.model_validate(document["model"])
+    try:
+        return ModelSpec.model_validate(document["model"])
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        raise CheckpointError(f"{sidecar}: model.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 def load_native(path: str | Path) -> Denoiser | DDPMDenoiser:
@@ -63,6 +73,10 @@ def load_native(path: str | Path) -> Denoiser | DDPMDenoiser:
     spec = read_native_spec(path)
     if not tensors.is_file():
         raise CheckpointError(f"no weights file at {tensors}")
+    try:
+        state = load_file(str(tensors), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{tensors}: not a readable safetensors file ({jsonio.short(str(err))})") from None
     net = build_model(spec, device="meta")
-    load_strict(net, load_file(str(tensors), device="cpu"), source=str(tensors))
+    load_strict(net, state, source=str(tensors))
     return wrap(net, spec)

@@ -8,7 +8,8 @@ from maskdit.interop.files import CheckpointError, StateDict
 
 
 def check_state(module: nn.Module, state: StateDict, *, source: str = "checkpoint") -> None:
-    """Raise CheckpointError naming every key that is missing, unexpected or of the wrong shape."""
+    """Raise CheckpointError naming every key that is missing, unexpected or of the wrong shape, or
+    the tensors holding NaN / inf."""
     own = module.state_dict()
     lines = [f"missing key {key} (expected shape {tuple(own[key].shape)})" for key in own if key not in state]
     lines += [f"unexpected key {key} (shape {tuple(state[key].shape)})" for key in state if key not in own]
@@ -19,6 +20,11 @@ def check_state(module: nn.Module, state: StateDict, *, source: str = "checkpoin
     ]
     if lines:
         raise CheckpointError(f"{source} does not fit the model:\n  " + "\n  ".join(lines))
+    bad = [key for key, value in state.items()
+           if value.is_floating_point() and not value.is_meta and not bool(value.isfinite().all())]
+    if bad:  # a NaN / inf weight samples black images: refuse it here, once for every format
+        raise CheckpointError(f"{source}: non-finite weights (NaN or inf) in {', '.join(bad[:5])}"
+                              + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
 
 
 def load_strict(module: nn.Module, state: StateDict, *, source: str = "checkpoint") -> nn.Module:

@@ -57,6 +57,7 @@ def build_objective(
                 and term.tokens is None else term for term in spec.terms]
     terms = [WeightedTerm(term.name, term.weight, LOSS_TERMS.build(term)) for term in resolved]
     dropout = spec.label_dropout if num_classes != 0 else 0.0  # unconditional: nothing to drop
+    # None: patch_size / num_classes come from the denoiser at each call (see Objective)
     return Objective(terms, build_noise(spec.noise), masking=masking, patch_size=patch_size,
                      label_dropout=dropout, num_classes=num_classes)
 
@@ -79,8 +80,8 @@ def experiment_objective(spec: Any) -> Objective:
 def maskdit_objective(
     *,
     mask_ratio: float = 0.5,
-    patch_size: int = 2,
-    num_classes: int = 1000,
+    patch_size: int | None = None,
+    num_classes: int | None = None,
     dsm_weight: float = 1.0,
     mae_weight: float = 0.1,
     p_mean: float = -1.2,
@@ -88,10 +89,12 @@ def maskdit_objective(
     sigma_data: float = 0.5,
     label_dropout: float = 0.1,
 ) -> Objective:
-    """MaskDiT's objective (Zheng et al. 2024; REFERENCE.md sec. 3): dsm_weight * DSM over visible
-    tokens + mae_weight * MAE over masked patches, ln(sigma) ~ N(p_mean, p_std^2), random
-    masking at ``mask_ratio``, label dropout. Every argument is an override of the paper's value;
-    values are validated as a spec would be."""
+    """MaskDiT's objective (Zheng et al. 2024, sec. 3.2, eq. 4): dsm_weight * DSM over visible
+    tokens + mae_weight * MAE over masked patches, ln(sigma) ~ N(p_mean, p_std^2) (EDM, Karras et
+    al. 2022, sec. 5), random masking at ``mask_ratio``, label dropout (classifier-free guidance,
+    Ho & Salimans 2022). Every argument is an override of the paper's value; values are validated
+    as a spec would be. ``patch_size`` and ``num_classes`` default to the denoiser's, read when the
+    objective is called; given, they must match it (as must ``sigma_data``)."""
     from maskdit.masking.specs import RandomMaskingSpec
 
     losses = specs.LossesSpec(

@@ -49,6 +49,13 @@ class Objective:
     the inference path), and every term on the result. The patch size p comes from the mask's
     token count and the image size (p^2 = H W / L), checked against ``patch_size`` when that
     is given; drawing a mask needs ``patch_size``.
+
+    ``patch_size`` and ``num_classes`` left as None are taken from the denoiser on each call
+    (its ``patch_size`` / ``num_classes`` attributes, as :class:`~maskdit.core.Denoiser` has);
+    given ones must agree with the denoiser's, and so must a term's ``sigma_data`` with the
+    denoiser's (EDM's loss weight and preconditioning share it, Karras et al. 2022, Table 1).
+    A mismatch raises ValueError naming the objective's and the model's values, instead of,
+    say, training label 5 of a 10-class model as the null label of a 5-class objective.
     """
 
     def __init__(
@@ -98,18 +105,18 @@ class Objective:
             raise ValueError(f"y must be a floating tensor [B, C, H, W], got {_describe(y)}")
         batch, _, height, width = y.shape
         draw_on = generator.device if generator is not None else y.device  # draws happen where the generator lives
-        labels = self._check_labels(labels, batch)
+        patch_size, num_classes = self._agree_with(denoiser)
+        labels = self._check_labels(labels, batch, num_classes)
         sigma = self._sigma(sigma, batch, y, generator, draw_on)
         noise = self._noise(noise, y, generator, draw_on)
-        if labels is not None and self.label_dropout > 0:
-            labels = drop_labels(labels.to(draw_on), self.label_dropout, self.num_classes, generator=generator)
+        if labels is not None and self.label_dropout > 0 and num_classes:
+            labels = drop_labels(labels.to(draw_on), self.label_dropout, num_classes, generator=generator)
             labels = labels.to(y.device)
-        mask = self._mask(mask, batch, (height, width), sigma, step, generator, draw_on)
+        mask = self._mask(mask, batch, (height, width), sigma, step, generator, draw_on, patch_size)
         if mask is not None and mask.dropped.device != y.device:
             mask = mask.to(y.device)
-        patch_size = self.patch_size
         if mask is not None:
-            patch_size = infer_patch_size((height, width), mask.num_tokens, self.patch_size)
+            patch_size = infer_patch_size((height, width), mask.num_tokens, patch_size)
         model_mask = None if mask is None or mask.is_identity else mask
         noisy = y + sigma.view(-1, 1, 1, 1) * noise  # [B] -> [B, 1, 1, 1] broadcast
         denoised = denoiser(noisy, sigma, labels=labels, mask=model_mask)
@@ -123,18 +130,37 @@ class Objective:
         return ObjectiveOutput(total=total, parts=parts, sigma=sigma, mask=model_mask, labels=labels)
 
     # ---- inputs ---------------------------------------------------------------------------
-    def _check_labels(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    def _agree_with(self, denoiser: Any) -> tuple[int | None, int | None]:
+        """(patch_size, num_classes) for this call: the objective's, else the denoiser's; they must agree."""
+        resolved = []
+        for name in ("patch_size", "num_classes"):
+            ours, theirs = getattr(self, name), _int_attribute(denoiser, name)
+            if ours is not None and theirs is not None and ours != theirs:
+                raise ValueError(f"the objective has {name}={ours} but the denoiser's {name} is {theirs}; build the "
+                                 f"objective with {name}={theirs} or leave it None to take the denoiser's")
+            resolved.append(ours if ours is not None else theirs)
+        model_sigma_data = getattr(denoiser, "sigma_data", None)
+        if isinstance(model_sigma_data, float):
+            for t in self.terms:
+                term_sigma_data = getattr(t.term, "sigma_data", None)
+                if isinstance(term_sigma_data, float) and term_sigma_data != model_sigma_data:
+                    raise ValueError(f"the objective's {t.name} term has sigma_data={term_sigma_data:g} but the "
+                                     f"denoiser's sigma_data is {model_sigma_data:g}; they must be the same")
+        return resolved[0], resolved[1]
+
+    def _check_labels(self, labels: torch.Tensor | None, batch: int, num_classes: int | None) -> torch.Tensor | None:
         if labels is None:
             return None
         if not isinstance(labels, torch.Tensor) or labels.shape != (batch,) or labels.is_floating_point() \
                 or labels.dtype == torch.bool:
             raise ValueError(f"labels must be an integer tensor [B={batch}], got {_describe(labels)}")
-        if self.num_classes is None:
+        if num_classes is None:
             if self.label_dropout > 0:
-                raise ValueError("label dropout needs num_classes (the null label); pass num_classes=...")
+                raise ValueError("label dropout needs num_classes (the null label); pass num_classes=... or call "
+                                 "the objective with a denoiser that has num_classes")
             return labels
-        if bool((labels < 0).any()) or bool((labels > self.num_classes).any()):
-            raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} = null)")
+        if bool((labels < 0).any()) or bool((labels > num_classes).any()):
+            raise ValueError(f"labels must lie in [0, {num_classes}] ({num_classes} = null)")
         return labels
 
     def _sigma(self, sigma, batch, y, generator, draw_on) -> torch.Tensor:
@@ -155,25 +181,31 @@ class Objective:
             raise ValueError("noise contains NaN or infinite values")
         return noise.to(y.dtype)
 
-    def _mask(self, mask, batch, image_hw, sigma, step, generator, device) -> Mask | None:
+    def _mask(self, mask, batch, image_hw, sigma, step, generator, device, patch_size) -> Mask | None:
         if mask is not None:
             if not isinstance(mask, Mask) or mask.batch_size != batch:
                 raise ValueError(f"mask must be a Mask for a batch of {batch}, got {mask!r}")
             return mask
         if self.masking is None:
             return None
-        if self.patch_size is None:
-            raise ValueError("drawing a mask needs the patch size: build the objective with patch_size=...")
+        if patch_size is None:
+            raise ValueError("drawing a mask needs the patch size: build the objective with patch_size=... or call "
+                             "it with a denoiser that has patch_size")
         height, width = image_hw
-        if height % self.patch_size or width % self.patch_size:
-            raise ValueError(f"a {height}x{width} input does not tile into {self.patch_size}x{self.patch_size} patches")
-        grid = (height // self.patch_size, width // self.patch_size)
+        if height % patch_size or width % patch_size:
+            raise ValueError(f"a {height}x{width} input does not tile into {patch_size}x{patch_size} patches")
+        grid = (height // patch_size, width // patch_size)
         return self.masking(batch, grid, sigma=sigma.to(device), step=step, generator=generator, device=device)
 
     def __repr__(self) -> str:
         terms = " + ".join(f"{t.weight:g}*{t.name}" for t in self.terms)
         return (f"Objective({terms}, noise={self.noise!r}, masking={self.masking!r}, patch_size={self.patch_size}, "
                 f"label_dropout={self.label_dropout:g}, num_classes={self.num_classes})")
+
+
+def _int_attribute(obj: Any, name: str) -> int | None:
+    value = getattr(obj, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _describe(value: object) -> str:

@@ -25,6 +25,9 @@ class ConstantRatio:
     def __call__(self, *, step=None, sigma=None, generator=None) -> float:
         return self.ratio
 
+    def __repr__(self) -> str:
+        return f"ConstantRatio({self.ratio:g})"
+
     @classmethod
     def from_spec(cls, spec: specs.ConstantRatioSpec) -> ConstantRatio:
         return cls(spec.ratio)
@@ -48,6 +51,9 @@ class UniformRatio:
         device = generator.device if generator is not None else "cpu"
         u = torch.rand((), generator=generator, device=device).item()
         return self.low + (self.high - self.low) * u
+
+    def __repr__(self) -> str:
+        return f"UniformRatio(low={self.low:g}, high={self.high:g})"
 
     @classmethod
     def from_spec(cls, spec: specs.UniformRatioSpec) -> UniformRatio:
@@ -73,6 +79,9 @@ class CosineRatio:
             raise ValueError("the cosine mask-ratio schedule needs the training step (step=...)")
         progress = min(max(step, 0) / self.total_steps, 1.0)
         return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def __repr__(self) -> str:
+        return f"CosineRatio(start={self.start:g}, end={self.end:g}, total_steps={self.total_steps})"
 
     @classmethod
     def from_spec(cls, spec: specs.CosineRatioSpec) -> CosineRatio:
@@ -104,6 +113,10 @@ class SigmaRatio:
         mean_log = sigma.log().mean().item()
         t = min(max((mean_log - self.log_lo) / (self.log_hi - self.log_lo), 0.0), 1.0)
         return self.r_min + (self.r_max - self.r_min) * t
+
+    def __repr__(self) -> str:
+        return (f"SigmaRatio(r_min={self.r_min:g}, r_max={self.r_max:g}, sigma_min={math.exp(self.log_lo):g}, "
+                f"sigma_max={math.exp(self.log_hi):g})")
 
     @classmethod
     def from_spec(cls, spec: specs.SigmaRatioSpec) -> SigmaRatio:

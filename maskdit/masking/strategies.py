@@ -8,6 +8,7 @@ the ``generator`` passed in.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -25,11 +26,28 @@ def num_kept(num_tokens: int, ratio: float) -> int:
     return kept
 
 
-class MaskingStrategy:
-    """Shared plumbing: validate inputs, consult the schedule, short-cut r = 0 to the identity."""
+DEFAULT_RATIO = 0.5  # MaskDiT's mask ratio (Zheng et al. 2024, sec. 3.1)
 
-    def __init__(self, schedule=None) -> None:
-        self.schedule = schedule if schedule is not None else ConstantRatio(0.0)
+
+class MaskingStrategy:
+    """Base of every strategy: validates the call, asks the ratio schedule for this batch's ratio,
+    short-cuts r = 0 to the identity mask, and hands the rest to :meth:`draw`.
+
+    ``ratio`` is a number (a constant ratio; default 0.5, the paper's) or a ratio schedule, any
+    object ``schedule(*, step, sigma, generator) -> float`` with a ``max_ratio`` property (see
+    :mod:`maskdit.masking.schedules`).
+
+    To write a strategy, subclass and implement the one hook, :meth:`draw`; register a spec for
+    it (``@maskdit.registry.register("masking")``) to use it from JSON."""
+
+    def __init__(self, ratio: float | Any = DEFAULT_RATIO) -> None:
+        if isinstance(ratio, bool) or ratio is None:
+            raise TypeError(f"ratio must be a number or a ratio schedule, got {ratio!r}")
+        if isinstance(ratio, (int, float)):
+            ratio = ConstantRatio(float(ratio))
+        elif not (callable(ratio) and hasattr(ratio, "max_ratio")):
+            raise TypeError(f"ratio must be a number or a ratio schedule (callable with max_ratio), got {ratio!r}")
+        self.schedule = ratio
 
     @property
     def max_ratio(self) -> float:
@@ -52,19 +70,28 @@ class MaskingStrategy:
         kept = num_kept(height * width, ratio)
         if kept == height * width:
             return Mask.identity(batch_size, kept, device=device)
-        return self._draw(batch_size, (height, width), kept, generator, torch.device(device))
+        return self.draw(batch_size, (height, width), kept, generator, torch.device(device))
 
-    def _draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
-        raise NotImplementedError
+    def draw(self, batch_size: int, grid_hw: tuple[int, int], kept: int, generator: torch.Generator | None,
+             device: torch.device) -> Mask:
+        """The hook a strategy implements: a Mask keeping exactly ``kept`` of the ``grid_hw[0] *
+        grid_hw[1]`` tokens (0 < kept < L) in each of ``batch_size`` rows, every random draw from
+        ``generator`` (never the global RNG), tensors on ``device``. Called with validated inputs."""
+        raise NotImplementedError(f"{type(self).__name__} must implement draw(batch_size, grid_hw, kept, "
+                                  "generator, device)")
+
+    def _options(self) -> str:
+        return ""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(schedule={type(self.schedule).__name__})"
+        ratio = self.schedule.ratio if isinstance(self.schedule, ConstantRatio) else self.schedule
+        return f"{type(self).__name__}(ratio={ratio!r}{self._options()})"
 
 
 class RandomMasking(MaskingStrategy):
     """Per-sample shuffle by argsort of uniform noise; kept tokens stay in shuffled order (reference)."""
 
-    def _draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
+    def draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
         noise = torch.rand(batch_size, grid_hw[0] * grid_hw[1], generator=generator, device=device)
         return Mask.from_order(torch.argsort(noise, dim=1), kept)
 
@@ -78,13 +105,17 @@ class BlockMasking(MaskingStrategy):
     tokens are taken at random.
     """
 
-    def __init__(self, schedule=None, *, min_block: int = 4, max_block: int | None = None, min_aspect: float = 0.3):
-        super().__init__(schedule)
+    def __init__(self, ratio: float | Any = DEFAULT_RATIO, *, min_block: int = 4, max_block: int | None = None,
+                 min_aspect: float = 0.3):
+        super().__init__(ratio)
         if min_block < 1 or (max_block is not None and max_block < min_block) or not 0 < min_aspect <= 1:
             raise ValueError(f"bad block parameters: min_block={min_block}, max_block={max_block}, min_aspect={min_aspect}")
         self.min_block, self.max_block, self.min_aspect = min_block, max_block, min_aspect
 
-    def _draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
+    def _options(self) -> str:
+        return f", min_block={self.min_block}, max_block={self.max_block}, min_aspect={self.min_aspect:g}"
+
+    def draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
         height, width = grid_hw
         length = height * width
         tries = 4 * length
@@ -130,14 +161,17 @@ class GridMasking(MaskingStrategy):
     pattern is shifted by a random (dy, dx) per sample; counts that do not fill a whole dither
     level take the next level's tokens in raster order."""
 
-    def __init__(self, schedule=None, *, cell: int = 2) -> None:
-        super().__init__(schedule)
+    def __init__(self, ratio: float | Any = DEFAULT_RATIO, *, cell: int = 2) -> None:
+        super().__init__(ratio)
         if cell < 2 or cell & (cell - 1):
             raise ValueError(f"cell must be a power of two >= 2, got {cell}")
         self.cell = cell
         self.bayer = _bayer(cell)  # [cell, cell] ranks 0 .. cell^2 - 1
 
-    def _draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
+    def _options(self) -> str:
+        return f", cell={self.cell}"
+
+    def draw(self, batch_size, grid_hw, kept, generator, device) -> Mask:
         height, width = grid_hw
         length = height * width
         offsets = torch.randint(0, self.cell, (batch_size, 2), generator=generator, device=device)
@@ -155,7 +189,10 @@ class NoMasking(MaskingStrategy):
     """Always the identity mask."""
 
     def __init__(self) -> None:
-        super().__init__(ConstantRatio(0.0))
+        super().__init__(0.0)
+
+    def __repr__(self) -> str:
+        return "NoMasking()"
 
 
 def _bayer(size: int) -> torch.Tensor:

@@ -19,7 +19,9 @@ class ClassifierFreeGuidance:
     channels and keep the conditional values in the rest (DiT's ``forward_with_cfg`` guides 3
     of its 4 latent channels). The null label is ``null_label`` (the model's num_classes).
     Where the effective scale is exactly 1 the conditional output is returned bit for bit, and
-    when no sample needs guidance only the conditional pass runs.
+    when no sample needs guidance only the conditional pass runs. A scale other than 1 without
+    labels raises ValueError: there is nothing to guide towards, and running unguided would
+    hide the mistake.
     """
 
     def __init__(
@@ -51,8 +53,11 @@ class ClassifierFreeGuidance:
     def __call__(
         self, x: torch.Tensor, sigma: torch.Tensor, *, labels: torch.Tensor | None = None, mask: Mask | None = None
     ) -> torch.Tensor:
-        if labels is None or self.scale == 1.0:
+        if self.scale == 1.0:
             return self.denoiser(x, sigma, labels=labels, mask=mask)
+        if labels is None:
+            raise ValueError(f"classifier-free guidance (scale {self.scale:g}) needs class labels: pass labels=... "
+                             "(or use scale 1 for unguided samples)")
         if x.ndim < 2 or sigma.shape != (x.shape[0],) or labels.shape != (x.shape[0],):
             raise ValueError(
                 f"guidance expects x [B, C, ...], sigma [B], labels [B]; got {tuple(x.shape)}, "

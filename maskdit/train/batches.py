@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from maskdit.data.draws import row_seeds
+from maskdit.data.errors import DataError
 
 
 class BatchStream:
@@ -19,7 +20,7 @@ class BatchStream:
     def __init__(self, dataset: Dataset, batch_size: int, *, seed: int) -> None:
         self.size = len(dataset)
         if batch_size > self.size:
-            raise ValueError(f"batch size {batch_size} exceeds the dataset's {self.size} items")
+            raise DataError(f"train.batch_size: a (micro-)batch of {batch_size} exceeds the dataset's {self.size} items")
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.per_epoch = self.size // batch_size
         self._epoch, self._order = -1, None

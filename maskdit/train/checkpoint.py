@@ -1,7 +1,9 @@
 """Training checkpoints: one folder per step holding ``tensors.safetensors`` and ``state.json``.
 
 A checkpoint is written into a hidden temporary folder and renamed into place only once both
-files are complete and flushed, so a crash mid-save leaves the previous checkpoints untouched.
+files are complete and flushed, so a crash mid-save leaves the previous checkpoints untouched
+(the next run removes the temporary folder). state.json records the SHA-256 of the tensors
+file, checked on every load; weights with NaN or inf are never written and never loaded.
 Tensors (model, EMA, optimizer moments, RNG states) go to safetensors; everything else (spec,
 phase, step, counters, optimizer hyper-parameters) to JSON. Nothing is pickled.
 """
@@ -10,21 +12,46 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from maskdit import jsonio
+from maskdit.data.shards import file_sha256
+
 FORMAT = "maskdit-checkpoint-v1"
 TENSORS, STATE = "tensors.safetensors", "state.json"
+TEMP_PREFIX = ".tmp-step-"
+STEP_NAME = re.compile(r"step-\d{8,}")
+FINITE_GROUPS = ("model", "ema", "optimizer")  # the groups a checkpoint refuses to hold NaN / inf in
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written or read; the message says which file and why."""
+
+
+class CheckpointState(BaseModel):
+    """What state.json must hold for a checkpoint to resume or be sampled (other keys pass through).
+
+    Strict types: a hand-edited ``"step": "5"`` or ``true`` is an error, not a step count."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    format: Literal["maskdit-checkpoint-v1"]
+    step: int = Field(ge=0)
+    skipped: int = Field(0, ge=0)
+    ema_updates: int = Field(0, ge=0)
+    param_groups: list[dict[str, Any]] = Field(default_factory=list)
+    spec: dict[str, Any] | None = None
+    checksums: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass
@@ -33,44 +60,80 @@ class Checkpoint:
     tensors: dict[str, dict[str, torch.Tensor]]  # group ("model", "ema", "optimizer", "rng") -> tensors
     state: dict[str, Any]
 
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
 
 def step_dir(root: Path, step: int) -> Path:
     return root / f"step-{step:08d}"
 
 
+def non_finite(tensors: dict[str, dict[str, torch.Tensor]]) -> list[str]:
+    """Names ``group/tensor`` of floating tensors holding NaN or inf in the groups of FINITE_GROUPS."""
+    return [f"{group}/{name}" for group in FINITE_GROUPS for name, value in tensors.get(group, {}).items()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
 def save_checkpoint(root: Path, step: int, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any],
                     *, keep: int) -> Path:
-    """Atomically write checkpoint ``step`` under ``root`` and prune all but the newest ``keep``."""
+    """Atomically write checkpoint ``step`` under ``root`` and prune all but the newest ``keep``.
+
+    Refuses (CheckpointError) weights, EMA or optimizer state with NaN / inf, so a corrupt model is
+    never saved over good checkpoints. state.json records the SHA-256 of tensors.safetensors, and
+    the tensors file gets the permissions of the run's other files. On any failure (a full disk
+    included) the temporary folder is removed and the previous checkpoints stay as they were."""
+    bad = non_finite(tensors)
+    if bad:
+        raise CheckpointError(f"refusing to write checkpoint step {step}: non-finite values in {', '.join(bad[:5])}"
+                              + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
     root.mkdir(parents=True, exist_ok=True)
     final = step_dir(root, step)
-    temp = root / f".tmp-{final.name}-{os.getpid()}"
+    temp = root / f"{TEMP_PREFIX}{step:08d}-{os.getpid()}"
     flat = {f"{group}/{name}": value.detach().contiguous().cpu() for group, items in tensors.items()
             for name, value in items.items()}
     try:
         shutil.rmtree(temp, ignore_errors=True)
         temp.mkdir()
         save_file(flat, str(temp / TENSORS))
+        _fsync_file(temp / TENSORS)
+        checksums = {TENSORS: file_sha256(temp / TENSORS)}
         with open(temp / STATE, "w", encoding="utf-8") as handle:
-            json.dump({"format": FORMAT, **state}, handle, indent=1)
+            json.dump({"format": FORMAT, **state, "checksums": checksums}, handle, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
-        _fsync_file(temp / TENSORS)
+        os.chmod(temp / TENSORS, stat.S_IMODE(os.stat(temp / STATE).st_mode))  # safetensors writes 0600
         if final.exists():
             shutil.rmtree(final)
         os.replace(temp, final)
-    except OSError as err:
+    except (OSError, SafetensorError) as err:
         shutil.rmtree(temp, ignore_errors=True)
-        raise CheckpointError(f"could not write checkpoint {final}: {err.strerror or err}") from err
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise CheckpointError(f"could not write checkpoint {final}: {reason}") from None
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def clean_leftovers(root: Path) -> list[Path]:
+    """Remove what a killed save leaves under ``root``: temporary folders and ``step-*`` folders
+    without a state.json. Only the process that holds the run folder's lock may call this."""
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in root.iterdir():
+        incomplete = STEP_NAME.fullmatch(path.name) and path.is_dir() and not (path / STATE).is_file()
+        if path.name.startswith((TEMP_PREFIX, ".tmp-")) or incomplete:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints under ``root``, oldest first (temporary folders are ignored)."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / STATE).is_file()]
+    found = [p for p in root.iterdir() if p.is_dir() and STEP_NAME.fullmatch(p.name) and (p / STATE).is_file()]
     return sorted(found, key=lambda p: p.name)
 
 
@@ -79,28 +142,69 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint folder; a missing or corrupt file raises CheckpointError naming it."""
+def read_state(path: Path) -> dict[str, Any]:
+    """state.json of checkpoint folder ``path``, validated; CheckpointError naming the file otherwise."""
+    file = Path(path) / STATE
+    try:
+        document = jsonio.load_file(file, max_bytes=jsonio.STATE_MAX_BYTES)
+    except FileNotFoundError:
+        raise CheckpointError(f"{file} is missing: {path} is not a maskdit checkpoint") from None
+    except OSError as err:
+        raise CheckpointError(f"{file} is unreadable: {err.strerror or err}") from None
+    except jsonio.JSONInputError as err:
+        raise CheckpointError(f"{err} (corrupt checkpoint state)") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise CheckpointError(f"{file}: unknown checkpoint format {jsonio.short(found)}")
+    try:
+        CheckpointState.model_validate(document)
+    except ValidationError as err:
+        problem = err.errors(include_url=False)[0]
+        field = ".".join(map(str, problem["loc"])) or "state"
+        shown = "" if problem["type"] == "missing" else f" (got {jsonio.short(problem.get('input'))})"
+        raise CheckpointError(f"{file}: {field}: {problem['msg']}{shown}") from None
+    return document
+
+
+def load_checkpoint(path: Path, *, finite: bool = True) -> Checkpoint:
+    """Read a checkpoint folder; a missing or corrupt file raises CheckpointError naming it.
+
+    The tensors file must match the SHA-256 recorded in state.json (checkpoints written before
+    checksums existed are read unchecked), and with ``finite`` the model, EMA and optimizer
+    tensors must hold no NaN or inf."""
     path = Path(path)
+    state = read_state(path)
+    file = path / TENSORS
+    expected = state.get("checksums", {}).get(TENSORS)
     try:
-        state = json.loads((path / STATE).read_text(encoding="utf-8"))
+        if expected is not None and file_sha256(file) != expected:
+            raise CheckpointError(f"{file} fails its SHA-256 check (recorded in {path / STATE}): the file is corrupt")
+        flat = load_file(str(file))
     except FileNotFoundError:
-        raise CheckpointError(f"{path / STATE} is missing: {path} is not a maskdit checkpoint") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path / STATE} is unreadable or corrupt: {err}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path / STATE}: unknown checkpoint format {state.get('format') if isinstance(state, dict) else state!r}")
-    try:
-        flat = load_file(str(path / TENSORS))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path / TENSORS} is missing") from None
+        raise CheckpointError(f"{file} is missing") from None
     except (OSError, SafetensorError) as err:
-        raise CheckpointError(f"{path / TENSORS} is unreadable or corrupt: {err}") from None
+        raise CheckpointError(f"{file} is unreadable or corrupt: {err}") from None
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():
         group, _, name = key.partition("/")
         groups.setdefault(group, {})[name] = value
+    bad = non_finite(groups) if finite else []
+    if bad:
+        raise CheckpointError(f"{file} holds non-finite values in {', '.join(bad[:5])}" +
+                              (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
     return Checkpoint(path=path, tensors=groups, state=state)
+
+
+def check_optimizer_tensors(tensors: dict[str, torch.Tensor], params: list[torch.Tensor], *, source: str) -> None:
+    """Every per-parameter moment ``"{i}.{slot}"`` must belong to parameter i and have its shape."""
+    for key, value in tensors.items():
+        index, _, slot = key.partition(".")
+        if not index.isdigit() or int(index) >= len(params):
+            raise CheckpointError(f"{source}: optimizer tensor {key!r} names no parameter of this model")
+        shape = tuple(params[int(index)].shape)
+        if slot != "step" and tuple(value.shape) != shape:
+            raise CheckpointError(f"{source}: optimizer tensor {key} has shape {tuple(value.shape)}, "
+                                  f"its parameter {shape}")
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:

@@ -79,13 +79,32 @@ def context_from_env(env: Mapping[str, str] | None = None) -> DistContext:
         raise DistributedSetupError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers: {err}") from None
 
 
-def init_distributed(device: str, env: Mapping[str, str] | None = None) -> DistContext:
+def check_device(device: str, *, field: str = "train.device") -> torch.device:
+    """``device`` as a torch.device, or DistributedSetupError when this machine does not have it."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise DistributedSetupError(f"{field}: {device!r} is not a torch device ({err})") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DistributedSetupError(f"{field} is {device!r} but CUDA is not available on this machine "
+                                        "(use 'cpu')")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise DistributedSetupError(f"{field} is {device!r} but this machine has {torch.cuda.device_count()} "
+                                        "GPU(s)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise DistributedSetupError(f"{field} is {device!r} but MPS is not available on this machine")
+    return parsed
+
+
+def init_distributed(device: str, env: Mapping[str, str] | None = None, *, field: str = "train.device") -> DistContext:
     """Open the default process group when launched by torchrun with WORLD_SIZE > 1.
 
     NCCL for CUDA devices, gloo otherwise; the rendezvous (MASTER_ADDR / MASTER_PORT) is
     torchrun's. Sets the current CUDA device to LOCAL_RANK so collectives use the right GPU.
     """
     ctx = context_from_env(env)
+    check_device(device, field=field)
     if not ctx.is_distributed:
         return ctx
     on_cuda = torch.device(device).type == "cuda"

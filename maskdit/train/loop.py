@@ -24,13 +24,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from maskdit import jsonio
 from maskdit.train import checkpoint as ckpt
 from maskdit.train.compile import compile_model
 from maskdit.train import parallel as par
 from maskdit.train.batches import BatchStream
 from maskdit.train.distributed import DistContext, Shard, check_batch, mean_over_ranks
 from maskdit.train.ema import EMA
-from maskdit.train.metrics import append_jsonl, plot_losses
+from maskdit.train.metrics import append_jsonl, plot_losses, truncate_jsonl
 from maskdit.train.schedule import Phase, learning_rate, phase_at, phases_of
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,19 @@ class StepLoss(Protocol):
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
                  step: int, generator: torch.Generator, shard: Shard | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ResumeInfo:
+    """Where :meth:`Trainer.resume` resumed (``path`` None: nothing to resume, a fresh start) and
+    the newer checkpoints it passed over, with the reason for each."""
+
+    path: Path | None
+    step: int
+    rejected: tuple[tuple[Path, str], ...]
+
+    def __bool__(self) -> bool:
+        return self.path is not None
 
 
 class NonFiniteError(RuntimeError):
@@ -98,6 +112,8 @@ class Trainer:
             compile_model(self.model)
         self.forward_model = self.wrapped
         self.state = TrainState()
+        self._updating = False  # True while an optimizer update is half applied (see _save_on_interrupt)
+        self._rng_at_step = self.generator.get_state()
 
     # ---- set-up ---------------------------------------------------------------------------
     def check_outputs(self) -> None:
@@ -107,71 +123,119 @@ class Trainer:
         tensor_bytes = sum(v.numel() * v.element_size() for v in self.model.state_dict().values())
         ckpt.check_writable(self.run_dir, needed_bytes=4 * tensor_bytes + 2**20)
 
-    def resume(self, path: Path | None = None) -> bool:
-        """Restore the newest checkpoint (or ``path``); False when there is none. Every rank reads
-        the same files, so the run folder must be visible to all of them."""
-        path = path or ckpt.latest_checkpoint(self.ckpt_dir)
-        if path is None:
-            return False
+    def resume(self, path: Path | None = None) -> ResumeInfo:
+        """Restore checkpoint ``path``, else the newest valid one. A checkpoint that fails its
+        checks (checksum, non-finite weights, hand-edited state, shapes) is passed over for the
+        next older one and listed in ``ResumeInfo.rejected``; when there are checkpoints but none
+        is valid, CheckpointError lists why. Every rank reads the same files, so the run folder
+        must be visible to all of them. The returned info is falsy when nothing was resumed."""
+        candidates = [Path(path)] if path is not None else list(reversed(ckpt.list_checkpoints(self.ckpt_dir)))
+        rejected: list[tuple[Path, str]] = []
+        for candidate in candidates:
+            try:
+                self._restore(candidate)
+            except ckpt.CheckpointError as err:
+                if path is not None:
+                    raise
+                rejected.append((candidate, str(err)))
+                log.warning("passing over checkpoint %s: %s", candidate, err)
+                continue
+            log.info("resumed from %s at step %d", candidate, self.state.step)
+            return ResumeInfo(candidate, self.state.step, tuple(rejected))
+        if rejected:
+            reasons = "; ".join(reason for _, reason in rejected)
+            raise ckpt.CheckpointError(f"no valid checkpoint under {self.ckpt_dir}: {reasons}")
+        return ResumeInfo(None, 0, ())
+
+    def _restore(self, path: Path) -> None:
         loaded = ckpt.load_checkpoint(path)
-        saved_spec = loaded.state.get("spec", {}).get("model")
+        saved_spec = (loaded.state.get("spec") or {}).get("model")
         if saved_spec is not None and saved_spec != self.spec.model.model_dump(mode="json"):
             raise ckpt.CheckpointError(f"{path} was written for a different model spec; refusing to resume")
+        optimizer_tensors = loaded.tensors.get("optimizer", {})
+        ckpt.check_optimizer_tensors(optimizer_tensors, self.trainable, source=str(path / ckpt.TENSORS))
         try:
             par.load_model_state(self.model, loaded.tensors.get("model", {}), self.parallel, self.dist)
             self.ema.load_state_dict(par.like_shadow(self.ema.shadow, loaded.tensors.get("ema", {})),
-                                     loaded.state["ema_updates"])
-            par.load_optimizer_state(self.model, self.optimizer, loaded.tensors.get("optimizer", {}),
+                                     loaded.state.get("ema_updates", 0))
+            par.load_optimizer_state(self.model, self.optimizer, optimizer_tensors,
                                      loaded.state["param_groups"], self.parallel, self.dist)
             self.generator.set_state(loaded.tensors["rng"]["generator"])
             if "scaler" in loaded.state:
                 self.scaler.load_state_dict(loaded.state["scaler"])
-        except (KeyError, RuntimeError, ValueError) as err:
-            raise ckpt.CheckpointError(f"{path} does not match this run: {err}") from None
-        self.state = TrainState(step=loaded.state["step"], skipped=loaded.state["skipped"])
-        log.info("resumed from %s at step %d", path, self.state.step)
-        return True
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise ckpt.CheckpointError(f"{path} does not match this run: {jsonio.short(str(err))}") from None
+        self.state = TrainState(step=loaded.state["step"], skipped=loaded.state.get("skipped", 0))
 
     # ---- the loop -------------------------------------------------------------------------
     def fit(self) -> TrainState:
+        """Train to ``train.total_steps``. On rank 0 it first removes what a killed save left in
+        checkpoints/ and cuts metrics.jsonl back to the step it starts from, so every step is
+        logged once. Ctrl-C (KeyboardInterrupt) between optimizer updates writes a checkpoint of
+        the last completed step and re-raises."""
         total = self.train.total_steps
         self.check_outputs()
+        if self.dist.is_main:
+            for path in ckpt.clean_leftovers(self.ckpt_dir):
+                log.warning("removed %s, left by an interrupted save", path)
+            if truncate_jsonl(self.metrics_path, self.state.step):
+                log.info("metrics.jsonl cut back to step %d", self.state.step)
         self.model.train()
+        self._updating = False
+        self._rng_at_step = self.generator.get_state()
+        try:
+            self._fit(total)
+        except KeyboardInterrupt:
+            self._save_on_interrupt()
+            raise
+        return self.state
+
+    def _save_on_interrupt(self) -> None:
+        """A checkpoint of the last completed step, if the interrupt fell outside an update."""
+        if self._updating or self.state.step == 0 or par.is_sharded(self.parallel, self.dist):
+            return  # mid-update the weights are neither step s nor s + 1; FSDP2 would need every rank
+        self.optimizer.zero_grad(set_to_none=True)
+        self.generator.set_state(self._rng_at_step)  # undo the interrupted step's draws: resume is exact
+        latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        if latest is None or latest != ckpt.step_dir(self.ckpt_dir, self.state.step):
+            self.save()
+
+    def _fit(self, total: int) -> None:
         main = self.dist.is_main
         bar = tqdm(total=total, initial=self.state.step, disable=not (self.progress and main), dynamic_ncols=True,
                    unit="step")
         phase, loss_fn = None, None
         window_start, window_images = time.perf_counter(), 0
-        while self.state.step < total:
-            step = self.state.step
-            current = phase_at(self.phases, step)
-            if current is not phase:
-                phase, loss_fn = current, self.loss_for_phase(current)
-                if main:
-                    log.info("phase %s: steps %d..%d", phase.name, phase.start, phase.stop - 1)
-            lr = learning_rate(self.train, phase, step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            loss, parts, grad_norm, extra = self._step(loss_fn, step)
-            window_images += self.train.batch_size
-            self.state.step += 1
-            bar.update(1)
-            if math.isfinite(loss):
-                bar.set_postfix(loss=f"{loss:.4f}", phase=phase.name)
-            if main and (self.state.step % self.train.log_every == 0 or self.state.step == total):
-                elapsed = time.perf_counter() - window_start
-                self._log(step, phase, loss, parts, lr, grad_norm, extra, window_images / max(elapsed, 1e-9))
-                window_start, window_images = time.perf_counter(), 0
-            if self.state.step % self.train.checkpoint_every == 0 or self.state.step == total:
-                self.save()
-            if self.on_sample is not None and self.train.sample_every and self.state.step % self.train.sample_every == 0:
-                averaged = self.main_ema_model()
-                if averaged is not None:
-                    self.on_sample(self.state.step, averaged)
-        bar.close()
+        try:
+            while self.state.step < total:
+                step = self.state.step
+                current = phase_at(self.phases, step)
+                if current is not phase:
+                    phase, loss_fn = current, self.loss_for_phase(current)
+                    if main:
+                        log.info("phase %s: steps %d..%d", phase.name, phase.start, phase.stop - 1)
+                lr = learning_rate(self.train, phase, step)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss, parts, grad_norm, extra = self._step(loss_fn, step)
+                window_images += self.train.batch_size
+                bar.update(1)
+                if math.isfinite(loss):
+                    bar.set_postfix(loss=f"{loss:.4f}", phase=phase.name)
+                if main and (self.state.step % self.train.log_every == 0 or self.state.step == total):
+                    elapsed = time.perf_counter() - window_start
+                    self._log(step, phase, loss, parts, lr, grad_norm, extra, window_images / max(elapsed, 1e-9))
+                    window_start, window_images = time.perf_counter(), 0
+                if self.state.step % self.train.checkpoint_every == 0 or self.state.step == total:
+                    self.save()
+                if self.on_sample is not None and self.train.sample_every and self.state.step % self.train.sample_every == 0:
+                    averaged = self.main_ema_model()
+                    if averaged is not None:
+                        self.on_sample(self.state.step, averaged)
+        finally:
+            bar.close()  # also on Ctrl-C, before the CLI prints the resume command
         if main:
             plot_losses(self.metrics_path, self.run_dir / "loss.png")
-        return self.state
 
     def _step(self, loss_fn: StepLoss, step: int) -> tuple[float, dict[str, float], float, dict[str, Any]]:
         self.optimizer.zero_grad(set_to_none=True)
@@ -206,10 +270,19 @@ class Trainer:
             grad_norm = par.to_float(torch.nn.utils.clip_grad_norm_(self.trainable, clip))
             finite = math.isfinite(grad_norm)
         if not finite:
-            return self._skip(step, total if math.isfinite(total) else float("nan")), {}, grad_norm, extra
+            skipped = self._skip(step, total if math.isfinite(total) else float("nan"))
+            self._updating = True
+            self.state.step += 1
+            self._rng_at_step = self.generator.get_state()
+            self._updating = False
+            return skipped, {}, grad_norm, extra
+        self._updating = True  # from here to the step count, an interrupt would leave a half-updated state
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.ema.update(self.model)
+        self.state.step += 1
+        self._rng_at_step = self.generator.get_state()
+        self._updating = False
         self.state.consecutive_skips = 0
         self.state.history.append(total)
         return total, parts_sum, grad_norm, extra

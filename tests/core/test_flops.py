@@ -17,7 +17,7 @@ def test_dit_xl2_matches_published_gflops():
 
 @pytest.mark.parametrize("preset, masked, unmasked", [("MaskDiT-S/2", 9.85, 6.04), ("MaskDiT-XL/2", 65.1, 118.4)])
 def test_reference_masked_training_forward(preset, masked, unmasked):
-    """REFERENCE.md sec. 2: masked reference MaskDiT vs unmasked DiT (within the adaLN/embedding terms)."""
+    """Zheng et al. 2024, sec. 3.1: masked reference MaskDiT vs unmasked DiT (within the adaLN/embedding terms)."""
     spec = ModelSpec(preset=preset)
     assert flops_per_forward(spec, mask_ratio=0.5) / 1e9 == pytest.approx(masked, rel=0.01)
     dit = spec.model_copy(update={"decoder_depth": 0})

@@ -1,4 +1,4 @@
-"""Parameter counts of the presets equal the reference's (REFERENCE.md sec. 2), checked on the meta device."""
+"""Parameter counts of the presets equal the reference's (DiT, Peebles & Xie 2023, Table 1; MaskDiT, Zheng et al. 2024), checked on the meta device."""
 
 import pytest
 

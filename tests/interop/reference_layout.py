@@ -1,4 +1,4 @@
-"""The reference MaskDiT / DiT state-dict layouts, spelled out from REFERENCE.md's key list, and an
+"""The reference MaskDiT / DiT state-dict layouts, spelled out from the reference code's key list (Anima-Lab/MaskDiT, facebookresearch/DiT), and an
 independent functional forward pass over such a dict (explicit one-hot Linear, explicit softmax
 attention, explicit unpatchify), to check that our modules compute what the reference computes.
 """

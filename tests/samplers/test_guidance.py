@@ -92,10 +92,12 @@ def test_channels_guides_only_the_first_k():
     assert torch.allclose(out[:, 2:], cond[:, 2:], atol=1e-6)
 
 
-def test_no_labels_means_unconditional_pass_through():
+def test_guidance_without_labels_raises_instead_of_running_unguided():
     inner = LabelDenoiser()
     x, sigma, _ = _inputs()
-    assert torch.equal(cfg(inner, 3.0)(x, sigma), inner(x, sigma))
+    with pytest.raises(ValueError, match=r"guidance \(scale 3\) needs class labels"):
+        cfg(inner, 3.0)(x, sigma)
+    assert torch.equal(cfg(inner, 1.0)(x, sigma), inner(x, sigma))  # scale 1 guides nothing: fine
 
 
 def test_mask_is_doubled_with_the_batch():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -23,9 +25,17 @@ def test_every_sampler_runs_the_tiny_model_with_guidance(name):
     assert out.shape == noise.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
-def test_unconditional_call_of_a_guided_sampler_skips_guidance():
+def test_guided_sampling_without_labels_raises_and_an_unlabelled_call_warns_once():
+    from maskdit.core.denoiser import UnconditionalCallWarning
+
     denoiser = core.build_denoiser(core.ModelSpec(**TINY), generator=torch.Generator().manual_seed(0)).eval()
     noise = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(1))
-    plain = build_sampler(specs.HeunSamplerSpec(steps=3))(denoiser, noise)
-    guided = build_sampler(specs.HeunSamplerSpec(steps=3, cfg_scale=2.0))(denoiser, noise)
-    assert torch.equal(plain, guided)
+    with pytest.raises(ValueError, match="needs class labels"):  # it used to run silently unguided
+        build_sampler(specs.HeunSamplerSpec(steps=3, cfg_scale=2.0))(denoiser, noise)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own filter: once per calling line
+        plain = build_sampler(specs.HeunSamplerSpec(steps=3))(denoiser, noise)
+    unlabelled = [w for w in caught if issubclass(w.category, UnconditionalCallWarning)]
+    assert len(unlabelled) == 1 and "called without labels" in str(unlabelled[0].message)
+    null = torch.full((2,), TINY["num_classes"])
+    assert torch.equal(plain, build_sampler(specs.HeunSamplerSpec(steps=3))(denoiser, noise, labels=null))

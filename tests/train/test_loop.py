@@ -81,15 +81,16 @@ def test_resume_reproduces_uninterrupted_run_exactly(tmp_path):
     full_state = full.fit()
 
     interrupted = trainer(tmp_path / "b", denoise_loss(interrupt_at=9))
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in step 10's forward: a checkpoint of step 9
         interrupted.fit()
-    assert ckpt.latest_checkpoint(tmp_path / "b" / "run" / "checkpoints").name == "step-00000008"
+    assert ckpt.latest_checkpoint(tmp_path / "b" / "run" / "checkpoints").name == "step-00000009"
 
     resumed = trainer(tmp_path / "b", denoise_loss())
-    assert resumed.resume()
-    assert resumed.state.step == 8
+    info = resumed.resume()
+    assert info and info.step == 9 and info.rejected == ()
+    assert resumed.state.step == 9
     state = resumed.fit()
-    assert state.history == full_state.history[8:]  # bit-exact loss trace
+    assert state.history == full_state.history[9:]  # bit-exact loss trace: the interrupted draws were undone
     for name, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     for name, value in full.ema.state_dict().items():
@@ -183,7 +184,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     t.fit()
     path = ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints")
     (path / "tensors.safetensors").write_bytes(b"garbage")
-    with pytest.raises(ckpt.CheckpointError, match="unreadable or corrupt"):
+    with pytest.raises(ckpt.CheckpointError, match="tensors.safetensors fails its SHA-256 check"):
         ckpt.load_checkpoint(path)
     (path / "state.json").write_text("{")
     with pytest.raises(ckpt.CheckpointError, match="state.json"):

@@ -1,0 +1,71 @@
+"""Reading JSON that users (or crashes) hand us: size-capped, no duplicate keys, no deep nesting.
+
+Python's ``json`` silently keeps the last of two equal keys, recurses until the interpreter's
+limit on deeply nested input (a RecursionError, not a JSON error), and reads whatever a path
+yields (``/dev/zero`` never ends). Every failure here is a :class:`JSONInputError` naming the
+source, so the CLIs can print one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+SPEC_MAX_BYTES = 1 << 20  # a spec is a few KiB; 1 MiB leaves room for long phase lists
+STATE_MAX_BYTES = 64 << 20
+MAX_QUOTE = 200
+
+
+class JSONInputError(ValueError):
+    """JSON that cannot be accepted; the message names the source and the problem in one line."""
+
+
+def short(value: Any, limit: int = MAX_QUOTE) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, so an error line stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise JSONInputError(f"duplicate key {short(key)}")
+        result[key] = value
+    return result
+
+
+def loads(text: str | bytes, *, source: str) -> Any:
+    """Parse ``text``; duplicate keys, deep nesting and syntax errors raise JSONInputError naming ``source``."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except JSONInputError as err:
+        raise JSONInputError(f"{source}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise JSONInputError(f"{source}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except RecursionError:
+        raise JSONInputError(f"{source}: JSON nested too deeply") from None
+    except UnicodeDecodeError as err:
+        raise JSONInputError(f"{source}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def read_capped(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """The bytes of ``path``, refusing more than ``max_bytes`` (reads at most one byte past it)."""
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise JSONInputError(f"{path}: larger than {max_bytes // 1024} KiB; not a file this library writes or reads")
+    return data
+
+
+def load_file(path: str | os.PathLike, *, max_bytes: int) -> Any:
+    """Read and parse a JSON file (OSError for a missing or unreadable file, else JSONInputError)."""
+    path = Path(path)
+    raw = read_capped(path, max_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise JSONInputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return loads(text, source=str(path))
