@@ -73,7 +73,7 @@ def test_summary_fractions_are_of_dit_final_time_and_flops_per_seed(qvc):
     assert tread["per_seed"]["0"]["fid_fraction_seconds"] == pytest.approx(0.5)  # first FID point at or below 30
     assert tread["loss_fraction_seconds"]["n"] == 2 and tread["loss_fraction_seconds_every_seed"]
     assert tread["step_time_vs_dit"]["median"] == 0.5
-    assert tread["steps_vs_dit_to_dit_loss"]["min"] == pytest.approx(1.0)
+    assert (tread["steps_vs_dit_to_dit_loss"]["min"], tread["steps_vs_dit_to_dit_loss"]["max"]) == (0.75, 1.0)
     assert summary["slow"]["loss_fraction_seconds"] is None
     assert summary["dit"]["loss_fraction_seconds"]["median"] == 1.0
     assert "not reached" in report.format_table("64", {"variants": summary})
@@ -99,7 +99,7 @@ def test_variant_specs_differ_only_where_the_recipe_says(qvc):
     assert specs["tread-0.5"].model.routing.rejoins and specs["tread-0.5"].model.routing.fill == "exit"
     assert specs["sprint-0.75"].model.routing.fuse == "concat"
     assert specs["deferred-0.75"].model.routing.start == 2 and not specs["deferred-0.75"].model.routing.rejoins
-    assert specs["deferred-0.75"].masking.ratio.value == 0.75
+    assert specs["deferred-0.75"].masking.ratio == 0.75
     assert [t.name for t in specs["maskdit-0.25"].losses.terms] == ["dsm", "mae"]
     tuned = setup.variant_spec(layout, "sprint-0.75", main_steps=100, tune_steps=8)
     assert [p.steps for p in tuned.train.phases] == [100, 8] and tuned.train.phases[1].masking.name == "none"
