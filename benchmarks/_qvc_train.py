@@ -200,6 +200,11 @@ def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], d
         if trainer.resume():
             log(f"  {layout.name}/{name} s{seed}: resumed at step {trainer.state.step}")
             on_point(trainer.state.step, trainer.ema_model())  # a point its checkpoint was written for
+        elif record["points"]:
+            # the checkpoint is gone (a fresh machine): start over rather than mix two trainings' points
+            log(f"  {layout.name}/{name} s{seed}: no checkpoint in {main_dir}; its {len(done)} points are dropped")
+            record["points"], record["measured_train_seconds"] = [], 0.0
+            done.clear()
         if trainer.state.step < main_steps:
             trainer.fit()
     return record

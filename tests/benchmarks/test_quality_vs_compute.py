@@ -147,6 +147,13 @@ def test_a_killed_run_resumes_to_the_same_record(qvc, tiny, tmp_path):
         assert a["heldout_loss"] == b["heldout_loss"] and a["seconds"] == b["seconds"] and a["macs"] == b["macs"]
     first = whole["points"][0]
     assert first["seconds"] == 4 * 0.25 + 2 * 1.0  # calibrated: main steps + the tuning branch
+    # on a fresh machine (checkpoints gone) the run starts over instead of mixing two trainings
+    import shutil
+
+    shutil.rmtree(tmp_path / "killed")
+    (tmp_path / "killed.json").write_text(json.dumps({**resumed, "points": resumed["points"][:2]}))
+    again = run("killed")
+    assert [p["heldout_loss"] for p in again["points"]] == [p["heldout_loss"] for p in whole["points"]]
     with pytest.raises(ValueError, match="another plan"):
         train.run_variant(tiny, "maskdit-0.5", 0, plan={**plan, "tune_steps": 3}, dataset=dataset, heldout=heldout,
                           record_path=tmp_path / "whole.json", work_dir=tmp_path / "whole")

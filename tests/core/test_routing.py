@@ -1,5 +1,7 @@
 """Token routing: MaskDiT, deferred masking (MicroDiT), TREAD and SPRINT as settings of one backbone."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -195,3 +197,19 @@ def test_tread_xl_route_is_the_papers():
     assert (routing.start, routing.end - 1) == (2, 25)  # blocks 2..25 of 28 see the kept tokens
     sprint = ModelSpec(preset="SPRINT-XL/2").routing
     assert (sprint.start, 28 - sprint.end) == (2, 2)  # 2 dense + 24 sparse + 2 dense
+
+
+def test_a_spec_refuses_losses_a_routing_cannot_serve():
+    from maskdit.spec import ExperimentSpec, load_spec_dict
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    deferred = load_spec_dict(str(examples / "digits-deferred.json"))
+    ExperimentSpec.model_validate(deferred)
+    with_mae = {**deferred, "losses": {**deferred["losses"], "terms": [{"name": "dsm"}, {"name": "mae"}]}}
+    with pytest.raises(ValidationError, match="mae needs predictions at dropped positions"):
+        ExperimentSpec.model_validate(with_mae)
+    all_tokens = {**deferred, "losses": {**deferred["losses"], "terms": [{"name": "dsm", "tokens": "all"}]}}
+    with pytest.raises(ValidationError, match="dsm with tokens 'all'"):
+        ExperimentSpec.model_validate(all_tokens)
+    tread = load_spec_dict(str(examples / "digits-tread.json"))
+    assert ExperimentSpec.model_validate(tread).model.routing.loss_tokens == "all"
