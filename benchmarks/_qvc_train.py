@@ -102,10 +102,11 @@ class HeldOutLoss:
     """
 
     def __init__(self, spec: ExperimentSpec, *, grid_size: int = SIGMA_GRID_SIZE, seed: int = 1234,
-                 batch_size: int = 500) -> None:
+                 batch_size: int = 500, limit: int | None = None) -> None:
         data = build_dataset(spec.data.model_copy(update={"split": "heldout"}))
-        self.images = torch.stack([data[i][0] for i in range(len(data))])  # [N, C, H, W]
-        self.labels = torch.tensor([data[i][1] for i in range(len(data))])
+        count = len(data) if limit is None else min(limit, len(data))  # the first ``limit`` (a smoke test's)
+        self.images = torch.stack([data[i][0] for i in range(count)])  # [N, C, H, W]
+        self.labels = torch.tensor([data[i][1] for i in range(count)])
         noise = spec.losses.noise
         normal = torch.distributions.Normal(0.0, 1.0)
         quantiles = normal.icdf((torch.arange(grid_size, dtype=torch.float64) + 0.5) / grid_size)

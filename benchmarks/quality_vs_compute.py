@@ -142,7 +142,7 @@ def command_run(args) -> int:
         probe = variant_spec(layout, "dit", main_steps=8)
         dataset = build_dataset(probe.data)
         calibration = load_calibration(args, layout, dataset)
-        heldout = HeldOutLoss(probe)
+        heldout = HeldOutLoss(probe, limit=args.heldout_images)
         evaluator = build_evaluator(probe.eval.model_copy(update={"metrics": ("fid", "class_accuracy")}), probe.data)
         todo = [(v, s) for v in args.variants for s in args.seeds] if args.variants else None
         index = 0
@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--train-seconds", type=float, default=None, help="DiT's budget (default: the layout's)")
         sub.add_argument("--num-samples", type=int, default=1000, help="samples per FID")
         sub.add_argument("--sampler-steps", type=int, default=9)
+        sub.add_argument("--heldout-images", type=int, default=None, help="score the held-out loss on the first N "
+                                                                           "held-out digits (default: all 1,000)")
         sub.add_argument("--cfgs", nargs="+", type=float, default=[1.0, 2.0, 3.0, 4.0])
     args = parser.parse_args(argv)
     args.cfgs = tuple(args.cfgs)

@@ -116,14 +116,15 @@ def test_plan_sizes_runs_by_calibrated_step_time(qvc):
     assert cli.make_plan(setup.LAYOUTS["64"], "dit", calibration, 100.0)["tune_steps"] == 0
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_record(qvc, tiny, tmp_path):
     train, setup = qvc["_qvc_train"], qvc["_qvc_setup"]
     spec = setup.variant_spec(tiny, "maskdit-0.5", main_steps=8)
     from maskdit.data import build_dataset
 
     dataset = build_dataset(spec.data)
-    heldout = train.HeldOutLoss(spec, grid_size=2)
-    plan = {"main_steps": 16, "tune_steps": 2, "eval_steps": [4, 6, 8, 10, 12, 14, 16],
+    heldout = train.HeldOutLoss(spec, grid_size=2, limit=50)
+    plan = {"main_steps": 16, "tune_steps": 2, "eval_steps": [4, 8, 12, 16],
             "seconds_per_step": {"dit": 0.5, "maskdit-0.5": 0.25, "maskdit-0.5/tune": 1.0}, "train_seconds": 1.0}
 
     def run(name, log=lambda line: None):
@@ -159,16 +160,17 @@ def test_a_killed_run_resumes_to_the_same_record(qvc, tiny, tmp_path):
                           record_path=tmp_path / "whole.json", work_dir=tmp_path / "whole")
 
 
+@pytest.mark.slow
 def test_tiny_study_end_to_end(qvc, tiny, tmp_path, capsys):
     cli = qvc["quality_vs_compute"]
     out = tmp_path / "out"
     args = ["--layout", "tiny", "--out-dir", str(out), "--work-dir", str(tmp_path / "work"),
-            "--variants", "dit", "tread-0.5", "sprint-0.75", "--train-seconds", "0.02", "--num-samples", "16",
-            "--sampler-steps", "1", "--calibration-steps", "5", "--calibration-rounds", "1", "--cfgs", "1", "2"]
+            "--variants", "dit", "sprint-0.75", "--train-seconds", "0.02", "--num-samples", "16", "--heldout-images",
+            "50", "--sampler-steps", "1", "--calibration-steps", "5", "--calibration-rounds", "1", "--cfgs", "1", "2"]
     assert cli.main(["run", *args]) == 0
     calibration = json.loads((out / "tiny" / "calibration.json").read_text())
     assert {"dit", "sprint-0.75", "sprint-0.75/tune", "tread-0.5"} <= set(calibration["seconds_per_step"])
-    for name in ("dit", "tread-0.5", "sprint-0.75"):
+    for name in ("dit", "sprint-0.75"):
         result = json.loads((out / "tiny" / f"{name}-s0.json").read_text())
         plan = result["plan"]
         assert result["done"] and [p["step"] for p in result["points"]] == plan["eval_steps"]

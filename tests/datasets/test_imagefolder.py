@@ -127,7 +127,7 @@ def test_spec_fields_and_experiment_checks():
     with pytest.raises(ValidationError):
         ImageFolderSpec(path="x", num_classes=10, colour=True)
     model = {"input_size": 32, "in_channels": 3, "patch_size": 4, "depth": 1, "hidden_size": 32, "num_heads": 2,
-             "decoder_depth": 0, "num_classes": 10}
+             "decoder_depth": 8, "decoder_hidden_size": 16, "decoder_num_heads": 2, "num_classes": 10}
     data = {"name": "imagefolder", "path": "x", "resolution": 32, "num_classes": 10}
     ExperimentSpec.model_validate({"model": model, "data": data})
     with pytest.raises(ValidationError, match="data resolution 64 differs from model.input_size 32"):

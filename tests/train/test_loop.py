@@ -59,7 +59,7 @@ def make_spec(**train):
     base = {"steps": 12, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 4, "log_every": 2, "keep_checkpoints": 2,
             "ema": {"decay": 0.9}}
     return ExperimentSpec.model_validate({"name": "toy", "seed": 3, "model": MODEL, "masking": {"name": "none"},
-                                          "train": {**base, **train}})
+                                          "losses": {"terms": [{"name": "dsm"}]}, "train": {**base, **train}})
 
 
 def trainer(tmp_path, loss_for_phase, **train):
