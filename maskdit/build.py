@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from maskdit.jsonio import JSONInputError, short
+from maskdit.plugins import PluginLoadError, add_plugin_argument, load_plugins
 from maskdit.spec import ExperimentSpec, apply_overrides, json_schema, load_spec_dict, preset_names
 from maskdit.summary import format_table, summarize
 
@@ -64,7 +65,8 @@ def validation_lines(err: ValidationError, data: Any = None) -> list[str]:
         elif problem["type"] == "union_tag_not_found":
             message = f"needs a '{problem['ctx']['discriminator'].strip(chr(39))}' field naming the plugin"
         elif problem["type"] == "union_tag_invalid":
-            message = f"unknown name {short(problem['ctx']['tag'])}; valid names: {problem['ctx']['expected_tags']}"
+            message = (f"unknown name {short(problem['ctx']['tag'])}; valid names: {problem['ctx']['expected_tags']} "
+                       "(a plugin's name needs its module: --plugin MODULE)")
         else:
             message = _LONG_QUOTE.sub(lambda m: short(m.group(1)), problem["msg"].removeprefix("Value error, "))
         given = problem.get("input")
@@ -98,6 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", default="runs", help="folder that holds run folders (default: runs)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field, e.g. --set train.steps=2000 (repeatable)")
+    add_plugin_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -109,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         main_rank = context_from_env().is_main  # torchrun's RANK; only rank 0 prints
     except DistributedSetupError as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    try:
+        load_plugins(args.plugins)
+    except PluginLoadError as err:
+        if main_rank:
+            print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_SPEC
     if args.schema:
         if main_rank:

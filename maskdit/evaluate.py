@@ -78,6 +78,8 @@ def load_for_evaluation(path: Path, overrides: list[str], weights: str, device: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from maskdit.plugins import PluginLoadError, add_plugin_argument, load_plugins
+
     parser = argparse.ArgumentParser(prog="python -m maskdit.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="checkpoint folder, run folder, or native .safetensors export")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
@@ -88,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the run folder)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_plugin_argument(parser)
     args = parser.parse_args(argv)
+    try:
+        load_plugins(args.plugins)
+    except PluginLoadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     from maskdit.eval.evaluator import build_evaluator
     from maskdit.eval.run import evaluate_denoiser, evaluation_metrics

@@ -57,12 +57,20 @@ def _write_tensors(state: dict, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from maskdit.plugins import PluginLoadError, add_plugin_argument, load_plugins
+
     parser = argparse.ArgumentParser(prog="python -m maskdit.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="run folder, checkpoint folder, native export or diffusers folder")
     parser.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     parser.add_argument("--out", required=True, type=Path, help="output file (folder for diffusers)")
     parser.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a checkpoint")
+    add_plugin_argument(parser)
     args = parser.parse_args(argv)
+    try:
+        load_plugins(args.plugins)
+    except PluginLoadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     from maskdit.interop import CheckpointError
     from maskdit.load import open_run

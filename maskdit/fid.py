@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from maskdit.eval.stats import FeatureStats, RunningStats, load_stats
+from maskdit.plugins import PluginLoadError, add_plugin_argument, load_plugins
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 IMAGE_KEY = "arr_0"
@@ -181,6 +182,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, metavar="OUT",
                         help="also write the result as JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_plugin_argument(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
@@ -189,6 +191,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        load_plugins(args.plugins)
+    except PluginLoadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
     try:

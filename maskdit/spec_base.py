@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from maskdit.registry import PLUGINS
+
 
 class SpecModel(BaseModel):
     """Strict, immutable spec: extra fields are rejected, values are validated on assignment.
@@ -16,6 +18,11 @@ class SpecModel(BaseModel):
     mode would read ``"steps": true`` as 1 step and ``false`` as 0."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        PLUGINS.track(cls)  # a spec referring to a plugin kind is rebuilt when the kind gains a member
 
     @model_validator(mode="before")
     @classmethod

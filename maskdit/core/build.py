@@ -23,8 +23,8 @@ def build_model(
     """
     if generator is None and torch.device("cpu" if device is None else device).type != "meta":
         generator = torch.Generator(device="cpu").manual_seed(0)
-    label_embedder = LABEL_EMBEDDERS.get(spec.label_embedder)
-    return MaskDiT(spec, block=BLOCKS.get(spec.block), label_embedder=label_embedder, device=device, generator=generator)
+    label_embedder = LABEL_EMBEDDERS.build(spec.label_embedder)
+    return MaskDiT(spec, block=BLOCKS.build(spec.block), label_embedder=label_embedder, device=device, generator=generator)
 
 
 def build_denoiser(

@@ -12,7 +12,6 @@ preconditioning lives in :mod:`maskdit.core.denoiser`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import MappingProxyType
 
 import torch
 from einops import rearrange
@@ -20,14 +19,12 @@ from torch import nn
 
 from maskdit.core.blocks import DiTBlock
 from maskdit.core.embeddings import PatchEmbed, TimestepEmbedder, sincos_2d
-from maskdit.core.labels import OneHotLabelEmbedder, TableLabelEmbedder
 from maskdit.core.layers import DecoderEntry, FinalLayer
 from maskdit.core.specs import ModelSpec
 from maskdit.masking.mask import Mask
 
 BlockFactory = Callable[..., nn.Module]
 LabelEmbedderFactory = Callable[[int, int], nn.Module]
-_BUILTIN_LABEL_EMBEDDERS = MappingProxyType({"table": TableLabelEmbedder, "onehot": OneHotLabelEmbedder})
 
 
 class MaskDiT(nn.Module):
@@ -53,7 +50,9 @@ class MaskDiT(nn.Module):
         width, dec_width = spec.hidden_size, spec.decoder_hidden_size
         last_width = dec_width if spec.decoder_depth else width
         if label_embedder is None:
-            label_embedder = _BUILTIN_LABEL_EMBEDDERS[spec.label_embedder]
+            from maskdit.core.registries import LABEL_EMBEDDERS
+
+            label_embedder = LABEL_EMBEDDERS.build(spec.label_embedder)
         with torch.device("meta"):
             self.x_embedder = PatchEmbed(spec.in_channels, width, spec.patch_size)
             self.t_embedder = TimestepEmbedder(width)

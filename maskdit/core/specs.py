@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from maskdit.core import registries as _registries  # noqa: F401  (registers the built-in blocks first)
 from maskdit.core.presets import MODEL_PRESETS
+from maskdit.registry import name_of
 from maskdit.spec_base import SpecModel
 
 
@@ -72,10 +74,10 @@ class ModelSpec(SpecModel):
     decoder_hidden_size: int = Field(512, ge=8, le=8192, description="decoder width")
     decoder_num_heads: int = Field(16, ge=1, le=128, description="decoder attention heads")
     num_classes: int = Field(1000, ge=0, le=1_000_000, description="label classes; 0 = unconditional")
-    label_embedder: Literal["table", "onehot"] = Field(
+    label_embedder: name_of("label_embedder") = Field(
         "onehot", description="'table': DiT's table with a learned null row; 'onehot': reference MaskDiT"
     )
-    block: Literal["dit"] = Field("dit", description="transformer block plugin")
+    block: name_of("block") = Field("dit", description="transformer block plugin")
     learn_sigma: bool = Field(False, description="also predict a variance (2C output channels), as DiT does")
     qk_norm: bool = Field(False, description="LayerNorm on queries and keys (guards against late-training NaNs)")
     precond: Literal["edm", "ddpm"] = Field(

@@ -1,4 +1,4 @@
-"""Datasets: the DATASETS registry, the embedded MNIST-5k digits, image folders and VAE latents.
+"""Datasets: the registered dataset plugins, the embedded MNIST-5k digits, image folders and VAE latents.
 
 Image folders (torchvision, PIL) and latents are imported when first built, so importing the
 spec stays light. Datasets that need randomness per draw (random flips, the latent z draw)
@@ -12,24 +12,10 @@ from torch.utils.data import Dataset
 from maskdit.data import specs
 from maskdit.data.cache import atomic_write, cache_dir
 from maskdit.data.mnist5k import MNIST5k, load_mnist5k_raw, mnist5k_source, split_indices, to_model_range
-from maskdit.registry import Registry
+from maskdit.registry import Registry, registry
 
-DATASETS: Registry[Dataset] = Registry("dataset")
-DATASETS.register("mnist5k", MNIST5k.from_spec)
-
-
-@DATASETS.register("imagefolder")
-def _imagefolder(spec: specs.ImageFolderSpec) -> Dataset:
-    from maskdit.data.imagefolder import ImageFolderDataset
-
-    return ImageFolderDataset.from_spec(spec)
-
-
-@DATASETS.register("latents")
-def _latents(spec: specs.LatentsSpec) -> Dataset:
-    from maskdit.data.latents import LatentDataset
-
-    return LatentDataset.from_spec(spec)
+#: the registered datasets: spec.build() -> Dataset
+DATASETS: Registry = registry("dataset")
 
 
 def build_dataset(spec: specs.DataSpec) -> Dataset:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Any, Literal
 
 from pydantic import Field
 
+from maskdit.registry import one_of, register
 from maskdit.spec_base import SpecModel
 
 
+@register("dataset")
 class MNIST5kSpec(SpecModel):
     """The 5,000 MNIST digits shipped with maskdit (the default, offline dataset).
 
@@ -33,7 +35,13 @@ class MNIST5kSpec(SpecModel):
     def describe(self) -> str:
         return f"mnist5k ({self.split})"
 
+    def build(self, **context: Any):
+        from maskdit.data.mnist5k import MNIST5k as Built
 
+        return Built.from_spec(self)
+
+
+@register("dataset")
 class ImageFolderSpec(SpecModel):
     """RGB images in class folders (``root/<class>/<image>``, torchvision's ImageFolder layout).
 
@@ -59,7 +67,13 @@ class ImageFolderSpec(SpecModel):
     def describe(self) -> str:
         return f"imagefolder {self.path}"
 
+    def build(self, **context: Any):
+        from maskdit.data.imagefolder import ImageFolderDataset as Built
 
+        return Built.from_spec(self)
+
+
+@register("dataset")
 class LatentsSpec(SpecModel):
     """VAE latents written by ``python -m maskdit.latents encode``: the posterior mean and
     log-variance per image; every draw gives a fresh z = scale * (mean + std * eps)."""
@@ -80,5 +94,12 @@ class LatentsSpec(SpecModel):
     def describe(self) -> str:
         return f"latents {self.path}"
 
+    def build(self, **context: Any):
+        from maskdit.data.latents import LatentDataset as Built
 
-DataSpec = Annotated[Union[MNIST5kSpec, ImageFolderSpec, LatentsSpec], Field(discriminator="name")]
+        return Built.from_spec(self)
+
+
+#: a registered dataset (a JSON object naming it; it has ``channels``, ``resolution``,
+#: ``num_classes`` and ``describe``)
+DataSpec = one_of("dataset")

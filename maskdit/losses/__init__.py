@@ -17,20 +17,13 @@ from maskdit.losses.mae import MAELoss
 from maskdit.losses.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
 from maskdit.losses.objective import LossTerm, Objective, ObjectiveOutput, WeightedTerm
 from maskdit.losses.patches import infer_patch_size, patchify, pool_to_tokens
-from maskdit.registry import Registry
+from maskdit.registry import Registry, registry
 
-#: loss term name -> factory(spec) -> term(LossInputs) -> [B]
-LOSS_TERMS: Registry[LossTerm] = Registry("loss term")
-LOSS_TERMS.register("dsm", lambda spec: DSMLoss(sigma_data=spec.sigma_data, tokens=spec.tokens or "visible"))
-LOSS_TERMS.register("mae", lambda spec: MAELoss(eps=spec.eps, normalize_target=spec.normalize_target))
+#: the registered loss terms: spec.build() -> term(LossInputs) -> [B]
+LOSS_TERMS: Registry = registry("loss")
 
-#: noise distribution name -> factory(spec) -> dist(batch_size, *, generator, device, dtype) -> sigma [B]
-NOISE_DISTRIBUTIONS: Registry[Any] = Registry("noise distribution")
-NOISE_DISTRIBUTIONS.register("lognormal", lambda spec: LogNormalNoise(spec.p_mean, spec.p_std))
-NOISE_DISTRIBUTIONS.register("loguniform", lambda spec: LogUniformNoise(spec.sigma_min, spec.sigma_max))
-NOISE_DISTRIBUTIONS.register(
-    "ddpm", lambda spec: DDPMNoise(spec.num_timesteps, spec.beta_start, spec.beta_end, spec.beta_schedule)
-)
+#: the registered noise distributions: spec.build() -> dist(batch_size, *, generator, device, dtype) -> sigma [B]
+NOISE_DISTRIBUTIONS: Registry = registry("noise")
 
 
 def build_noise(spec: specs.NoiseSpec):
@@ -53,9 +46,8 @@ def build_objective(
         from maskdit.masking import build_masking  # a spec: build it
 
         masking = build_masking(masking)
-    resolved = [term.model_copy(update={"tokens": loss_tokens}) if isinstance(term, specs.DSMSpec)
-                and term.tokens is None else term for term in spec.terms]
-    terms = [WeightedTerm(term.name, term.weight, LOSS_TERMS.build(term)) for term in resolved]
+    terms = [WeightedTerm(term.name, getattr(term, "weight", 1.0), LOSS_TERMS.build(term, loss_tokens=loss_tokens))
+             for term in spec.terms]
     dropout = spec.label_dropout if num_classes != 0 else 0.0  # unconditional: nothing to drop
     # None: patch_size / num_classes come from the denoiser at each call (see Objective)
     return Objective(terms, build_noise(spec.noise), masking=masking, patch_size=patch_size,

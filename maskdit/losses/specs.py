@@ -6,13 +6,15 @@ Example: ``{"terms": [{"name": "dsm", "weight": 1.0}, {"name": "mae", "weight": 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from maskdit.registry import one_of, register
 from maskdit.spec_base import SpecModel
 
 
+@register("loss")
 class DSMSpec(SpecModel):
     """EDM denoising score matching, averaged over visible tokens."""
 
@@ -23,7 +25,14 @@ class DSMSpec(SpecModel):
         None, description="positions the loss covers: 'visible' (MaskDiT, MicroDiT), 'all' (TREAD, SPRINT); "
                           "None: what the model's routing implies (all when dropped tokens rejoin)")
 
+    def build(self, *, loss_tokens: str = "visible", **context: Any):
+        """``loss_tokens``: what the term covers when ``tokens`` is None (the model's routing)."""
+        from maskdit.losses.dsm import DSMLoss
 
+        return DSMLoss(sigma_data=self.sigma_data, tokens=self.tokens or loss_tokens)
+
+
+@register("loss")
 class MAESpec(SpecModel):
     """MAE reconstruction of the masked patches (normalised noisy-input targets)."""
 
@@ -32,10 +41,17 @@ class MAESpec(SpecModel):
     eps: float = Field(1e-6, ge=0, le=1, description="added to the per-patch variance before the square root")
     normalize_target: bool = Field(True, description="normalise each target patch (reference: True)")
 
+    def build(self, **context: Any):
+        from maskdit.losses.mae import MAELoss
 
-LossTermSpec = Annotated[Union[DSMSpec, MAESpec], Field(discriminator="name")]
+        return MAELoss(eps=self.eps, normalize_target=self.normalize_target)
 
 
+#: a registered loss term (a JSON object naming it, with its ``weight``)
+LossTermSpec = one_of("loss")
+
+
+@register("noise")
 class LognormalNoiseSpec(SpecModel):
     """ln(sigma) ~ N(p_mean, p_std^2), EDM's training distribution."""
 
@@ -43,7 +59,13 @@ class LognormalNoiseSpec(SpecModel):
     p_mean: float = Field(-1.2, ge=-20, le=20, description="mean of ln(sigma)")
     p_std: float = Field(1.2, gt=0, le=20, description="standard deviation of ln(sigma)")
 
+    def build(self, **context: Any):
+        from maskdit.losses.noise import LogNormalNoise
 
+        return LogNormalNoise(self.p_mean, self.p_std)
+
+
+@register("noise")
 class LoguniformNoiseSpec(SpecModel):
     """ln(sigma) uniform between ln(sigma_min) and ln(sigma_max)."""
 
@@ -57,7 +79,13 @@ class LoguniformNoiseSpec(SpecModel):
             raise ValueError(f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
         return self
 
+    def build(self, **context: Any):
+        from maskdit.losses.noise import LogUniformNoise
 
+        return LogUniformNoise(self.sigma_min, self.sigma_max)
+
+
+@register("noise")
 class DDPMNoiseSpec(SpecModel):
     """Integer DDPM timesteps t ~ U{0..T-1} mapped to sigma_t (for epsilon-trained networks)."""
 
@@ -73,8 +101,14 @@ class DDPMNoiseSpec(SpecModel):
             raise ValueError(f"beta_start ({self.beta_start}) must not exceed beta_end ({self.beta_end})")
         return self
 
+    def build(self, **context: Any):
+        from maskdit.losses.noise import DDPMNoise
 
-NoiseSpec = Annotated[Union[LognormalNoiseSpec, LoguniformNoiseSpec, DDPMNoiseSpec], Field(discriminator="name")]
+        return DDPMNoise(self.num_timesteps, self.beta_start, self.beta_end, self.beta_schedule)
+
+
+#: a registered noise-level distribution
+NoiseSpec = one_of("noise")
 
 
 class LossesSpec(SpecModel):

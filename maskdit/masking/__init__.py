@@ -13,35 +13,16 @@ from maskdit.masking.strategies import (
     RandomMasking,
     num_kept,
 )
-from maskdit.registry import Registry
+from maskdit.masking.specs import build_ratio_schedule
+from maskdit.registry import Registry, registry
 
-RATIO_SCHEDULES: Registry = Registry("mask-ratio schedule")
-RATIO_SCHEDULES.register("constant", ConstantRatio.from_spec)
-RATIO_SCHEDULES.register("uniform", UniformRatio.from_spec)
-RATIO_SCHEDULES.register("cosine", CosineRatio.from_spec)
-RATIO_SCHEDULES.register("sigma", SigmaRatio.from_spec)
-
-
-def build_ratio_schedule(ratio: specs.RatioSpec):
-    """A number means a constant ratio; a schedule spec is built through the registry."""
-    if isinstance(ratio, (int, float)):
-        return ConstantRatio(float(ratio))
-    return RATIO_SCHEDULES.build(ratio)
+#: the registered ratio schedules and masking strategies (spec classes; see maskdit.registry)
+RATIO_SCHEDULES: Registry = registry("ratio")
+MASKING: Registry = registry("masking")
 
 
-MASKING: Registry[MaskingStrategy] = Registry("masking strategy")
-MASKING.register("random", lambda spec: RandomMasking(build_ratio_schedule(spec.ratio)))
-MASKING.register(
-    "block",
-    lambda spec: BlockMasking(
-        build_ratio_schedule(spec.ratio), min_block=spec.min_block, max_block=spec.max_block, min_aspect=spec.min_aspect
-    ),
-)
-MASKING.register("grid", lambda spec: GridMasking(build_ratio_schedule(spec.ratio), cell=spec.cell))
-MASKING.register("none", lambda spec: NoMasking())
-
-
-def build_masking(spec: specs.MaskingSpec) -> MaskingStrategy:
+def build_masking(spec) -> MaskingStrategy:
+    """The strategy a validated masking spec describes."""
     return MASKING.build(spec)
 
 

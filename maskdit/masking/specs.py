@@ -1,22 +1,37 @@
-"""Specs of the masking strategies and of the mask-ratio schedules they consult."""
+"""Specs of the masking strategies and of the mask-ratio schedules they consult.
+
+Each spec class is a plugin (``@register("masking")`` / ``@register("ratio")``): its ``build``
+makes the strategy (or schedule), and the unions below are derived from the registrations."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Field, model_validator
 
+from maskdit.registry import one_of, register
 from maskdit.spec_base import SpecModel
 
 #: A mask ratio: the fraction of patch tokens dropped. 1 would leave the encoder nothing.
 Ratio = Annotated[float, Field(ge=0.0, lt=1.0, description="fraction of tokens dropped, 0 <= r < 1")]
 
 
+@register("ratio")
 class ConstantRatioSpec(SpecModel):
     name: Literal["constant"] = "constant"
     ratio: Ratio = Field(0.5, description="the mask ratio used at every step")
 
+    @property
+    def max_ratio(self) -> float:
+        return self.ratio
 
+    def build(self, **context: Any):
+        from maskdit.masking.schedules import ConstantRatio
+
+        return ConstantRatio(self.ratio)
+
+
+@register("ratio")
 class UniformRatioSpec(SpecModel):
     """r drawn once per batch from U[low, high] (MDT-style)."""
 
@@ -30,7 +45,17 @@ class UniformRatioSpec(SpecModel):
             raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
         return self
 
+    @property
+    def max_ratio(self) -> float:
+        return self.high
 
+    def build(self, **context: Any):
+        from maskdit.masking.schedules import UniformRatio
+
+        return UniformRatio.from_spec(self)
+
+
+@register("ratio")
 class CosineRatioSpec(SpecModel):
     """r moves from ``start`` to ``end`` along a half cosine over ``total_steps`` training steps."""
 
@@ -39,7 +64,17 @@ class CosineRatioSpec(SpecModel):
     end: Ratio = Field(description="ratio at step total_steps and after")
     total_steps: int = Field(ge=1, description="number of training steps the ramp takes")
 
+    @property
+    def max_ratio(self) -> float:
+        return max(self.start, self.end)
 
+    def build(self, **context: Any):
+        from maskdit.masking.schedules import CosineRatio
+
+        return CosineRatio.from_spec(self)
+
+
+@register("ratio")
 class SigmaRatioSpec(SpecModel):
     """Noise-adaptive masking: r interpolated in log-sigma from r_min (low noise) to r_max (high noise)."""
 
@@ -55,55 +90,53 @@ class SigmaRatioSpec(SpecModel):
             raise ValueError(f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
         return self
 
+    @property
+    def max_ratio(self) -> float:
+        return max(self.r_min, self.r_max)
 
-RatioScheduleSpec = Annotated[
-    Union[ConstantRatioSpec, UniformRatioSpec, CosineRatioSpec, SigmaRatioSpec],
-    Field(discriminator="name"),
-]
+    def build(self, **context: Any):
+        from maskdit.masking.schedules import SigmaRatio
+
+        return SigmaRatio.from_spec(self)
 
 
-def _ratio_kind(value: Any) -> str | None:
-    """'number' for a plain ratio, else the schedule's name (so errors name one alternative only)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return "number"
-    if isinstance(value, dict):
-        return value.get("name")
-    return getattr(value, "name", None)
-
+#: a registered ratio schedule (a JSON object naming it)
+RatioScheduleSpec = one_of("ratio")
 
 #: A plain number is shorthand for a constant ratio; a JSON object is a ratio schedule.
-RatioSpec = Annotated[
-    Union[
-        Annotated[Ratio, Tag("number")],
-        Annotated[ConstantRatioSpec, Tag("constant")],
-        Annotated[UniformRatioSpec, Tag("uniform")],
-        Annotated[CosineRatioSpec, Tag("cosine")],
-        Annotated[SigmaRatioSpec, Tag("sigma")],
-    ],
-    Discriminator(_ratio_kind),
-]
+RatioSpec = one_of("ratio", number=Ratio)
 
 
-def max_ratio(ratio: RatioSpec) -> float:
+def max_ratio(ratio: Any) -> float:
     """The largest ratio a ratio spec can ever produce (used to check a token stays visible)."""
     if isinstance(ratio, (int, float)):
         return float(ratio)
-    if isinstance(ratio, ConstantRatioSpec):
-        return ratio.ratio
-    if isinstance(ratio, UniformRatioSpec):
-        return ratio.high
-    if isinstance(ratio, CosineRatioSpec):
-        return max(ratio.start, ratio.end)
-    return max(ratio.r_min, ratio.r_max)
+    return float(ratio.max_ratio)
 
 
+def build_ratio_schedule(ratio: Any):
+    """A number means a constant ratio; a schedule spec builds itself."""
+    if isinstance(ratio, (int, float)):
+        from maskdit.masking.schedules import ConstantRatio
+
+        return ConstantRatio(float(ratio))
+    return ratio.build()
+
+
+@register("masking")
 class RandomMaskingSpec(SpecModel):
     """Per-sample uniform random drop, MAE / reference MaskDiT style."""
 
     name: Literal["random"] = "random"
     ratio: RatioSpec = Field(0.5, description="mask ratio: a number or a ratio schedule")
 
+    def build(self, **context: Any):
+        from maskdit.masking.strategies import RandomMasking
 
+        return RandomMasking(build_ratio_schedule(self.ratio))
+
+
+@register("masking")
 class BlockMaskingSpec(SpecModel):
     """BEiT-style: random rectangles of tokens are dropped until the exact count is reached."""
 
@@ -119,7 +152,14 @@ class BlockMaskingSpec(SpecModel):
             raise ValueError(f"max_block ({self.max_block}) must be >= min_block ({self.min_block})")
         return self
 
+    def build(self, **context: Any):
+        from maskdit.masking.strategies import BlockMasking
 
+        return BlockMasking(build_ratio_schedule(self.ratio), min_block=self.min_block, max_block=self.max_block,
+                            min_aspect=self.min_aspect)
+
+
+@register("masking")
 class GridMaskingSpec(SpecModel):
     """A regular pattern with a random offset: inside every cell x cell block, tokens are kept in a
     fixed dithering order (e.g. ratio 0.75 with cell 2 keeps one token of every 2x2 cell)."""
@@ -128,18 +168,36 @@ class GridMaskingSpec(SpecModel):
     ratio: RatioSpec = Field(0.5, description="mask ratio: a number or a ratio schedule")
     cell: Literal[2, 4, 8] = Field(2, description="side of the square cell the pattern repeats over")
 
+    def build(self, **context: Any):
+        from maskdit.masking.strategies import GridMasking
 
+        return GridMasking(build_ratio_schedule(self.ratio), cell=self.cell)
+
+
+@register("masking")
 class NoMaskingSpec(SpecModel):
     """Keep every token (plain DiT training, or the unmasking-tuning phase)."""
 
     name: Literal["none"] = "none"
 
+    @property
+    def max_ratio(self) -> float:
+        return 0.0
 
-MaskingSpec = Annotated[
-    Union[RandomMaskingSpec, BlockMaskingSpec, GridMaskingSpec, NoMaskingSpec],
-    Field(discriminator="name"),
-]
+    def build(self, **context: Any):
+        from maskdit.masking.strategies import NoMasking
+
+        return NoMasking()
 
 
-def masking_max_ratio(spec: RandomMaskingSpec | BlockMaskingSpec | GridMaskingSpec | NoMaskingSpec) -> float:
-    return 0.0 if isinstance(spec, NoMaskingSpec) else max_ratio(spec.ratio)
+#: a registered masking strategy (a JSON object naming it)
+MaskingSpec = one_of("masking")
+
+
+def masking_max_ratio(spec: Any) -> float:
+    """The largest ratio a masking spec can drop: its ``max_ratio`` if it has one, else that of
+    its ``ratio`` field, else 0 (a strategy without a ratio is assumed to keep every token)."""
+    if hasattr(spec, "max_ratio"):
+        return float(spec.max_ratio)
+    ratio = getattr(spec, "ratio", None)
+    return 0.0 if ratio is None else max_ratio(ratio)

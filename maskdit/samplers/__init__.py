@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from maskdit.registry import Registry
+from maskdit.registry import Registry, registry
 from maskdit.samplers import specs
-from maskdit.samplers.build import Sampler, sampler_from_spec
+from maskdit.samplers.build import Sampler, sampler_from_spec  # noqa: F401
 from maskdit.samplers.common import NoiseSampler, generator_noise_sampler, per_sample_noise_sampler
 from maskdit.samplers.ddim import sample_ddim
 from maskdit.samplers.ddpm import sample_ddpm
@@ -23,23 +23,11 @@ from maskdit.samplers.heun import sample_heun
 from maskdit.samplers.sigmas import get_sigmas_ddpm, get_sigmas_karras, get_sigmas_loglinear
 from maskdit.samplers.vp import ddpm_alphas_cumprod, ddpm_sigmas, ddpm_timesteps
 
-#: sigma schedule name -> factory(spec, steps, device=None) -> sigmas [steps + 1]
-SIGMA_SCHEDULES: Registry[torch.Tensor] = Registry("sigma schedule")
-SIGMA_SCHEDULES.register(
-    "karras",
-    lambda spec, steps, device=None: get_sigmas_karras(steps, spec.sigma_min, spec.sigma_max, spec.rho, device=device),
-)
-SIGMA_SCHEDULES.register(
-    "loglinear",
-    lambda spec, steps, device=None: get_sigmas_loglinear(steps, spec.sigma_min, spec.sigma_max, device=device),
-)
-SIGMA_SCHEDULES.register(
-    "ddpm",
-    lambda spec, steps, device=None: get_sigmas_ddpm(
-        steps, num_timesteps=spec.num_timesteps, beta_start=spec.beta_start, beta_end=spec.beta_end,
-        beta_schedule=spec.beta_schedule, spacing=spec.spacing, steps_offset=spec.steps_offset, device=device,
-    ),
-)
+#: the registered sigma schedules: spec.build(steps=n, device=None) -> sigmas [n + 1]
+SIGMA_SCHEDULES: Registry = registry("sigma_schedule")
+
+#: the registered samplers: spec.build(null_label=None) -> Sampler
+SAMPLERS: Registry = registry("sampler")
 
 
 def build_sigmas(schedule: specs.SigmaScheduleSpec, steps: int, *, device=None) -> torch.Tensor:
@@ -47,27 +35,9 @@ def build_sigmas(schedule: specs.SigmaScheduleSpec, steps: int, *, device=None) 
     return SIGMA_SCHEDULES.build(schedule, steps=steps, device=device)
 
 
-def _churn_options(spec) -> dict:
-    return {"s_churn": spec.s_churn, "s_tmin": spec.s_tmin, "s_tmax": spec.s_tmax, "s_noise": spec.s_noise}
-
-
-#: sampler name -> factory(spec, null_label=None) -> Sampler
-SAMPLERS: Registry[Sampler] = Registry("sampler")
-SAMPLERS.register("heun", lambda spec, null_label=None: sampler_from_spec(
-    spec, sample_heun, build_sigmas(spec.schedule, spec.steps), options=_churn_options(spec),
-    evals_per_step=(2, 1), null_label=null_label))
-SAMPLERS.register("euler", lambda spec, null_label=None: sampler_from_spec(
-    spec, sample_euler, build_sigmas(spec.schedule, spec.steps), options=_churn_options(spec), null_label=null_label))
-SAMPLERS.register("ddpm", lambda spec, null_label=None: sampler_from_spec(
-    spec, sample_ddpm, build_sigmas(spec.schedule, spec.steps), null_label=null_label))
-SAMPLERS.register("ddim", lambda spec, null_label=None: sampler_from_spec(
-    spec, sample_ddim, build_sigmas(spec.schedule, spec.steps), options={"eta": spec.eta}, null_label=null_label))
-SAMPLERS.register("dpmpp_2m", lambda spec, null_label=None: sampler_from_spec(
-    spec, sample_dpmpp_2m, build_sigmas(spec.schedule, spec.steps), null_label=null_label))
-
-#: the bare sampler functions by name (the same names as SAMPLERS)
-SAMPLE_FUNCTIONS = {"heun": sample_heun, "euler": sample_euler, "ddpm": sample_ddpm, "ddim": sample_ddim,
-                    "dpmpp_2m": sample_dpmpp_2m}
+def sample_function(name: str):
+    """The bare sampler function of a registered sampler (its spec's ``sample_function()``)."""
+    return SAMPLERS.get(name)().sample_function()
 
 
 def build_sampler(spec: specs.SamplerSpec, *, null_label: int | None = None) -> Sampler:
@@ -80,7 +50,6 @@ __all__ = [
     "ClassifierFreeGuidance",
     "NoiseSampler",
     "SAMPLERS",
-    "SAMPLE_FUNCTIONS",
     "SIGMA_SCHEDULES",
     "Sampler",
     "build_sampler",
@@ -94,6 +63,7 @@ __all__ = [
     "get_sigmas_karras",
     "get_sigmas_loglinear",
     "per_sample_noise_sampler",
+    "sample_function",
     "sample_ddim",
     "sample_ddpm",
     "sample_dpmpp_2m",

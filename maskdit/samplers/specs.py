@@ -6,10 +6,12 @@ Example: ``{"name": "heun", "steps": 40, "cfg_scale": 1.5}`` (EDM schedule by de
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from maskdit.registry import one_of, register
 from maskdit.spec_base import SpecModel
 
 
@@ -24,19 +26,32 @@ class _RangeSchedule(SpecModel):
         return self
 
 
+@register("sigma_schedule")
 class KarrasScheduleSpec(_RangeSchedule):
     """EDM's time steps (Karras et al. 2022, eq. 5)."""
 
     name: Literal["karras"] = "karras"
     rho: float = Field(7.0, gt=0, le=100, description="EDM time-step exponent")
 
+    def build(self, *, steps: int, device: Any = None, **context: Any):
+        from maskdit.samplers.sigmas import get_sigmas_karras
 
+        return get_sigmas_karras(steps, self.sigma_min, self.sigma_max, self.rho, device=device)
+
+
+@register("sigma_schedule")
 class LogLinearScheduleSpec(_RangeSchedule):
     """Levels evenly spaced in log(sigma)."""
 
     name: Literal["loglinear"] = "loglinear"
 
+    def build(self, *, steps: int, device: Any = None, **context: Any):
+        from maskdit.samplers.sigmas import get_sigmas_loglinear
 
+        return get_sigmas_loglinear(steps, self.sigma_min, self.sigma_max, device=device)
+
+
+@register("sigma_schedule")
 class DDPMScheduleSpec(SpecModel):
     """The discrete DDPM (VP) schedule, respaced to the sampler's steps."""
 
@@ -54,13 +69,26 @@ class DDPMScheduleSpec(SpecModel):
             raise ValueError(f"beta_start ({self.beta_start}) must not exceed beta_end ({self.beta_end})")
         return self
 
+    def build(self, *, steps: int, device: Any = None, **context: Any):
+        from maskdit.samplers.sigmas import get_sigmas_ddpm
 
-SigmaScheduleSpec = Annotated[
-    Union[KarrasScheduleSpec, LogLinearScheduleSpec, DDPMScheduleSpec], Field(discriminator="name")
-]
+        return get_sigmas_ddpm(steps, num_timesteps=self.num_timesteps, beta_start=self.beta_start,
+                               beta_end=self.beta_end, beta_schedule=self.beta_schedule, spacing=self.spacing,
+                               steps_offset=self.steps_offset, device=device)
 
 
-class _SamplerBase(SpecModel):
+#: a registered sigma schedule; ``schedule.build(steps=n)`` gives the [n + 1] float64 sigmas
+SigmaScheduleSpec = one_of("sigma_schedule")
+
+
+class SamplerSpecBase(SpecModel):
+    """What every sampler spec has: steps, a sigma schedule, guidance. A sampler plugin subclasses
+    this, adds ``name: Literal[...]`` and its options, and implements :meth:`sample_function`
+    (and :meth:`options` when it has any); ``build`` then makes the ready ``Sampler``."""
+
+    #: denoiser evaluations per step and on the last step (for FLOP counts)
+    evals_per_step: ClassVar[tuple[int, int]] = (1, 1)
+
     steps: int = Field(40, ge=1, le=10_000, description="number of steps (noise levels before the final 0)")
     schedule: SigmaScheduleSpec = Field(KarrasScheduleSpec(), description="sigma schedule the steps visit")
     cfg_scale: float = Field(1.0, ge=0, le=100, description="classifier-free guidance scale (1 = off)")
@@ -95,8 +123,24 @@ class _SamplerBase(SpecModel):
 
         return float(build_sigmas(self.schedule, self.steps)[0])
 
+    def sample_function(self) -> Callable[..., Any]:
+        """The pure function ``sample_<name>(denoiser, x, sigmas, **options) -> x0``."""
+        raise NotImplementedError(f"{type(self).__name__} must define sample_function()")
 
-class _ChurnSampler(_SamplerBase):
+    def options(self) -> dict[str, Any]:
+        """Keyword options passed to the sample function."""
+        return {}
+
+    def build(self, *, null_label: int | None = None, **context: Any):
+        """The ready ``Sampler`` (guidance included when cfg_scale != 1; ``null_label``: the
+        model's num_classes, else taken from the denoiser at call time)."""
+        from maskdit.samplers.build import sampler_from_spec
+
+        return sampler_from_spec(self, self.sample_function(), self.schedule.build(steps=self.steps),
+                                 options=self.options(), evals_per_step=self.evals_per_step, null_label=null_label)
+
+
+class _ChurnSampler(SamplerSpecBase):
     s_churn: float = Field(0.0, ge=0, le=1000, description="EDM S_churn (0 = deterministic ODE)")
     s_tmin: float = Field(0.0, ge=0, description="churn only at sigma >= s_tmin")
     s_tmax: float | None = Field(None, ge=0, description="churn only at sigma <= s_tmax (None = no limit)")
@@ -108,28 +152,51 @@ class _ChurnSampler(_SamplerBase):
             raise ValueError(f"s_tmax ({self.s_tmax}) must be >= s_tmin ({self.s_tmin})")
         return self
 
+    def options(self) -> dict[str, Any]:
+        return {"s_churn": self.s_churn, "s_tmin": self.s_tmin, "s_tmax": self.s_tmax, "s_noise": self.s_noise}
 
+
+@register("sampler")
 class HeunSamplerSpec(_ChurnSampler):
     """EDM Algorithm 2 (2nd-order Heun, optional churn)."""
 
     name: Literal["heun"] = "heun"
+    evals_per_step: ClassVar[tuple[int, int]] = (2, 1)
+
+    def sample_function(self):
+        from maskdit.samplers.heun import sample_heun
+
+        return sample_heun
 
 
+@register("sampler")
 class EulerSamplerSpec(_ChurnSampler):
     """First-order Euler on the probability-flow ODE (optional churn)."""
 
     name: Literal["euler"] = "euler"
 
+    def sample_function(self):
+        from maskdit.samplers.euler import sample_euler
 
-class DDPMSamplerSpec(_SamplerBase):
+        return sample_euler
+
+
+@register("sampler")
+class DDPMSamplerSpec(SamplerSpecBase):
     """Ancestral DDPM with the fixed small posterior variance."""
 
     name: Literal["ddpm"] = "ddpm"
     steps: int = Field(250, ge=1, le=100_000, description="number of (respaced) DDPM steps")
     schedule: SigmaScheduleSpec = Field(DDPMScheduleSpec(), description="sigma schedule the steps visit")
 
+    def sample_function(self):
+        from maskdit.samplers.ddpm import sample_ddpm
 
-class DDIMSamplerSpec(_SamplerBase):
+        return sample_ddpm
+
+
+@register("sampler")
+class DDIMSamplerSpec(SamplerSpecBase):
     """DDIM with stochasticity eta (0 = deterministic)."""
 
     name: Literal["ddim"] = "ddim"
@@ -137,15 +204,27 @@ class DDIMSamplerSpec(_SamplerBase):
     schedule: SigmaScheduleSpec = Field(DDPMScheduleSpec(), description="sigma schedule the steps visit")
     eta: float = Field(0.0, ge=0, le=1, description="DDIM eta: 0 = ODE, 1 = DDPM posterior noise")
 
+    def sample_function(self):
+        from maskdit.samplers.ddim import sample_ddim
 
-class DPMpp2MSamplerSpec(_SamplerBase):
+        return sample_ddim
+
+    def options(self) -> dict[str, Any]:
+        return {"eta": self.eta}
+
+
+@register("sampler")
+class DPMpp2MSamplerSpec(SamplerSpecBase):
     """DPM-Solver++(2M), multistep second order."""
 
     name: Literal["dpmpp_2m"] = "dpmpp_2m"
     steps: int = Field(20, ge=1, le=10_000, description="number of steps")
 
+    def sample_function(self):
+        from maskdit.samplers.dpmpp import sample_dpmpp_2m
 
-SamplerSpec = Annotated[
-    Union[HeunSamplerSpec, EulerSamplerSpec, DDPMSamplerSpec, DDIMSamplerSpec, DPMpp2MSamplerSpec],
-    Field(discriminator="name"),
-]
+        return sample_dpmpp_2m
+
+
+#: a registered sampler (a JSON object naming it)
+SamplerSpec = one_of("sampler")

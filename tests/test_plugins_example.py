@@ -1,0 +1,93 @@
+"""The README's "Extend maskdit" example end to end: a masking strategy, a loss term and a
+sampler from a user's module, loaded with --plugin and through an entry point."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskdit import build, sample
+from maskdit.plugins import PluginLoadError, load_plugins
+from maskdit.registry import registry
+
+ROOT = Path(__file__).parents[1]
+SECTION = (ROOT / "README.md").read_text(encoding="utf-8").split("## Extend maskdit", 1)[1].split("\n## ", 1)[0]
+MODULE = re.search(r"```python\n(.*?)```", SECTION, re.S).group(1)
+SPEC = json.loads(re.search(r"```json\n(.*?)```", SECTION, re.S).group(1))
+ADDED = {"masking": "centre", "loss": "l1", "sampler": "euler_a"}
+
+
+@pytest.fixture
+def plugin_dir(tmp_path):
+    """A folder on sys.path holding the README's module; its registrations are undone afterwards."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+    for kind, name in ADDED.items():
+        if name in registry(kind):
+            registry(kind).remove(name)
+    for module in [m for m in sys.modules if m.startswith("readme_plugins")]:
+        del sys.modules[module]
+
+
+def _spec(tmp_path) -> str:
+    path = tmp_path / "my-spec.json"
+    path.write_text(json.dumps(SPEC))
+    return str(path)
+
+
+def test_readme_plugins_through_the_plugin_option(plugin_dir, tmp_path, capsys):
+    (plugin_dir / "readme_plugins.py").write_text(MODULE)
+    spec = _spec(tmp_path)
+    assert build.main([spec, "--dry-run"]) == 2  # not loaded: a spec never imports code
+    err = capsys.readouterr().err
+    assert "masking: unknown name 'centre'; valid names: 'random'" in err and "--plugin MODULE" in err
+    assert "readme_plugins" not in sys.modules
+
+    assert build.main([spec, "--dry-run", "--plugin", "readme_plugins"]) == 0
+    assert "centre" in capsys.readouterr().out
+    assert build.main(["--schema", "--plugin", "readme_plugins"]) == 0
+    schema = capsys.readouterr().out
+    assert all(f'"const": "{name}"' in schema for name in ADDED.values())
+    assert build.main([spec, "--dry-run", "--plugin", "readme_plugins", "--set", "masking.ratio=1.5"]) == 2
+    assert "masking.ratio" in capsys.readouterr().err  # the plugin's own bounds, with the field path
+
+    runs = tmp_path / "runs"
+    assert build.main([spec, "--plugin", "readme_plugins", "--runs", str(runs), "--set", "train.steps=3"]) == 0
+    saved = json.loads((runs / "centre-digits" / "spec.json").read_text())
+    assert saved["masking"] == {"name": "centre", "ratio": 0.25}
+    assert saved["losses"]["terms"][1] == {"name": "l1", "weight": 0.1}
+    assert saved["sampler"]["name"] == "euler_a"
+    out = tmp_path / "grid.png"
+    assert sample.main([str(runs / "centre-digits"), "--plugin", "readme_plugins", "--sampler", "euler_a",
+                        "--n", "2", "--batch-size", "2", "--steps", "3", "--out", str(out), "--no-progress"]) == 0
+    assert out.is_file()
+
+
+def test_readme_plugins_through_an_entry_point(plugin_dir, tmp_path, capsys):
+    (plugin_dir / "readme_plugins_ep.py").write_text(MODULE)
+    dist = plugin_dir / "readme_plugins_ep-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: readme-plugins-ep\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[maskdit.plugins]\nreadme = readme_plugins_ep\n")
+    spec = _spec(tmp_path)
+    assert build.main([spec, "--dry-run"]) == 0  # the installed package's entry point loads the module
+    assert "readme_plugins_ep" in sys.modules
+    assert build.main([spec, "--dry-run"]) == 0  # loading again registers nothing twice
+    runs = tmp_path / "runs"
+    assert build.main([spec, "--runs", str(runs), "--set", "train.steps=2"]) == 0
+    assert json.loads((runs / "centre-digits" / "spec.json").read_text())["masking"]["name"] == "centre"
+
+
+def test_a_missing_plugin_module_is_an_input_error(capsys):
+    with pytest.raises(PluginLoadError, match="cannot import no_such_plugin_module"):
+        load_plugins(["no_such_plugin_module"], entry_points=False)
+    with pytest.raises(PluginLoadError, match="expected a module name"):
+        load_plugins(["../evil.py"], entry_points=False)
+    assert build.main(["--dry-run", "--plugin", "no_such_plugin_module"]) == 2
+    assert "cannot import no_such_plugin_module" in capsys.readouterr().err
+    assert sample.main(["nowhere", "--plugin", "no_such_plugin_module"]) == 2
