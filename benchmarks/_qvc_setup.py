@@ -110,16 +110,3 @@ def variant_spec(layout: Layout, name: str, *, main_steps: int, tune_steps: int 
     data["eval"] = {**data["eval"], "num_samples": num_samples, "batch_size": 250,
                     "metrics": ["fid", "class_accuracy"], "grid_per_class": 10}
     return ExperimentSpec.model_validate(data)
-
-
-def timing_configs(layout: Layout, names: list[str]) -> dict[str, ExperimentSpec]:
-    """What the calibration times: each variant's main step, and its tuning step where it has one.
-
-    Keys are ``<variant>`` and ``<variant>/tune``; the specs run a few steps of that step alone."""
-    configs: dict[str, ExperimentSpec] = {}
-    for name in names:
-        configs[name] = variant_spec(layout, name, main_steps=1_000)
-        if layout.variants[name].tune:
-            # a 1-step main phase, then the tuning phase: timed on its steps only
-            configs[f"{name}/tune"] = variant_spec(layout, name, main_steps=1, tune_steps=1_000)
-    return configs
