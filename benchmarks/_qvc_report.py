@@ -34,6 +34,20 @@ def fid_points(record: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**by_step[int(step)], **sweep} for step, sweep in record["fid"].items() if int(step) in by_step]
 
 
+def retime(records: list[dict[str, Any]], seconds_per_step: dict[str, float]) -> list[dict[str, Any]]:
+    """The records with every point's time recomputed from another machine's calibration
+    (steps x that machine's step time, tuning steps x its tuning step time)."""
+    out = []
+    for record in records:
+        name = record["variant"]
+        main, tune = seconds_per_step[name], seconds_per_step.get(f"{name}/tune", 0.0)
+        points = [{**p, "seconds": p["step"] * main + p.get("tune_steps", 0) * tune} for p in record["points"]]
+        plan = {**record["plan"], "seconds_per_step": {k: v for k, v in seconds_per_step.items()
+                                                       if k == "dit" or k.split("/")[0] == name}}
+        out.append({**record, "points": points, "plan": plan})
+    return out
+
+
 def _final(record: dict[str, Any]) -> dict[str, Any]:
     return max(record["points"], key=lambda p: p["step"])
 

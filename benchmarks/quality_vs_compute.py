@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _qvc_report import format_table, plot, summarize_layout  # noqa: E402
+from _qvc_report import format_table, plot, retime, summarize_layout  # noqa: E402
 from _qvc_setup import LAYOUTS, Layout, variant_spec  # noqa: E402
 from _qvc_train import (HeldOutLoss, calibrate, fid_sweep, read_json, ready_model, run_variant,  # noqa: E402
                         write_json)
@@ -184,6 +184,18 @@ def command_report(args) -> int:
         print(format_table(name, summary[name]) if summary[name]["variants"] else f"layout {name}: "
               + summary[name].get("note", "no finished run"))
         print()
+        # The same steps re-timed with another machine's calibration (calibration-<tag>.json): the
+        # step-time ratios, hence the fractions, differ by CPU.
+        for path in sorted((args.out_dir / name).glob("calibration-*.json")):
+            other = read_json(path)
+            tag = path.stem.removeprefix("calibration-")
+            retimed = summarize_layout(retime(layout_records, other["seconds_per_step"]))
+            retimed["machine"] = other.get("machine")
+            summary[name].setdefault("retimed", {})[tag] = retimed
+            if retimed["variants"]:
+                print(f"re-timed with {path.name} ({other.get('machine', 'unknown machine')})")
+                print(format_table(name, retimed))
+                print()
     if summary:
         png = args.out_dir / "quality_vs_compute.png"
         plot(by_layout, png)
