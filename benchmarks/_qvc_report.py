@@ -28,6 +28,28 @@ def first_reach(points: list[dict[str, Any]], target: float, key: str, metric: s
     return None
 
 
+def reach_within(points: list[dict[str, Any]], target: float, key: str) -> float | None:
+    """As ``first_reach``, but None also when the first evaluation is already at or below
+    ``target`` (the run got there some time before it: not measured)."""
+    first = min(points, key=lambda p: p[key])
+    return None if first["heldout_loss"] <= target else first_reach(points, target, key)
+
+
+def ratio_curve(record: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
+    """At each of a run's points: DiT's time and steps to the same held-out loss, and the ratios.
+    time ratio = step-time ratio x per-step learning ratio (+ the tuning branch's share), so the
+    curve says which of the two decides, and whether the gap closes as training goes on."""
+    rows = []
+    for point in sorted(record["points"], key=lambda p: p["step"]):
+        dit_seconds = reach_within(base["points"], point["heldout_loss"], "seconds")
+        dit_steps = reach_within(base["points"], point["heldout_loss"], "step")
+        rows.append({"step": point["step"], "seconds": point["seconds"], "heldout_loss": point["heldout_loss"],
+                     "dit_seconds": dit_seconds,
+                     "time_ratio": None if dit_seconds is None else point["seconds"] / dit_seconds,
+                     "steps_ratio": None if dit_steps is None else point["step"] / dit_steps})
+    return rows
+
+
 def fid_points(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The FID-evaluated points of a run: its point at that step plus the sweep's figures."""
     by_step = {point["step"]: point for point in record["points"]}
@@ -93,6 +115,7 @@ def summarize_layout(records: list[dict[str, Any]]) -> dict[str, Any]:
         reached = [p for p in fids if target_fid is not None and p["best_fid"] <= target_fid]
         for key in ("seconds", "macs"):
             entry[f"fid_fraction_{key}"] = reached[0][key] / base_final[key] if reached else None
+        entry["ratio_curve"] = ratio_curve(record, base)
         row["per_seed"][str(record["seed"])] = entry
     for row in rows.values():
         seeds = row["per_seed"].values()
@@ -129,6 +152,21 @@ def format_table(layout: str, summary: dict[str, Any]) -> str:
             f"{_cell(row['final_unguided_fid'], digits=1):>9s} {_cell(row['final_class_accuracy'], digits=3):>6s}")
     lines.append("loss / FID: fraction of DiT's calibrated wall-clock (or FLOPs) at which the ready model first "
                  "reaches DiT's final held-out loss / best-guidance FID; median [min-max] over seeds")
+    return "\n".join(lines)
+
+
+def format_ratio_curves(summary: dict[str, Any]) -> str:
+    """Per run, at each evaluation: time ratio (per-step learning ratio) against DiT at the same
+    held-out loss; '-' where DiT's evaluations do not bracket that loss."""
+    lines = ["time to the same held-out loss vs DiT, at each evaluation: time ratio (steps ratio); "
+             "< 1 = ahead of DiT"]
+    for name, row in summary["variants"].items():
+        if name == "dit":
+            continue
+        for seed, entry in row["per_seed"].items():
+            cells = [f"{c['time_ratio']:.2f} ({c['steps_ratio']:.2f})" if c["time_ratio"] is not None else "-"
+                     for c in entry["ratio_curve"]]
+            lines.append(f"  {name + ' s' + seed:18s} step time {entry['step_time_vs_dit']:.2f}: " + "  ".join(cells))
     return "\n".join(lines)
 
 

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _qvc_report import format_table, plot, retime, summarize_layout  # noqa: E402
+from _qvc_report import format_ratio_curves, format_table, plot, retime, summarize_layout  # noqa: E402
 from _qvc_setup import LAYOUTS, Layout, variant_spec  # noqa: E402
 from _qvc_train import (HeldOutLoss, calibrate, fid_sweep, read_json, ready_model, run_variant,  # noqa: E402
                         write_json)
@@ -181,8 +181,11 @@ def command_report(args) -> int:
         if not layout_records:
             continue
         summary[name] = summarize_layout(layout_records)
-        print(format_table(name, summary[name]) if summary[name]["variants"] else f"layout {name}: "
-              + summary[name].get("note", "no finished run"))
+        if summary[name]["variants"]:
+            print(format_table(name, summary[name]))
+            print(format_ratio_curves(summary[name]))
+        else:
+            print(f"layout {name}: " + summary[name].get("note", "no finished run"))
         print()
         # The same steps re-timed with another machine's calibration (calibration-<tag>.json): the
         # step-time ratios, hence the fractions, differ by CPU.

@@ -79,6 +79,27 @@ def test_summary_fractions_are_of_dit_final_time_and_flops_per_seed(qvc):
     assert "not reached" in report.format_table("64", {"variants": summary})
 
 
+def test_ratio_curve_compares_with_dit_at_the_same_loss(qvc):
+    report = qvc["_qvc_report"]
+    dit = record("dit", 0, [point(10, 50, 1000, 0.8), point(20, 100, 2000, 0.4)])
+    sparse = record("tread", 0, [point(10, 20, 400, 0.9), point(20, 40, 800, 0.6), point(40, 80, 1600, 0.3)])
+    curve = report.ratio_curve(sparse, dit)
+    assert curve[0]["time_ratio"] is None  # 0.9 is above DiT's first evaluation: not bracketed
+    assert curve[1]["dit_seconds"] == pytest.approx(75.0)  # DiT gets to 0.6 halfway from 50 s to 100 s
+    assert curve[1]["time_ratio"] == pytest.approx(40 / 75) and curve[1]["steps_ratio"] == pytest.approx(20 / 15)
+    assert curve[2]["time_ratio"] is None  # below DiT's final loss: DiT never got there
+    assert "0.53 (1.33)" in report.format_ratio_curves(report.summarize_layout([dit, sparse]))
+
+
+def test_retime_recomputes_point_times_from_another_calibration(qvc):
+    report = qvc["_qvc_report"]
+    tuned = record("maskdit", 0, [{**point(10, 5, 100, 0.5), "tune_steps": 2}])
+    (out,) = report.retime([tuned], {"dit": 3.0, "maskdit": 2.0, "maskdit/tune": 4.0, "other": 9.0})
+    assert out["points"][0]["seconds"] == 10 * 2.0 + 2 * 4.0
+    assert out["plan"]["seconds_per_step"] == {"dit": 3.0, "maskdit": 2.0, "maskdit/tune": 4.0}
+    assert tuned["points"][0]["seconds"] == 5  # the input is left as it was
+
+
 def test_the_report_waits_for_dit(qvc):
     report = qvc["_qvc_report"]
     unfinished = record("dit", 0, [point(10, 50, 1000, 0.8)], main_steps=20)
