@@ -64,7 +64,8 @@ def make_spec(**train):
 
 def trainer(tmp_path, loss_for_phase, **train):
     torch.manual_seed(0)  # only the toy net's init uses the global RNG; the library never does
-    return Trainer(make_spec(**train), ToyNet(), ToyData(), loss_for_phase, tmp_path / "run")
+    spec = make_spec(**train)
+    return Trainer(spec.train, ToyNet(), ToyData(), loss_for_phase, tmp_path / "run", seed=spec.seed)
 
 
 def test_loss_decreases_and_outputs_exist(tmp_path):
@@ -174,7 +175,7 @@ def test_phases_switch_loss_and_lr_at_the_right_step(tmp_path):
 def test_unwritable_run_dir_fails_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    t = Trainer(make_spec(), ToyNet(), ToyData(), denoise_loss(), blocker / "run")
+    t = Trainer(make_spec().train, ToyNet(), ToyData(), denoise_loss(), blocker / "run", seed=3)
     with pytest.raises(ckpt.CheckpointError, match="not writable"):
         t.check_outputs()
 
