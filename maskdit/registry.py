@@ -38,6 +38,7 @@ KINDS = {
     "dataset": "dataset",
     "block": "block",
     "label_embedder": "label embedder",
+    "features": "feature extractor",
 }
 
 
