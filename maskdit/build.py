@@ -47,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         if main_rank:
             print(json.dumps(json_schema(), indent=2))
         return cli.EXIT_OK
-    spec = read_spec(args.spec, args.overrides)
+    try:
+        spec = read_spec(args.spec, args.overrides)
+    except InputError as err:  # a run's saved spec.json can say which --plugin it needs
+        from maskdit.load import missing_plugins, plugin_advice
+
+        folder = Path(args.spec).parent if Path(args.spec).is_file() else None
+        advice = plugin_advice(missing_plugins(folder)) if folder is not None else ""
+        raise InputError(*err.lines, *([f"{args.spec}: {advice}"] if advice else [])) from None
     experiment = Experiment(spec)
     if main_rank:
         print(format_table(summarize(experiment)))
