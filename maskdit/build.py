@@ -19,7 +19,6 @@ from pathlib import Path
 from maskdit import cli
 from maskdit.errors import InputError
 from maskdit.experiment import Experiment
-from maskdit.plugins import load_plugins
 from maskdit.spec import ExperimentSpec, json_schema, preset_names, read_spec
 from maskdit.summary import format_table, summarize
 
@@ -36,12 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@cli.command
-def main(argv: list[str] | None = None) -> int:
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
     from maskdit.train.distributed import context_from_env
 
-    args = parse_args(argv)
-    load_plugins(args.plugins)
     main_rank = context_from_env().is_main  # torchrun's RANK; only rank 0 prints
     if args.schema:
         if main_rank:

@@ -1,9 +1,10 @@
 """What every maskdit command line shares: exit codes, ``--plugin``, ``--set``, and error reports.
 
-A command is ``main(argv) -> exit code`` wrapped in :func:`command`: an :class:`InputError`
-that escapes it is printed as one ``error: ...`` line per problem (by rank 0 alone under
-torchrun: every rank meets the same bad input) and exits with :data:`EXIT_BAD_INPUT`. Commands
-import the library and this module, never each other.
+A command is ``main(argv) -> exit code`` made by :func:`command` from its argument parser and
+its body: the arguments are parsed, the ``--plugin`` modules loaded, and an :class:`InputError`
+that escapes is printed as one ``error: ...`` line per problem (by rank 0 alone under torchrun:
+every rank meets the same bad input) and exits with :data:`EXIT_BAD_INPUT`. Commands import the
+library and this module, never each other.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import sys
 from collections.abc import Callable
 
 from maskdit.errors import InputError
-from maskdit.plugins import ENTRY_POINT_GROUP
+from maskdit.plugins import ENTRY_POINT_GROUP, load_plugins
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
-    """``--plugin MODULE`` (repeatable); the command passes ``args.plugins`` to
-    :func:`maskdit.plugins.load_plugins`, whose failure is an InputError like any other."""
+    """``--plugin MODULE`` (repeatable), loaded by :func:`command` before the command runs."""
     parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
                         help="import MODULE first, so the plugins it registers can be named in specs (repeatable); "
                              f"installed packages' '{ENTRY_POINT_GROUP}' entry points are loaded too")
@@ -63,14 +63,19 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split()) or type(err).__name__
 
 
-def command(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
-    """Wrap a command's ``main``: an escaping InputError is reported and exits 2."""
+def command(parse_args: Callable[[list[str] | None], argparse.Namespace]):
+    """``@command(parse_args)`` on ``body(args) -> exit code`` gives ``main(argv=None) -> exit code``."""
 
-    @functools.wraps(main)
-    def wrapped(argv: list[str] | None = None) -> int:
-        try:
-            return main(argv)
-        except InputError as err:
-            return report(err, quiet=not is_main_rank())
+    def decorate(body: Callable[[argparse.Namespace], int]) -> Callable[[list[str] | None], int]:
+        @functools.wraps(body)
+        def main(argv: list[str] | None = None) -> int:
+            try:
+                args = parse_args(argv)  # argparse exits 2 itself on an unknown flag
+                load_plugins(args.plugins)
+                return body(args)
+            except InputError as err:
+                return report(err, quiet=not is_main_rank())
 
-    return wrapped
+        return main
+
+    return decorate

@@ -23,7 +23,6 @@ from pathlib import Path
 from maskdit import cli
 from maskdit.errors import InputError
 from maskdit.experiment import Experiment
-from maskdit.plugins import load_plugins
 from maskdit.spec import validate_spec
 
 
@@ -73,16 +72,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@cli.command
-def main(argv: list[str] | None = None) -> int:
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
     from maskdit.eval.run import evaluate_denoiser
     from maskdit.train.checkpoint import CheckpointError as TrainCheckpointError
     from maskdit.train.checkpoint import check_writable
     from maskdit.train.distributed import check_device
     from maskdit.train.runlock import RunLock
 
-    args = parse_args(argv)
-    load_plugins(args.plugins)
     lock = None
     try:
         check_device(args.device, field="--device")

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from maskdit import cli
 from maskdit.errors import InputError
-from maskdit.plugins import load_plugins
 
 FORMATS = ("native", "reference-maskdit", "reference-dit", "diffusers")
 
@@ -59,19 +58,21 @@ def _write_tensors(state: dict, out: Path) -> Path:
     return out
 
 
-@cli.command
-def main(argv: list[str] | None = None) -> int:
-    from maskdit.interop import CheckpointError
-    from maskdit.load import open_run
-
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m maskdit.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="run folder, checkpoint folder, native export or diffusers folder")
     parser.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     parser.add_argument("--out", required=True, type=Path, help="output file (folder for diffusers)")
     parser.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a checkpoint")
     cli.add_plugin_argument(parser)
-    args = parser.parse_args(argv)
-    load_plugins(args.plugins)
+    return parser.parse_args(argv)
+
+
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
+    from maskdit.interop import CheckpointError
+    from maskdit.load import open_run
+
     loaded = open_run(args.run, args.weights)
     if args.out.exists() and args.out.resolve() in (loaded.source.resolve(), loaded.run_dir.resolve()):
         raise InputError(f"--out {args.out} is the model being exported; choose another path")

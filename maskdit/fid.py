@@ -34,7 +34,6 @@ import torch
 from maskdit import cli
 from maskdit.errors import InputError
 from maskdit.eval.stats import FeatureStats, RunningStats, load_stats
-from maskdit.plugins import load_plugins
 
 IMAGE_KEY = "arr_0"
 
@@ -186,10 +185,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@cli.command
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    load_plugins(args.plugins)
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
     samples = NpzImages(args.samples)

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from maskdit import cli
-from maskdit.plugins import load_plugins
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -146,12 +145,10 @@ def decode(args: argparse.Namespace) -> int:
     return 0
 
 
-@cli.command
-def main(argv: list[str] | None = None) -> int:
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
     from maskdit.data.shards import ShardError
 
-    args = parse_args(argv)
-    load_plugins(args.plugins)
     try:
         return encode(args) if args.command == "encode" else decode(args)
     except ShardError as err:  # a damaged or foreign latent folder

@@ -35,7 +35,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from maskdit import cli, jsonio
 from maskdit.errors import InputError
-from maskdit.plugins import load_plugins
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -222,12 +221,10 @@ def write_grid(images_nhwc: np.ndarray, path: Path) -> None:
     Image.fromarray(canvas[..., 0] if channels == 1 else canvas).save(path)
 
 
-@cli.command
-def main(argv: list[str] | None = None) -> int:
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
     from maskdit.train.distributed import init_distributed, shutdown
 
-    args = parse_args(argv)
-    load_plugins(args.plugins)
     ctx = init_distributed(args.device, field="--device")  # a single process unless launched by torchrun
     try:
         return _main(args, ctx)
