@@ -6,6 +6,9 @@ each rank takes its contiguous rows of every global micro-batch, the network is 
 (or sharded with FSDP2), and rank 0 alone writes metrics, checkpoints and sample grids. The EMA
 is updated on every rank from identical (DDP) or sharded (FSDP2) weights, so no rank needs a
 broadcast. Checkpoints hold full tensors, so N ranks' checkpoints resume on M ranks.
+
+The loss and its parts are summed on the device over a step's micro-batches and read back (and
+averaged over the ranks) once per optimizer step, so accumulation adds no host synchronisation.
 """
 
 from __future__ import annotations
