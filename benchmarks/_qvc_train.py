@@ -22,14 +22,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from _qvc_setup import Layout, variant_spec
-from maskdit.core import build_denoiser, training_flops
+from maskdit.core import training_flops
 from maskdit.data import build_dataset
 from maskdit.eval.run import evaluate_denoiser
-from maskdit.job import phase_loss
+from maskdit.experiment import Experiment
 from maskdit.losses import edm_weight
 from maskdit.spec import ExperimentSpec
 from maskdit.train import checkpoint as ckpt
-from maskdit.train.loop import Trainer
 
 SIGMA_GRID_SIZE = 8
 CFG_SWEEP = (1.0, 2.0, 3.0, 4.0)  # 1 = unguided
@@ -52,10 +51,10 @@ def step_intervals(spec: ExperimentSpec, dataset, work_dir: Path, *, skip: int) 
     """Seconds between consecutive training steps of a throwaway run of ``spec``, leaving out the
     first ``skip`` steps (start-up, the phase switch of a tuning timing)."""
     stamps: list[float] = []
-    losses = phase_loss(spec)
+    experiment = Experiment(spec)
 
     def stamped(phase):
-        loss = losses(phase)
+        loss = experiment.loss_for_phase(phase)
 
         def call(*args, **kwargs):
             stamps.append(time.perf_counter())  # the loss is called once per step, at its start
@@ -63,9 +62,8 @@ def step_intervals(spec: ExperimentSpec, dataset, work_dir: Path, *, skip: int) 
 
         return call
 
-    denoiser = build_denoiser(spec.model, generator=torch.Generator().manual_seed(spec.seed))
     shutil.rmtree(work_dir, ignore_errors=True)
-    Trainer(spec, denoiser, dataset, stamped, work_dir).fit()
+    experiment.trainer(work_dir, dataset=dataset, loss_for_phase=stamped).fit()
     shutil.rmtree(work_dir, ignore_errors=True)
     return [b - a for a, b in zip(stamps[skip:], stamps[skip + 1:])]
 
@@ -187,7 +185,7 @@ def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], d
         branch_spec = variant_spec(layout, name, main_steps=step, tune_steps=tune_steps, seed=seed)
         branch_dir = work_dir / "branch"
         shutil.rmtree(branch_dir, ignore_errors=True)
-        trainer = Trainer(branch_spec, build_denoiser(branch_spec.model), dataset, phase_loss(branch_spec), branch_dir)
+        trainer = Experiment(branch_spec).trainer(branch_dir, dataset=dataset)  # its weights come from the checkpoint
         if source is None or not trainer.resume(source) or trainer.state.step != step:
             raise RuntimeError(f"no checkpoint of step {step} in {main_dir} to branch the tuning from")
         trainer.fit()
@@ -196,8 +194,7 @@ def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], d
         return model
 
     if len(done) < len(eval_steps):
-        trainer = Trainer(spec, build_denoiser(spec.model, generator=torch.Generator().manual_seed(seed)), dataset,
-                          phase_loss(spec), main_dir, on_sample=on_point)
+        trainer = Experiment(spec).trainer(main_dir, dataset=dataset, on_sample=on_point)
         if trainer.resume():
             log(f"  {layout.name}/{name} s{seed}: resumed at step {trainer.state.step}")
             on_point(trainer.state.step, trainer.ema_model())  # a point its checkpoint was written for
@@ -213,8 +210,7 @@ def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], d
 
 def ready_model(layout: Layout, record: dict[str, Any], step: int, work_dir: Path) -> torch.nn.Module:
     """The ready (EMA, tuned where needed) model a run recorded at ``step``."""
-    spec = ExperimentSpec.model_validate(record["spec"])
-    denoiser = build_denoiser(spec.model)
+    denoiser = Experiment(ExperimentSpec.model_validate(record["spec"])).denoiser()
     path = work_dir / "ready" / f"step-{step:06d}.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"{path}: the ready model of step {step} is gone; rerun this variant")
@@ -231,7 +227,7 @@ def fid_sweep(denoiser: torch.nn.Module, spec: ExperimentSpec, evaluator, *, num
             "sampler": spec.sampler.model_copy(update={"cfg_scale": cfg, "steps": sampler_steps}),
             "eval": spec.eval.model_copy(update={"num_samples": num_samples, "grid_per_class": 0}),
         })
-        record = evaluate_denoiser(denoiser, at, evaluator=evaluator)
+        record = evaluate_denoiser(denoiser, Experiment(at), evaluator=evaluator)
         results[f"{cfg:g}"] = {"fid": record["fid"], "class_accuracy": record["class_accuracy"]}
     best = min(results, key=lambda key: results[key]["fid"])
     return {"by_cfg": results, "unguided_fid": results.get("1", {}).get("fid", math.nan),

@@ -52,8 +52,7 @@ from _qvc_train import (HeldOutLoss, calibrate, fid_sweep, read_json, ready_mode
                         write_json)
 from _steps import machine  # noqa: E402
 
-from maskdit.data import build_dataset
-from maskdit.eval.evaluator import build_evaluator
+from maskdit.experiment import Experiment
 
 HERE = Path(__file__).resolve().parent
 TUNE_FRACTION = 0.06  # of a run's main steps: the tuning branch at every point
@@ -140,10 +139,11 @@ def command_run(args) -> int:
     for name in args.layout:
         layout = LAYOUTS[name]
         probe = variant_spec(layout, "dit", main_steps=8)
-        dataset = build_dataset(probe.data)
+        dataset = Experiment(probe).dataset
         calibration = load_calibration(args, layout, dataset)
         heldout = HeldOutLoss(probe, limit=args.heldout_images)
-        evaluator = build_evaluator(probe.eval.model_copy(update={"metrics": ("fid", "class_accuracy")}), probe.data)
+        scored = probe.model_copy(update={"eval": probe.eval.model_copy(update={"metrics": ("fid", "class_accuracy")})})
+        evaluator = Experiment(scored).evaluator()
         todo = [(v, s) for v in args.variants for s in args.seeds] if args.variants else None
         index = 0
         while True:
@@ -169,7 +169,7 @@ def command_calibrate(args) -> int:
     torch.set_num_threads(args.threads)
     for name in args.layout:
         layout = LAYOUTS[name]
-        dataset = build_dataset(variant_spec(layout, "dit", main_steps=8).data)
+        dataset = Experiment(variant_spec(layout, "dit", main_steps=8)).dataset
         load_calibration(args, layout, dataset, force=True)
     return 0
 

@@ -55,7 +55,6 @@ DEFAULT_CHECKPOINT = Path("runs/default/checkpoints/step-00002600")
 DEFAULT_NFE, QUICK_NFE = (5, 9, 19, 39), (5, 19)
 DEFAULT_SAMPLES, QUICK_SAMPLES = 500, 100
 METRICS = ("fid", "class_accuracy")
-EXIT_BAD_INPUT = 2
 
 
 def sampler_section(name: str, steps: int, cfg_scale: float, schedule: str) -> dict:
@@ -74,11 +73,11 @@ def build_section(section: dict, null_label: int | None):
     """(validated sampler spec, ready Sampler) for a sampler section."""
     from pydantic import TypeAdapter
 
-    from maskdit.samplers import build_sampler
+    from maskdit.experiment import sampler_for
     from maskdit.samplers.specs import SamplerSpec
 
     spec = TypeAdapter(SamplerSpec).validate_python(section)
-    return spec, build_sampler(spec, null_label=null_label)
+    return spec, sampler_for(spec, null_label or 0)  # a model's null label is its number of classes
 
 
 def steps_for_nfe(name: str, target: int, cfg_scale: float, schedule: str, null_label: int | None = None) -> int:
@@ -111,11 +110,14 @@ def plan(samplers, targets, cfg_scale: float, schedule: str, null_label: int | N
 
 
 def load_checkpoint_for_benchmark(path: Path):
-    """(experiment spec, EMA denoiser in eval mode, training step) via the library's evaluation loader."""
-    from maskdit.evaluate import load_for_evaluation
+    """(experiment spec, EMA denoiser in eval mode, training step) of a training checkpoint or run folder."""
+    from maskdit.errors import InputError
+    from maskdit.load import open_run
 
-    spec, denoiser, step, _ = load_for_evaluation(path, [], "ema", "cpu")
-    return spec, denoiser, step
+    loaded = open_run(path, "ema")
+    if loaded.spec is None:
+        raise InputError(f"{path}: holds no experiment spec; give a training checkpoint or run folder")
+    return loaded.spec, loaded.denoiser, loaded.step
 
 
 def run_spec(spec, section: dict, num_samples: int, seed: int):
@@ -198,7 +200,8 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from maskdit.evaluate import InputError
+    from maskdit.cli import EXIT_BAD_INPUT
+    from maskdit.errors import InputError
 
     if not args.checkpoint.exists():
         print(f"error: checkpoint {args.checkpoint} not found (train one with `make demo` / python -m maskdit.build, "
@@ -213,12 +216,12 @@ def main(argv=None) -> int:
     null_label = spec.model.num_classes or None
     entries = plan(args.samplers, args.nfe, cfg_scale, args.schedule, null_label)
 
-    from maskdit.eval.evaluator import build_evaluator
     from maskdit.eval.run import evaluate_denoiser
+    from maskdit.experiment import Experiment
 
     base = run_spec(spec, entries[0]["section"], args.num_samples, args.seed)
     started = time.perf_counter()
-    evaluator = build_evaluator(base.eval, base.data, device="cpu")
+    evaluator = Experiment(base).evaluator()
     evaluator_s = time.perf_counter() - started
     command = "python benchmarks/samplers.py " + " ".join(sys.argv[1:] if argv is None else map(str, argv))
     result = {
@@ -238,7 +241,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # few-samples covariance warnings in tiny runs
-            record = evaluate_denoiser(denoiser, run, step=step, evaluator=evaluator, device="cpu")
+            record = evaluate_denoiser(denoiser, Experiment(run), step=step, evaluator=evaluator, device="cpu")
         seconds = time.perf_counter() - t0
         schedule_name = entry["section"]["schedule"]["name"]
         row = {"sampler": entry["sampler"], "schedule": schedule_name, "steps": entry["steps"], "nfe": entry["nfe"],

@@ -12,6 +12,7 @@ from maskdit.core import (
     count_parameters,
     flops_per_forward,
 )
+from maskdit.experiment import Experiment
 from maskdit.interop import (
     export_reference_dit,
     export_reference_maskdit,
@@ -48,6 +49,7 @@ from maskdit.spec import ExperimentSpec, load_spec
 __version__ = "0.1.0"
 
 __all__ = [
+    "Experiment",
     "ExperimentSpec",
     "load_spec",
     "Registry",

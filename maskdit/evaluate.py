@@ -20,38 +20,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from maskdit.build import validation_lines
-from maskdit.spec import ExperimentSpec, apply_overrides
-
-EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
-
-
-class InputError(Exception):
-    """A problem with what the user passed; printed as one line per entry."""
-
-
-def validated_spec(data: dict, overrides: list[str]) -> ExperimentSpec:
-    try:
-        return ExperimentSpec.model_validate(apply_overrides(data, overrides))
-    except ValueError as err:
-        lines = validation_lines(err, data) if isinstance(err, ValidationError) else [f"--set: {err}"]
-        raise InputError("\n".join(lines)) from None
+from maskdit import cli
+from maskdit.errors import InputError
+from maskdit.experiment import Experiment
+from maskdit.spec import validate_spec
 
 
 def load_native_for_evaluation(path: Path, spec_name: str, overrides: list[str], device: str):
     """(spec, denoiser, step None, folder) from a native export plus the experiment spec ``spec_name``."""
-    from maskdit.interop import CheckpointError, load_native
+    from maskdit.interop import load_native
     from maskdit.spec import load_spec_dict
 
+    denoiser = load_native(path)
     try:
-        denoiser = load_native(path)
         data = load_spec_dict(spec_name)
-    except (CheckpointError, OSError, ValueError) as err:
+    except (OSError, ValueError) as err:
         raise InputError(str(err)) from None
-    data = {**data, "model": denoiser.spec.model_dump(mode="json")}
-    spec = validated_spec(data, overrides)
+    spec = validate_spec({**data, "model": denoiser.spec.model_dump(mode="json")}, overrides)
     if spec.model != denoiser.spec:
         raise InputError("--set cannot change the model of a native export (its weights fix it)")
     return spec, denoiser.to(device).eval(), None, path.parent
@@ -60,51 +45,40 @@ def load_native_for_evaluation(path: Path, spec_name: str, overrides: list[str],
 def load_for_evaluation(path: Path, overrides: list[str], weights: str, device: str):
     """(spec, denoiser in eval mode, step, run folder) from a training checkpoint or run folder.
     ``--set`` may change sampling and evaluation, not the model its weights fix."""
-    from maskdit.interop import CheckpointError
     from maskdit.load import open_run
 
     if path.is_file():
         raise InputError(f"{path}: a file; give a run or checkpoint folder, or a native .safetensors export")
-    try:
-        loaded = open_run(path, weights, device=device)
-    except CheckpointError as err:
-        raise InputError(str(err)) from None
+    loaded = open_run(path, weights, device=device)
     if loaded.spec is None:
         raise InputError(f"{path}: holds no experiment spec (a diffusers folder?); export it natively first")
-    spec = validated_spec(loaded.spec.model_dump(mode="json"), overrides)
+    spec = validate_spec(loaded.spec.model_dump(mode="json"), overrides)
     if spec.model != loaded.spec.model:
         raise InputError("--set cannot change the model of a checkpoint (its weights fix it)")
     return spec, loaded.denoiser, loaded.step, loaded.run_dir
 
 
-def main(argv: list[str] | None = None) -> int:
-    from maskdit.plugins import PluginLoadError, add_plugin_argument, load_plugins
-
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m maskdit.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="checkpoint folder, run folder, or native .safetensors export")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a spec field, e.g. eval.num_samples=200 or sampler.steps=32")
+    cli.add_set_argument(parser, "eval.num_samples=200")
     parser.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights sample (default ema)")
     parser.add_argument("--spec", default="default",
                         help="experiment spec (file or preset) for a native export's sampler/eval/data (default: default)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the run folder)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_plugin_argument(parser)
-    args = parser.parse_args(argv)
-    try:
-        load_plugins(args.plugins)
-    except PluginLoadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    cli.add_plugin_argument(parser)
+    return parser.parse_args(argv)
 
-    from maskdit.eval.evaluator import build_evaluator
-    from maskdit.eval.run import evaluate_denoiser, evaluation_metrics
 
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
+    from maskdit.eval.run import evaluate_denoiser
     from maskdit.train.checkpoint import CheckpointError as TrainCheckpointError
     from maskdit.train.checkpoint import check_writable
-    from maskdit.train.distributed import DistributedSetupError, check_device
-    from maskdit.train.runlock import RunLock, RunLockedError
+    from maskdit.train.distributed import check_device
+    from maskdit.train.runlock import RunLock
 
     lock = None
     try:
@@ -120,13 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = args.out or run_dir
         check_writable(out_dir, needed_bytes=2**20)  # before sampling, not after an hour of it
         lock = RunLock(out_dir).acquire()  # a training run or another evaluation writing there refuses us
-        eval_spec = spec.eval.model_copy(update={"metrics": evaluation_metrics(spec)})
-        evaluator = build_evaluator(eval_spec, spec.data, device=args.device)
-    except (InputError, OSError, ValueError, TrainCheckpointError, DistributedSetupError, RunLockedError) as err:
+        experiment = Experiment(spec)
+        evaluator = experiment.evaluator(device=args.device)
+    except (OSError, ValueError, TrainCheckpointError) as err:  # InputErrors, and files or networks that fail
         if lock is not None:
             lock.release()
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return cli.report(err)
     print(f"evaluating {args.checkpoint} (step {step}, {args.weights} weights): {spec.eval.num_samples} samples, "
           f"{spec.sampler.name} {spec.sampler.steps} steps, metrics {', '.join(spec.eval.metrics)}", flush=True)
     bar = None
@@ -135,11 +108,10 @@ def main(argv: list[str] | None = None) -> int:
 
         bar = tqdm(total=spec.eval.num_samples, unit="img", desc="sampling", file=sys.stderr)
     try:
-        record = evaluate_denoiser(denoiser, spec, step=step, out_dir=out_dir, evaluator=evaluator,
+        record = evaluate_denoiser(denoiser, experiment, step=step, out_dir=out_dir, evaluator=evaluator,
                                    device=args.device, on_batch=None if bar is None else bar.update)
     except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return cli.report(err, code=cli.EXIT_FAILED)
     finally:
         lock.release()
         if bar is not None:
@@ -149,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key:>15}: {record[key]:.4f}")
     print(f"{'samples':>15}: {record['num_samples']} in {record['seconds']:.1f}s")
     print(f"wrote {out_dir / 'samples.png'}, {out_dir / 'eval.json'}; appended to {out_dir / 'metrics.jsonl'}")
-    return 0
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

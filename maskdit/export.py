@@ -22,8 +22,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from maskdit import cli
+from maskdit.errors import InputError
+
 FORMATS = ("native", "reference-maskdit", "reference-dit", "diffusers")
-EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 
 
 def export(denoiser, fmt: str, out: Path, *, weights: str = "ema") -> Path:
@@ -56,45 +58,34 @@ def _write_tensors(state: dict, out: Path) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    from maskdit.plugins import PluginLoadError, add_plugin_argument, load_plugins
-
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m maskdit.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="run folder, checkpoint folder, native export or diffusers folder")
     parser.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     parser.add_argument("--out", required=True, type=Path, help="output file (folder for diffusers)")
     parser.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a checkpoint")
-    add_plugin_argument(parser)
-    args = parser.parse_args(argv)
-    try:
-        load_plugins(args.plugins)
-    except PluginLoadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    cli.add_plugin_argument(parser)
+    return parser.parse_args(argv)
 
+
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
     from maskdit.interop import CheckpointError
     from maskdit.load import open_run
 
-    try:
-        loaded = open_run(args.run, args.weights)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    loaded = open_run(args.run, args.weights)
     if args.out.exists() and args.out.resolve() in (loaded.source.resolve(), loaded.run_dir.resolve()):
-        print(f"error: --out {args.out} is the model being exported; choose another path", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise InputError(f"--out {args.out} is the model being exported; choose another path")
     try:
         written = export(loaded.denoiser, args.format, args.out, weights=args.weights)
     except (CheckpointError, TypeError, ValueError) as err:
-        print(f"error: cannot export as {args.format}: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise InputError(f"cannot export as {args.format}: {err}") from None
     except OSError as err:
-        print(f"error: could not write {args.out}: {err.strerror or err}", file=sys.stderr)
-        return EXIT_FAILED
+        return cli.report(f"could not write {args.out}: {err.strerror or err}", code=cli.EXIT_FAILED)
     step = f" at step {loaded.step}" if loaded.step is not None else ""
     print(f"wrote {written} ({args.format}, {args.weights if loaded.step is not None else 'stored'} weights of "
           f"{loaded.source}{step})")
-    return 0
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -31,18 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskdit import cli
+from maskdit.errors import InputError
 from maskdit.eval.stats import FeatureStats, RunningStats, load_stats
-from maskdit.plugins import PluginLoadError, add_plugin_argument, load_plugins
 
-EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 IMAGE_KEY = "arr_0"
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
 """images [B, C, H, W] in [-1, 1] -> features [B, D]"""
-
-
-class InputError(Exception):
-    """A problem with a file or option the user passed; one line, exit code 2."""
 
 
 def npz_keys(path: Path) -> list[str]:
@@ -182,32 +178,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, metavar="OUT",
                         help="also write the result as JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_plugin_argument(parser)
+    cli.add_plugin_argument(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        load_plugins(args.plugins)
-    except PluginLoadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
-    try:
-        samples = NpzImages(args.samples)
-        reference = reference_source(args.reference)
-        extractor, dim, weights = load_extractor(args.inception_weights, device)
-        if isinstance(reference, FeatureStats) and reference.dim != dim:
-            raise InputError(f"{args.reference}: statistics of {reference.dim}-d features, but the Inception "
-                             f"features are {dim}-d (made with another network?)")
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    samples = NpzImages(args.samples)
+    reference = reference_source(args.reference)
+    extractor, dim, weights = load_extractor(args.inception_weights, device)
+    if isinstance(reference, FeatureStats) and reference.dim != dim:
+        raise InputError(f"{args.reference}: statistics of {reference.dim}-d features, but the Inception "
+                         f"features are {dim}-d (made with another network?)")
     print(f"FID of {len(samples)} images {samples.shape[1:]} from {args.samples} against {args.reference} "
           f"({'statistics' if isinstance(reference, FeatureStats) else f'{len(reference)} images'}) on {device}",
           flush=True)
@@ -221,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 reference = _statistics(reference, extractor, args, device, "reference")
             value = frechet_distance(sample_stats, reference)
         except (ValueError, OSError, zipfile.BadZipFile) as err:  # truncated or damaged files, degenerate features
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_FAILED
+            return cli.report(str(err), code=cli.EXIT_FAILED)
     for warning in dict.fromkeys(str(w.message) for w in caught):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"FID: {value:.4f}")
@@ -233,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
-    return 0
+    return cli.EXIT_OK
 
 
 def _statistics(images: NpzImages, extractor: Extractor, args: argparse.Namespace, device: str,

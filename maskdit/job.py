@@ -15,21 +15,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from maskdit.core import build_denoiser
-from maskdit.data import build_dataset
+from maskdit.data.cache import atomic_write
 from maskdit.eval.grid import save_class_grid
 from maskdit.eval.run import evaluate_denoiser
 from maskdit.eval.sampling import generate_batches
-from maskdit.losses import build_objective
-from maskdit.samplers import build_sampler
+from maskdit.experiment import Experiment
 from maskdit.spec import ExperimentSpec
-from maskdit.train.distributed import DistContext, Shard
-from maskdit.data.cache import atomic_write
 from maskdit.train import checkpoint as ckpt
-from maskdit.train.loop import ResumeInfo, Trainer, TrainState
+from maskdit.train.distributed import DistContext
+from maskdit.train.loop import ResumeInfo, TrainState
 from maskdit.train.runlock import RunLock
-from maskdit.train.shard_draws import ShardedObjective
-from maskdit.train.schedule import Phase
+
 
 @dataclass
 class JobResult:
@@ -38,34 +34,10 @@ class JobResult:
     eval: dict[str, Any] | None
 
 
-def phase_loss(spec: ExperimentSpec) -> Callable[[Phase], Callable]:
-    """For each phase, the objective with that phase's masking and loss terms (else the experiment's).
-    Given a ``shard`` (distributed runs), it draws the global micro-batch's randomness and keeps its rows."""
-
-    def for_phase(phase: Phase):
-        override = phase.spec
-        masking = override.masking if override is not None and override.masking is not None else spec.masking
-        terms = override.loss_terms if override is not None and override.loss_terms is not None else spec.losses.terms
-        objective = build_objective(spec.losses.model_copy(update={"terms": terms}), masking=masking,
-                                    patch_size=spec.model.patch_size, num_classes=spec.model.num_classes,
-                                    loss_tokens=spec.model.routing.loss_tokens)
-        sharded = ShardedObjective(objective)
-        conditional = spec.model.num_classes > 0
-
-        def loss(model, images, labels, *, step, generator, shard: Shard | None = None):
-            labels = labels if conditional else None
-            if shard is None:
-                return objective(model, images, labels, generator=generator, step=step)
-            return sharded(model, images, labels, rows=shard.rows, total=shard.total, generator=generator, step=step)
-
-        return loss
-
-    return for_phase
-
-
-def sample_grid_writer(spec: ExperimentSpec, run_dir: Path, device: str | torch.device) -> Callable[[int, torch.nn.Module], None]:
+def sample_grid_writer(experiment: Experiment, run_dir: Path,
+                       device: str | torch.device) -> Callable[[int, torch.nn.Module], None]:
     """Writes samples/step-XXXXXXXX.png (one row per class) from the EMA model during training."""
-    sampler = build_sampler(spec.sampler, null_label=spec.model.num_classes or None)
+    spec, sampler = experiment.spec, experiment.sampler
     classes = max(spec.model.num_classes, 1)
     per_class = max(spec.eval.grid_per_class, 1)
     shape = (spec.model.in_channels, spec.model.input_size, spec.model.input_size)
@@ -81,8 +53,8 @@ def sample_grid_writer(spec: ExperimentSpec, run_dir: Path, device: str | torch.
     return write
 
 
-def run_experiment(spec: ExperimentSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = False,
-                   evaluate: bool = True, dist: DistContext | None = None,
+def run_experiment(spec: ExperimentSpec | Experiment, run_dir: str | Path, *, resume: bool = False,
+                   progress: bool = False, evaluate: bool = True, dist: DistContext | None = None,
                    on_resume: Callable[[ResumeInfo], None] | None = None) -> JobResult:
     """Train (resuming from the newest valid checkpoint when ``resume``), then evaluate the EMA model.
 
@@ -93,22 +65,23 @@ def run_experiment(spec: ExperimentSpec, run_dir: str | Path, *, resume: bool = 
     training starts: the checkpoint and step resumed, the checkpoints passed over and why, or a
     fresh start."""
     run_dir = Path(run_dir)
+    experiment = spec if isinstance(spec, Experiment) else Experiment(spec)
     dist = dist if dist is not None else DistContext()
     lock = RunLock(run_dir).acquire() if dist.is_main else None
     try:
-        return _run(spec, run_dir, resume=resume, progress=progress, evaluate=evaluate, dist=dist,
+        return _run(experiment, run_dir, resume=resume, progress=progress, evaluate=evaluate, dist=dist,
                     on_resume=on_resume)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run(spec, run_dir: Path, *, resume, progress, evaluate, dist: DistContext, on_resume) -> JobResult:
+def _run(experiment: Experiment, run_dir: Path, *, resume, progress, evaluate, dist: DistContext,
+         on_resume) -> JobResult:
+    spec = experiment.spec
     device = dist.device(spec.train.device)  # under torchrun: this rank's GPU
-    dataset = build_dataset(spec.data)
-    denoiser = build_denoiser(spec.model, generator=torch.Generator().manual_seed(spec.seed))
-    trainer = Trainer(spec, denoiser, dataset, phase_loss(spec), run_dir, progress=progress, dist=dist,
-                      on_sample=sample_grid_writer(spec, run_dir, device) if spec.train.sample_every else None)
+    writer = sample_grid_writer(experiment, run_dir, device) if spec.train.sample_every else None
+    trainer = experiment.trainer(run_dir, progress=progress, dist=dist, on_sample=writer)
     trainer.check_outputs()
     if not resume and ckpt.list_checkpoints(run_dir / "checkpoints"):
         raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another name")
@@ -123,6 +96,6 @@ def _run(spec, run_dir: Path, *, resume, progress, evaluate, dist: DistContext, 
         averaged = trainer.main_ema_model()  # every rank calls it: FSDP2 gathers the shards
         if averaged is not None:
             with tqdm(total=spec.eval.num_samples, disable=not progress, unit="img", desc="evaluating") as bar:
-                record = evaluate_denoiser(averaged, spec, step=state.step, out_dir=run_dir, device=device,
+                record = evaluate_denoiser(averaged, experiment, step=state.step, out_dir=run_dir, device=device,
                                            on_batch=bar.update)
     return JobResult(run_dir=run_dir, state=state, eval=record)

@@ -13,12 +13,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from maskdit.errors import InputError
 SPEC_MAX_BYTES = 1 << 20  # a spec is a few KiB; 1 MiB leaves room for long phase lists
 STATE_MAX_BYTES = 64 << 20
 MAX_QUOTE = 200
 
 
-class JSONInputError(ValueError):
+class JSONInputError(InputError):
     """JSON that cannot be accepted; the message names the source and the problem in one line."""
 
 

@@ -20,9 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from maskdit.plugins import PluginLoadError, add_plugin_argument, load_plugins
-
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+from maskdit import cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,8 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     dec.add_argument("--batch-size", type=int, default=32, help="latents per VAE forward pass (default 32)")
     dec.add_argument("--grid", type=int, default=64, help="images in grid.png (default 64; 0 = no grid)")
     dec.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    add_plugin_argument(enc)
-    add_plugin_argument(dec)
+    cli.add_plugin_argument(enc)
+    cli.add_plugin_argument(dec)
     args = parser.parse_args(argv)
     for name in ("batch_size", "shard_size", "resolution"):
         if getattr(args, name, 1) < 1:
@@ -147,26 +145,18 @@ def decode(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
     from maskdit.data.shards import ShardError
 
     try:
-        load_plugins(args.plugins)
-    except PluginLoadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
         return encode(args) if args.command == "encode" else decode(args)
     except ShardError as err:  # a damaged or foreign latent folder
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return cli.report(str(err), code=cli.EXIT_FAILED)
     except (FileNotFoundError, ImportError, ValueError) as err:  # wrong paths, missing diffusers, bad files
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return cli.report(str(err))
     except (OSError, RuntimeError) as err:  # unreadable images (named), I/O and device failures
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return cli.report(str(err), code=cli.EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ corrupt model never samples an all-black grid.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -69,6 +70,27 @@ def open_run(path: str | Path, weights: Weights = "ema", *, device: str | torch.
     return _open_checkpoint(resolve_checkpoint(path), weights, device)
 
 
+def missing_plugins(run_dir: str | Path) -> list[str]:
+    """The plugin modules the newest checkpoint of a run folder records that this process has not
+    imported ([] when there is no readable checkpoint): what reading its spec back needs."""
+    from maskdit.train.checkpoint import CheckpointError as TrainCheckpointError
+    from maskdit.train.checkpoint import latest_checkpoint, read_state
+
+    newest = latest_checkpoint(Path(run_dir) / "checkpoints")
+    try:
+        recorded = read_state(newest).get("plugins", []) if newest is not None else []
+    except TrainCheckpointError:
+        return []
+    return [module for module in recorded if module not in sys.modules]
+
+
+def plugin_advice(modules: list[str]) -> str:
+    """The sentence naming the --plugin options a run's spec needs ('' when none are missing)."""
+    if not modules:
+        return ""
+    return f"the run used plugins from {', '.join(modules)}: pass {' '.join(f'--plugin {m}' for m in modules)}"
+
+
 def load_run(path: str | Path, weights: Weights = "ema", *, device: str | torch.device = "cpu"
              ) -> tuple[Denoiser | DDPMDenoiser, ExperimentSpec | None]:
     """``(denoiser, spec)`` from a run folder, checkpoint folder, native export or diffusers folder.
@@ -94,8 +116,9 @@ def _open_checkpoint(folder: Path, weights: Weights, device) -> LoadedRun:
     try:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as err:
+        advice = plugin_advice([m for m in checkpoint.state.get("plugins", []) if m not in sys.modules])
         raise CheckpointError(f"{folder}: its saved spec is invalid ({err.error_count()} problem(s), first: "
-                              f"{err.errors(include_url=False)[0]['msg']})") from None
+                              f"{err.errors(include_url=False)[0]['msg']})" + (f"; {advice}" if advice else "")) from None
     tensors = checkpoint.tensors.get(weights)
     if not tensors:
         raise CheckpointError(f"{folder}: no {weights!r} weights in the checkpoint (groups: {sorted(checkpoint.tensors)})")

@@ -8,23 +8,17 @@ A spec file never triggers an import: it can only name plugins that are already 
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.metadata
 from collections.abc import Sequence
 
+from maskdit.errors import InputError
+
 ENTRY_POINT_GROUP = "maskdit.plugins"
 
 
-class PluginLoadError(ImportError):
+class PluginLoadError(InputError, ImportError):
     """A plugin module that cannot be imported, or that fails while registering."""
-
-
-def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
-    """The ``--plugin MODULE`` option (repeatable) every maskdit command line has."""
-    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
-                        help="import MODULE first, so the plugins it registers can be named in specs (repeatable); "
-                             f"installed packages' '{ENTRY_POINT_GROUP}' entry points are loaded too")
 
 
 def load_plugins(modules: Sequence[str] = (), *, entry_points: bool = True) -> list[str]:

@@ -38,6 +38,7 @@ KINDS = {
     "dataset": "dataset",
     "block": "block",
     "label_embedder": "label embedder",
+    "features": "feature extractor",
 }
 
 
@@ -258,6 +259,32 @@ def name_of(kind: str) -> Any:
     """The type of a spec field naming a registered plugin of ``kind`` (a JSON string)."""
     PLUGINS[kind]
     return Annotated[str, _NameOf(kind)]
+
+
+def plugin_modules(spec: Any) -> list[str]:
+    """The modules outside maskdit whose registered plugins a validated spec names, sorted: what
+    a command reading the spec back must load with ``--plugin``."""
+    found: set[str] = set()
+    _collect_modules(spec, found)
+    return sorted(module for module in found if module.split(".")[0] != "maskdit")
+
+
+def _collect_modules(value: Any, found: set[str]) -> None:
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            _collect_modules(item, found)
+        return
+    fields = getattr(type(value), "model_fields", None)
+    if not isinstance(fields, dict):
+        return
+    found.add(type(value).__module__)  # a plugin's spec class, or a section's (inside maskdit)
+    for name, field in fields.items():
+        item = getattr(value, name)
+        named = next((ref for ref in field.metadata if isinstance(ref, _NameOf)), None)
+        if named is not None and isinstance(item, str) and item in PLUGINS[named.kind]:
+            found.add(PLUGINS[named.kind].get(item).__module__)  # a plugin named by a plain string
+        else:
+            _collect_modules(item, found)
 
 
 #: the registries of every kind (the one deliberate piece of process-wide state)

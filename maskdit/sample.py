@@ -7,7 +7,9 @@ CHECKPOINT is one of (``--format auto`` tells them apart):
   * a reference MaskDiT checkpoint (``model.``-prefixed keys) or a DiT checkpoint (torch file);
     architecture fields the shapes do not determine come from ``--preset`` / ``--arch KEY=VALUE``.
 Sampler fields not covered by the flags are set with ``--set sampler.FIELD=VALUE``, the full spec
-path as in evaluate (e.g. ``--set sampler.eta=0.5``, ``--set sampler.schedule.name=loglinear``). Image i is drawn from its own generator seeded by (seed, i), so
+path as in evaluate (e.g. ``--set sampler.eta=0.5``, ``--set sampler.schedule.name=loglinear``);
+a reference checkpoint's architecture with ``--set model.FIELD=VALUE`` (``--arch FIELD=VALUE`` for
+short). Image i is drawn from its own generator seeded by (seed, i), so
 the same seed gives the same image at any batch size. Labels cycle over the classes unless
 ``--class-label`` fixes one. Writes a PNG grid and optionally an ``.npz`` in ADM's evaluation
 format (``arr_0``: uint8 NHWC images, ``arr_1``: labels). ``--latents PATH`` instead writes the
@@ -22,7 +24,6 @@ batch by batch and writes the grid and npz. The images are the same for any numb
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -32,18 +33,11 @@ import numpy as np
 import torch
 from pydantic import TypeAdapter, ValidationError
 
-from maskdit import jsonio
-
-EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
-
-
-class InputError(Exception):
-    """A problem with what the user passed; printed one line per entry, exit code 2."""
+from maskdit import cli, jsonio
+from maskdit.errors import InputError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from maskdit.plugins import add_plugin_argument
-
     parser = argparse.ArgumentParser(prog="python -m maskdit.sample", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="training checkpoint / run folder, .safetensors, or reference file")
     parser.add_argument("--format", default="auto",
@@ -51,8 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="checkpoint format (default: detected)")
     parser.add_argument("--weights", default="ema", choices=["ema", "model"], help="which weights to sample with")
     parser.add_argument("--preset", default=None, help="architecture preset for a reference checkpoint")
-    parser.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
-                        help="ModelSpec field for a reference checkpoint, e.g. num_heads=16 (repeatable)")
+    parser.add_argument("--arch", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a reference checkpoint's ModelSpec field, e.g. num_heads=16: short for --set "
+                             "model.num_heads=16 (repeatable)")
     # --num-samples: torchrun's parser rejects "--n" as an ambiguous prefix of its own options
     parser.add_argument("--n", "--num-samples", dest="n", type=int, default=64, help="number of samples")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per batch")
@@ -60,8 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a registered sampler's name (default: spec's or heun); checked with the spec")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps")
     parser.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (1 = off)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="any other sampler field by its full spec path, e.g. sampler.eta=0.5 (repeatable)")
+    cli.add_set_argument(parser, "sampler.eta=0.5")
     parser.add_argument("--class-label", type=int, default=None, help="draw every sample from this class")
     parser.add_argument("--seed", type=int, default=0, help="run seed; image i uses seed (seed, i)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -70,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latents", type=Path, default=None,
                         help="write the raw float samples (.npz: latents, labels) instead of a grid / ADM npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_plugin_argument(parser)
+    cli.add_plugin_argument(parser)
     args = parser.parse_args(argv)
     if args.n < 1 or args.batch_size < 1:
         parser.error("--n and --batch-size must be >= 1")
@@ -82,27 +76,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # ---- loading --------------------------------------------------------------------------------
 def load(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
     """(denoiser in eval mode on the device, the training spec's sampler section or None)."""
-    from maskdit.interop import CheckpointError
-
     fmt = args.format
     path: Path = args.checkpoint
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if fmt == "auto":
         fmt = "train" if path.is_dir() else "native" if path.suffix == ".safetensors" else "reference"
-    try:
-        if fmt == "train":
-            return _load_training(path, args.weights)
-        if args.preset is not None or args.arch:
-            if fmt == "native":
-                raise InputError("--preset / --arch apply to reference checkpoints only")
-        if fmt == "native":
-            from maskdit.interop import load_native
-
-            return load_native(path), None
+    if fmt != "train" and fmt != "native":
         return _load_reference(path, fmt, args), None
-    except CheckpointError as err:
-        raise InputError(str(err)) from None
+    if args.preset is not None or model_overrides(args):
+        raise InputError("--preset / --arch / --set model.* apply to reference checkpoints only (the weights of "
+                         "a training checkpoint or native export fix the model)")
+    if fmt == "train":
+        return _load_training(path, args.weights)
+    from maskdit.interop import load_native
+
+    return load_native(path), None
 
 
 def _load_training(path: Path, weights: str):
@@ -116,7 +105,7 @@ def _load_training(path: Path, weights: str):
 def _load_reference(path: Path, fmt: str, args: argparse.Namespace):
     from maskdit.interop import load_reference_dit, load_reference_maskdit, read_checkpoint
 
-    overrides = _arch_overrides(args.arch)
+    overrides = model_overrides(args)
     if args.preset is not None:
         overrides["preset"] = args.preset
     checkpoint = read_checkpoint(path)
@@ -130,24 +119,18 @@ def _load_reference(path: Path, fmt: str, args: argparse.Namespace):
         raise InputError(f"{path}: {err}") from None
 
 
-def _arch_overrides(items: list[str]) -> dict[str, Any]:
-    overrides = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--arch {item!r} must look like field=value")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
-    return overrides
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ModelSpec fields ``--arch FIELD=VALUE`` and ``--set model.FIELD=VALUE`` give."""
+    from maskdit.spec import override_input
+
+    items = [f"model.{item}" for item in args.arch] + [item for item in args.overrides if item.startswith("model.")]
+    return override_input({"model": {}}, items)["model"]
 
 
 def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond: str):
     """The sampler spec: the checkpoint's (or a default for the preconditioning), then the flags."""
-    from maskdit.build import validation_lines
     from maskdit.samplers.specs import SamplerSpec
-    from maskdit.spec import apply_overrides
+    from maskdit.spec import override_input
 
     default_name = "ddpm" if precond == "ddpm" else "heun"
     data = dict(base) if base is not None else {"name": default_name}
@@ -158,19 +141,17 @@ def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond:
         data["steps"] = args.steps
     if args.cfg is not None:
         data["cfg_scale"] = args.cfg
-    wrong = [item for item in args.overrides if not item.startswith("sampler.")]
+    wrong = [item for item in args.overrides if not item.startswith(("sampler.", "model."))]
     if wrong:
         raise InputError(f"--set {jsonio.short(wrong[0])}: give the full spec path, as evaluate does, e.g. "
-                         f"--set sampler.{wrong[0]} (sample changes only the sampler section)")
-    try:
-        data = apply_overrides({"sampler": data}, args.overrides)["sampler"]
-    except ValueError as err:
-        raise InputError(f"--set: {err}") from None
+                         f"--set sampler.{wrong[0]} (sample changes only the sampler section, and a reference "
+                         "checkpoint's model)")
+    sampler_items = [item for item in args.overrides if item.startswith("sampler.")]
+    data = override_input({"sampler": data}, sampler_items)["sampler"]
     try:
         return TypeAdapter(SamplerSpec).validate_python(data)
     except ValidationError as err:
-        lines = validation_lines(err, data)
-        raise InputError("\n".join(f"sampler.{line}".removesuffix(".spec") for line in lines)) from None
+        raise InputError.from_validation(err, data, prefix="sampler") from None
 
 
 # ---- sampling and writing ---------------------------------------------------------------------
@@ -240,56 +221,45 @@ def write_grid(images_nhwc: np.ndarray, path: Path) -> None:
     Image.fromarray(canvas[..., 0] if channels == 1 else canvas).save(path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from maskdit.train.distributed import DistributedSetupError, init_distributed, shutdown
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
+    from maskdit.train.distributed import init_distributed, shutdown
 
-    from maskdit.plugins import PluginLoadError, load_plugins
-
-    args = parse_args(argv)
-    try:
-        load_plugins(args.plugins)
-    except PluginLoadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        ctx = init_distributed(args.device, field="--device")  # a single process unless launched by torchrun
-    except DistributedSetupError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    ctx = init_distributed(args.device, field="--device")  # a single process unless launched by torchrun
     try:
         return _main(args, ctx)
     finally:
         shutdown(ctx)
 
 
+def prepare(args: argparse.Namespace) -> tuple[Any, Any, int]:
+    """(denoiser, sampler spec, number of classes), every problem with the input an InputError."""
+    denoiser, base = load(args)
+    spec = sampler_spec(args, base, getattr(denoiser, "precond", "edm"))
+    num_classes = int(getattr(denoiser, "num_classes", 0))
+    if args.class_label is not None and not 0 <= args.class_label < max(num_classes, 1):
+        raise InputError(f"--class-label must be in [0, {num_classes}) for this model, got {args.class_label}")
+    if args.class_label is not None and num_classes == 0:
+        raise InputError("--class-label needs a class-conditional model (this one is unconditional)")
+    if spec.cfg_scale != 1 and num_classes == 0:
+        raise InputError("--cfg needs a class-conditional model (this one is unconditional)")
+    channels = denoiser.in_channels
+    if channels not in (1, 3) and args.latents is None:
+        raise InputError(f"the model makes {channels}-channel samples (latents?): only 1- or 3-channel images "
+                         "can be written as PNG / ADM npz; write them with --latents PATH.npz and turn them "
+                         "into images with python -m maskdit.latents decode")
+    return denoiser, spec, num_classes
+
+
 def _main(args: argparse.Namespace, ctx) -> int:
+    from maskdit.experiment import sampler_for
+
     say = print if ctx.is_main else (lambda *a, **k: None)  # rank 0 alone prints
+    denoiser, spec, num_classes = prepare(args)
+    device = ctx.device(args.device)
     try:
-        denoiser, base = load(args)
-        spec = sampler_spec(args, base, getattr(denoiser, "precond", "edm"))
-        num_classes = int(getattr(denoiser, "num_classes", 0))
-        if args.class_label is not None and not 0 <= args.class_label < max(num_classes, 1):
-            raise InputError(f"--class-label must be in [0, {num_classes}) for this model, got {args.class_label}")
-        if args.class_label is not None and num_classes == 0:
-            raise InputError("--class-label needs a class-conditional model (this one is unconditional)")
-        if spec.cfg_scale != 1 and num_classes == 0:
-            raise InputError("--cfg needs a class-conditional model (this one is unconditional)")
-        channels = denoiser.in_channels
-        if channels not in (1, 3) and args.latents is None:
-            raise InputError(f"the model makes {channels}-channel samples (latents?): only 1- or 3-channel images "
-                             "can be written as PNG / ADM npz; write them with --latents PATH.npz and turn them "
-                             "into images with python -m maskdit.latents decode")
-    except InputError as err:
-        for line in str(err).splitlines():
-            say(f"error: {line}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    from maskdit.samplers import build_sampler
-
-    try:
-        device = ctx.device(args.device)
         denoiser = denoiser.to(device).eval()
-        sampler = build_sampler(spec, null_label=num_classes or None)
+        sampler = sampler_for(spec, num_classes)
         if args.class_label is not None:
             labels = torch.full((args.n,), args.class_label, dtype=torch.long)
         else:
@@ -303,14 +273,14 @@ def _main(args: argparse.Namespace, ctx) -> int:
         gathered = gather_batches(batches, convert, n=args.n, batch_size=args.batch_size, ctx=ctx,
                                   progress=not args.no_progress)
         if not ctx.is_main:
-            return 0
+            return cli.EXIT_OK
         if args.latents is not None:
             args.latents.parent.mkdir(parents=True, exist_ok=True)
             arrays = {"latents": gathered} if labels is None else {"latents": gathered, "labels": labels.numpy()}
             np.savez(args.latents, **arrays)
             print(f"wrote {args.latents} (latents: float32 {gathered.shape}"
                   + (", labels)" if labels is not None else ")"))
-            return 0
+            return cli.EXIT_OK
         pixels = gathered
         write_grid(pixels, args.out)
         print(f"wrote {args.out}")
@@ -321,8 +291,8 @@ def _main(args: argparse.Namespace, ctx) -> int:
             print(f"wrote {args.npz} (arr_0: uint8 {pixels.shape} NHWC" + (", arr_1: labels)" if labels is not None else ")"))
     except (RuntimeError, ValueError, OSError) as err:
         print(f"error: sampling failed{f' on rank {ctx.rank}' if ctx.is_distributed else ''}: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
+        return cli.EXIT_FAILED
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

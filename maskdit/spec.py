@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from maskdit import jsonio
+from maskdit.errors import InputError
 from maskdit.core.specs import ModelSpec
 from maskdit.data.specs import DataSpec, MNIST5kSpec
 from maskdit.eval.specs import EvalSpec
@@ -131,6 +132,35 @@ def load_spec(spec: str) -> ExperimentSpec:
     return ExperimentSpec.model_validate(load_spec_dict(spec))
 
 
+def read_spec(spec: str, overrides: list[str] = ()) -> ExperimentSpec:
+    """Read a spec file (or preset), apply ``--set`` overrides, validate: what every command does
+    with a spec. Every failure is an InputError, one line per problem naming the field path."""
+    try:
+        data = load_spec_dict(spec)
+    except jsonio.JSONInputError:
+        raise
+    except (OSError, ValueError) as err:
+        raise InputError(f"{spec}: {err.strerror if isinstance(err, OSError) and err.strerror else err}") from None
+    return validate_spec(data, overrides)
+
+
+def validate_spec(data: dict[str, Any], overrides: list[str] = ()) -> ExperimentSpec:
+    """A spec document with ``--set`` overrides applied, validated (InputError on any problem)."""
+    updated = override_input(data, overrides)
+    try:
+        return ExperimentSpec.model_validate(updated)
+    except ValidationError as err:
+        raise InputError.from_validation(err, updated) from None
+
+
+def override_input(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """:func:`apply_overrides` whose problems are InputErrors naming ``--set``."""
+    try:
+        return apply_overrides(data, overrides)
+    except ValueError as err:
+        raise InputError(f"--set: {err}") from None
+
+
 def json_schema() -> dict[str, Any]:
     return ExperimentSpec.model_json_schema()
 
@@ -144,16 +174,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """
     result = json.loads(json.dumps(data))  # deep copy; the input stays untouched
     for item in overrides:
-        key, sep, raw = item.partition("=")
+        key, value = parse_override(item)
         shown = jsonio.short(item)
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise ValueError(f"override {shown} must look like section.field=value")
-        try:
-            value = jsonio.loads(raw, source="value")
-        except jsonio.JSONInputError as err:
-            if "nested too deeply" in str(err) or "duplicate key" in str(err):
-                raise ValueError(f"override {jsonio.short(key)}: {err}") from None
-            value = raw  # not JSON: a plain string
         node: Any = result
         *parents, leaf = key.split(".")
         for depth, part in enumerate(parents):
@@ -174,6 +196,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ValueError(f"train.steps: this spec trains in {len(phases)} phases, whose steps set the "
                              "length; set train.phases.<i>.steps instead (e.g. train.phases.0.steps=...)")
     return result
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``a.b.c=value`` -> ("a.b.c", value): the value parsed as JSON, else kept as a string.
+    The one parser of KEY=VALUE arguments (``--set``, ``sample --arch``); raises ValueError."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ValueError(f"override {jsonio.short(item)} must look like section.field=value")
+    try:
+        return key, jsonio.loads(raw, source="value")
+    except jsonio.JSONInputError as err:
+        if "nested too deeply" in str(err) or "duplicate key" in str(err):
+            raise ValueError(f"override {jsonio.short(key)}: {err}") from None
+        return key, raw  # not JSON: a plain string
 
 
 def _index(part: str, node: list, where: str, shown: str) -> int:

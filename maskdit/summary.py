@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 from maskdit.core.describe import model_rows
-from maskdit.masking import build_masking
+from maskdit.experiment import Experiment
 from maskdit.masking.specs import masking_max_ratio
 from maskdit.masking.strategies import num_kept
-from maskdit.spec import ExperimentSpec
 
 
-def summarize(spec: ExperimentSpec) -> list[tuple[str, str]]:
-    """Build every component that exists and describe it."""
+def summarize(experiment: Experiment) -> list[tuple[str, str]]:
+    """Build the experiment's masking and sampler (the parts that are cheap) and describe them all."""
+    spec = experiment.spec
     model = spec.model
     tokens = model.num_tokens
     rows = [
@@ -22,7 +22,7 @@ def summarize(spec: ExperimentSpec) -> list[tuple[str, str]]:
                   f"{model.grid_size}x{model.grid_size} = {tokens} tokens"),
         ("classes", "unconditional" if model.num_classes == 0 else f"{model.num_classes} ({model.label_embedder} embedder)"),
     ]
-    strategy = build_masking(spec.masking)
+    strategy = experiment.masking()
     ratio = masking_max_ratio(spec.masking)
     generator = torch.Generator().manual_seed(spec.seed)
     mask = strategy(2, (model.grid_size, model.grid_size), sigma=torch.ones(2), step=0, generator=generator)
@@ -32,7 +32,7 @@ def summarize(spec: ExperimentSpec) -> list[tuple[str, str]]:
     terms = " + ".join(f"{term.weight:g}*{term.name}" for term in spec.losses.terms)
     rows.append(("loss", f"{terms}, sigma ~ {spec.losses.noise.name}, label dropout {spec.losses.label_dropout:g}"))
     sampler = spec.sampler
-    rows.append(("sampler", _describe_sampler(sampler)))
+    rows.append(("sampler", _describe_sampler(sampler, experiment.sampler.num_evaluations)))
     rows.append(("data", f"{spec.data.describe}, {spec.data.channels}x{spec.data.resolution}^2"))
     train = spec.train
     phases = ", ".join(f"{p.name} {p.steps}" for p in train.phases) or "one phase"
@@ -61,16 +61,13 @@ def _describe_routing(model) -> str:
     return f"{span}, dropped tokens rejoin before block {end} as {fill}{fused} (loss on all tokens)"
 
 
-def _describe_sampler(sampler) -> str:
-    from maskdit.samplers import build_sampler
-
-    built = build_sampler(sampler)
+def _describe_sampler(sampler, evaluations: int) -> str:
     guidance = f"cfg {sampler.cfg_scale:g}"
     if sampler.cfg_scale != 1 and sampler.cfg_interval is not None:
         guidance += f" for sigma in [{sampler.cfg_interval[0]:g}, {sampler.cfg_interval[1]:g}]"
     if sampler.cfg_scale != 1 and sampler.cfg_channels is not None:
         guidance += f" on {sampler.cfg_channels} channel(s)"
-    return (f"{sampler.name}, {sampler.steps} steps ({built.num_evaluations} denoiser calls), "
+    return (f"{sampler.name}, {sampler.steps} steps ({evaluations} denoiser calls), "
             f"{sampler.schedule.name} sigma {sampler.sigma_min:g}..{sampler.sigma_max:g}, {guidance}")
 
 

@@ -18,7 +18,7 @@ def test_nothing_cites_files_outside_the_repository():
 def test_readme_building_blocks_table_lists_the_core_parts_and_they_import():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = readme.split("## Building blocks", 1)[1].split("\n## ", 1)[0]
-    for name in ("ModelSpec", "LossesSpec", "Objective", "EMA", "load_run", "sigmas[0] * noise"):
+    for name in ("ModelSpec", "LossesSpec", "Objective", "EMA", "load_run", "Experiment", "sigmas[0] * noise"):
         assert name in table, name
     for module, names in re.findall(r"`from (maskdit[\w.]*) import ([\w, ]+)`", table):
         imported = __import__(module, fromlist=["_"])

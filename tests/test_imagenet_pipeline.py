@@ -68,7 +68,7 @@ def parser_of(module: str):
 
 
 def test_readme_commands_are_accepted_by_their_parsers():
-    from maskdit.build import read_spec
+    from maskdit.spec import read_spec
 
     commands = readme_commands()
     assert [(launcher, module, args[0]) for launcher, module, args in commands] == EXPECTED

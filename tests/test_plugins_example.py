@@ -27,6 +27,11 @@ def plugin_dir(tmp_path):
     sys.path.insert(0, str(folder))
     yield folder
     sys.path.remove(str(folder))
+    _forget_plugins()
+
+
+def _forget_plugins() -> None:
+    """Undo the README module's registrations and import, as a fresh process would start."""
     for kind, name in ADDED.items():
         if name in registry(kind):
             registry(kind).remove(name)
@@ -66,6 +71,24 @@ def test_readme_plugins_through_the_plugin_option(plugin_dir, tmp_path, capsys):
     assert sample.main([str(runs / "centre-digits"), "--plugin", "readme_plugins", "--sampler", "euler_a",
                         "--n", "2", "--batch-size", "2", "--steps", "3", "--out", str(out), "--no-progress"]) == 0
     assert out.is_file()
+
+
+def test_a_run_says_which_plugin_reading_it_back_needs(plugin_dir, tmp_path, capsys):
+    (plugin_dir / "readme_plugins.py").write_text(MODULE)
+    runs = tmp_path / "runs"
+    assert build.main([_spec(tmp_path), "--plugin", "readme_plugins", "--runs", str(runs), "--set",
+                       "train.steps=2"]) == 0
+    _forget_plugins()
+    capsys.readouterr()
+    advice = "the run used plugins from readme_plugins: pass --plugin readme_plugins"
+    assert sample.main([str(runs / "centre-digits"), "--n", "2", "--out", str(tmp_path / "g.png")]) == 2
+    assert advice in capsys.readouterr().err
+    saved = str(runs / "centre-digits" / "spec.json")
+    assert build.main([saved, "--runs", str(runs), "--resume", "--set", "train.steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert "masking: unknown name 'centre'" in err and advice in err
+    assert build.main([saved, "--runs", str(runs), "--resume", "--set", "train.steps=3", "--plugin",
+                       "readme_plugins"]) == 0
 
 
 def test_readme_plugins_through_an_entry_point(plugin_dir, tmp_path, capsys):

@@ -62,11 +62,13 @@ def test_same_seed_same_images_at_any_batch_size(tmp_path, native, capsys):
     assert code == 0 and not np.array_equal(np.load(tmp_path / "other.npz")["arr_0"], runs[0])
 
 
-def test_reference_maskdit_file_is_detected(tmp_path, denoiser, capsys):
+@pytest.mark.parametrize("arch", [["--arch", "num_heads=2", "--arch", "decoder_num_heads=2"],
+                                  ["--set", "model.num_heads=2", "--arch", "decoder_num_heads=2"]])
+def test_reference_maskdit_file_is_detected(tmp_path, denoiser, capsys, arch):
     path = tmp_path / "ref.pt"
     state = interop.export_reference_maskdit(denoiser)
     torch.save({"model": state, "ema": state}, path)
-    code, io = _run([path, "--arch", "num_heads=2", "--arch", "decoder_num_heads=2", "--n", 2, "--steps", 2,
+    code, io = _run([path, *arch, "--n", 2, "--steps", 2,
                      "--sampler", "dpmpp_2m", "--class-label", 1, "--out", tmp_path / "g.png", "--npz",
                      tmp_path / "r.npz"], capsys)
     assert code == 0, io.err
@@ -82,6 +84,8 @@ def test_reference_maskdit_file_is_detected(tmp_path, denoiser, capsys):
         (["--steps", "0"], "steps"),
         (["--class-label", "7"], "class-label"),
         (["--format", "reference-dit"], ""),
+        (["--set", "model.num_heads=2"], "apply to reference checkpoints only"),
+        (["--arch", "num_heads"], "--set: override 'model.num_heads' must look like section.field=value"),
     ],
 )
 def test_bad_input_exits_2(tmp_path, native, capsys, extra, match):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from maskdit.errors import InputError
 
-class DataError(ValueError):
+
+class DataError(InputError):
     """Training data that is missing, empty, unreadable or disagrees with the spec; names the file or field."""

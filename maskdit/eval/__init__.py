@@ -15,7 +15,7 @@ from maskdit.eval import specs
 
 _EXPORTS = {
     "DigitsClassifier": "digits", "load_digits_classifier": "digits", "save_digits_classifier": "digits",
-    "Evaluator": "evaluator", "build_evaluator": "evaluator",
+    "Evaluator": "evaluator", "FEATURE_EXTRACTORS": "evaluator", "build_evaluator": "evaluator",
     "FeatureExtractor": "features", "Reference": "features", "extract_features": "features",
     "SingularCovarianceWarning": "frechet", "frechet_distance": "frechet",
     "class_grid": "grid", "save_class_grid": "grid",
@@ -47,7 +47,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from maskdit.eval.digits import DigitsClassifier, load_digits_classifier, save_digits_classifier
-    from maskdit.eval.evaluator import Evaluator, build_evaluator
+    from maskdit.eval.evaluator import FEATURE_EXTRACTORS, Evaluator, build_evaluator
     from maskdit.eval.features import FeatureExtractor, Reference, extract_features
     from maskdit.eval.frechet import SingularCovarianceWarning, frechet_distance
     from maskdit.eval.grid import class_grid, save_class_grid

@@ -87,6 +87,15 @@ def digits_weights_path(path: str | os.PathLike | None = None) -> Path:
     return chosen
 
 
+def check_digits_data(data) -> None:
+    """Refuse a data spec the classifier cannot read (None: nothing to check)."""
+    if data is not None and (data.channels, data.num_classes) != (1, 10):
+        raise ValueError(
+            f"the digits classifier needs 1-channel 10-class digits, but the data has {data.channels} channel(s) and "
+            f"{data.num_classes} classes; use features='inception' and drop class_accuracy"
+        )
+
+
 def load_digits_classifier(path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> DigitsClassifier:
     """The trained classifier in eval mode, frozen, in float32 on ``device``."""
     chosen = digits_weights_path(path)

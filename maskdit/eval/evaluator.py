@@ -8,11 +8,14 @@ from dataclasses import dataclass
 import torch
 
 from maskdit.data import build_dataset
-from maskdit.eval.digits import DigitsClassifier, load_digits_classifier
+from maskdit.eval.digits import DigitsClassifier, check_digits_data, load_digits_classifier
 from maskdit.eval.features import FeatureExtractor, Reference
-from maskdit.eval.inception import FIDInception
 from maskdit.eval.metrics import MetricAccumulator
 from maskdit.eval.specs import EvalSpec
+from maskdit.registry import Registry, registry
+
+#: the registered feature extractors (``eval.features``): spec.build(device=, data=, weights=) -> extractor
+FEATURE_EXTRACTORS: Registry = registry("features")
 
 
 @dataclass(frozen=True)
@@ -39,18 +42,16 @@ def build_evaluator(spec: EvalSpec, data=None, *, device: str | torch.device = "
 
     ``data`` is the experiment's data spec; a split reference ('heldout', ...) is that split of
     its dataset. The digits classifier (class accuracy, digits features) needs MNIST-style data.
+    The features are the plugin ``spec.features`` names (see :mod:`maskdit.eval.specs`).
     """
-    needs_classifier = "class_accuracy" in spec.metrics or spec.features == "digits"
+    needs_classifier = "class_accuracy" in spec.metrics
     needs_features = bool({"fid", "precision_recall"} & set(spec.metrics))
-    if needs_classifier and data is not None and (data.channels, data.num_classes) != (1, 10):
-        raise ValueError(
-            f"the digits classifier needs 1-channel 10-class digits, but the data has {data.channels} channel(s) and "
-            f"{data.num_classes} classes; use features='inception' and drop class_accuracy"
-        )
+    if needs_classifier:
+        check_digits_data(data)
     classifier = load_digits_classifier(device=device) if needs_classifier else None
     extractor: FeatureExtractor | None = None
     if needs_features:
-        extractor = classifier.features if spec.features == "digits" else FIDInception.from_file(spec.inception_weights).to(device)
+        extractor = FEATURE_EXTRACTORS.build(spec.features, device=device, data=data, weights=spec.inception_weights)
     reference = None
     if needs_features:
         if spec.reference_is_split:

@@ -13,17 +13,19 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from maskdit.data.cache import atomic_write
-from maskdit.eval.evaluator import Evaluator, build_evaluator
+from maskdit.eval.evaluator import Evaluator
 from maskdit.eval.grid import save_class_grid
 from maskdit.eval.plots import plot_metrics
 from maskdit.eval.records import append_metrics, read_metrics
 from maskdit.eval.sampling import generate_batches
-from maskdit.samplers import build_sampler
+
+if TYPE_CHECKING:
+    from maskdit.experiment import Experiment
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ def evaluation_metrics(spec: Any) -> tuple[str, ...]:
 
 def evaluate_denoiser(
     denoiser: torch.nn.Module,
-    spec: Any,
+    experiment: Experiment,
     *,
     step: int | None = None,
     out_dir: str | Path | None = None,
@@ -49,24 +51,28 @@ def evaluate_denoiser(
     device: str | torch.device = "cpu",
     on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Sample ``spec.eval.num_samples`` images with ``spec.sampler`` and compute ``spec.eval.metrics``.
+    """Sample ``spec.eval.num_samples`` images with the experiment's sampler and compute the
+    experiment's metrics (``spec`` = ``experiment.spec``).
 
     Samples are clipped to [-1, 1] before scoring, as writing them as 8-bit images would; the
     record's ``clipped_fraction`` says how many values that touched.
 
-    ``spec`` is an :class:`~maskdit.spec.ExperimentSpec`. Class accuracy is dropped (with a
-    logged note) for an unconditional model. ``on_batch(n)`` is told how many samples each batch
-    added (for a progress bar). Returns the metrics record that was written.
+    ``experiment`` is a :class:`~maskdit.experiment.Experiment`; ``evaluator`` (default: the
+    experiment's, loaded on ``device``) may be one shared by several evaluations. Class accuracy
+    is dropped (with a logged note) for an unconditional model. ``on_batch(n)`` is told how many
+    samples each batch added (for a progress bar). Returns the metrics record that was written.
     """
+    if not callable(getattr(experiment, "evaluator", None)):
+        raise TypeError(f"evaluate_denoiser takes an Experiment (maskdit.Experiment(spec)), "
+                        f"got {type(experiment).__name__}")
+    spec = experiment.spec
     eval_spec, model_spec = spec.eval, spec.model
     if eval_spec.num_samples < 1:
         raise ValueError("eval.num_samples is 0: nothing to evaluate")
-    metrics = evaluation_metrics(spec)
-    eval_spec = eval_spec.model_copy(update={"metrics": metrics})
     if evaluator is None:
-        evaluator = build_evaluator(eval_spec, spec.data, device=device)
-    accumulator = evaluator.accumulator(metrics)
-    sampler = build_sampler(spec.sampler, null_label=model_spec.num_classes or None)
+        evaluator = experiment.evaluator(device=device)
+    accumulator = evaluator.accumulator(experiment.metrics)
+    sampler = experiment.sampler
     shape = (model_spec.in_channels, model_spec.input_size, model_spec.input_size)
     per_class = eval_spec.grid_per_class
     kept_images, kept_labels = [], []

@@ -1,12 +1,44 @@
-"""The eval section: how many samples, which metrics against which reference, how often."""
+"""The eval section: how many samples, which metrics against which reference, how often; and the
+feature-extractor plugins (``eval.features`` names one).
+
+A feature-extractor plugin's ``build(*, device, data, weights)`` returns ``extractor(images [N, C,
+H, W] in [-1, 1]) -> features [N, D]`` on ``device``; ``data`` is the experiment's data spec (to
+refuse data the network cannot read), ``weights`` the eval section's ``inception_weights``.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from maskdit.registry import name_of, register
 from maskdit.spec_base import SpecModel
+
+
+@register("features")
+class DigitsFeaturesSpec(SpecModel):
+    """The shipped digits classifier's 128-d penultimate layer (offline; 1-channel 10-class digits)."""
+
+    name: Literal["digits"] = "digits"
+
+    def build(self, *, device: Any = "cpu", data: Any = None, **context: Any):
+        from maskdit.eval.digits import check_digits_data, load_digits_classifier
+
+        check_digits_data(data)
+        return load_digits_classifier(device=device).features
+
+
+@register("features")
+class InceptionFeaturesSpec(SpecModel):
+    """FID Inception-v3 pool3 (2048-d) from a local weights file (Heusel et al. 2017)."""
+
+    name: Literal["inception"] = "inception"
+
+    def build(self, *, device: Any = "cpu", weights: str | None = None, **context: Any):
+        from maskdit.eval.inception import FIDInception
+
+        return FIDInception.from_file(weights).to(device)
 
 
 class EvalSpec(SpecModel):
@@ -18,7 +50,7 @@ class EvalSpec(SpecModel):
     metrics: tuple[Literal["fid", "class_accuracy", "precision_recall"], ...] = Field(
         ("fid", "class_accuracy"), description="metrics to compute"
     )
-    features: Literal["digits", "inception"] = Field(
+    features: name_of("features") = Field(
         "digits", description="FID features: the shipped digits classifier (offline) or FID Inception-v3 pool3"
     )
     reference: str = Field(

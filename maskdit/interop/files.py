@@ -18,12 +18,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from maskdit import jsonio
+from maskdit.errors import InputError
 
 StateDict = dict[str, torch.Tensor]
 Source = str | Path | Mapping[str, Any]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be read or does not fit the model; the message names each problem."""
 
 

@@ -54,21 +54,6 @@ def build_objective(
                      label_dropout=dropout, num_classes=num_classes)
 
 
-def experiment_objective(spec: Any) -> Objective:
-    """The Objective of a whole ExperimentSpec (losses, masking, model patch size and classes).
-
-    Raises ValueError when a dsm term's sigma_data differs from the model's (the loss weight and
-    the preconditioning must agree)."""
-    model_sigma_data = getattr(spec.model, "sigma_data", None)
-    for term in spec.losses.terms:
-        if isinstance(term, specs.DSMSpec) and model_sigma_data is not None and term.sigma_data != model_sigma_data:
-            raise ValueError(
-                f"losses dsm sigma_data ({term.sigma_data}) differs from model.sigma_data ({model_sigma_data})"
-            )
-    return build_objective(spec.losses, masking=spec.masking, patch_size=spec.model.patch_size,
-                           num_classes=spec.model.num_classes, loss_tokens=spec.model.routing.loss_tokens)
-
-
 def maskdit_objective(
     *,
     mask_ratio: float = 0.5,
@@ -115,7 +100,6 @@ __all__ = [
     "build_objective",
     "drop_labels",
     "edm_weight",
-    "experiment_objective",
     "infer_patch_size",
     "maskdit_objective",
     "patchify",

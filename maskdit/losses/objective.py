@@ -45,6 +45,10 @@ class Objective:
     label dropout (probability ``label_dropout``, null = ``num_classes``), and the mask from
     the masking strategy on the (H / p) x (W / p) token grid. Draws happen on the generator's
     device and are then moved to y's (a CPU generator gives the same draws for CUDA data).
+    With ``rows`` and ``total``, ``y`` holds rows ``rows`` of a batch of ``total`` samples (one
+    rank's share of a data-parallel micro-batch): every draw is made for the whole batch, in the
+    same order, and these rows of it are used, so the ranks together see exactly what a single
+    process draws and every rank's generator stays in the same state.
     Then one denoiser call D(x_t; sigma, labels, mask) (an all-kept mask is passed as None:
     the inference path), and every term on the result. The patch size p comes from the mask's
     token count and the image size (p^2 = H W / L), checked against ``patch_size`` when that
@@ -100,21 +104,28 @@ class Objective:
         mask: Mask | None = None,
         generator: torch.Generator | None = None,
         step: int | None = None,
+        rows: slice | None = None,
+        total: int | None = None,
     ) -> ObjectiveOutput:
         if not isinstance(y, torch.Tensor) or y.ndim != 4 or not y.is_floating_point():
             raise ValueError(f"y must be a floating tensor [B, C, H, W], got {_describe(y)}")
         batch, _, height, width = y.shape
+        rows, total = _rows_of(rows, total, batch, given=(sigma, noise, mask))
         draw_on = generator.device if generator is not None else y.device  # draws happen where the generator lives
         patch_size, num_classes = self._agree_with(denoiser)
         labels = self._check_labels(labels, batch, num_classes)
-        sigma = self._sigma(sigma, batch, y, generator, draw_on)
-        noise = self._noise(noise, y, generator, draw_on)
+        sigma = self._sigma(sigma, total, y, generator, draw_on)  # [N] on draw_on, or the given [B]
+        noise = self._noise(noise, (total, *y.shape[1:]), y, generator, draw_on)[rows].to(y.device)  # [N] -> [B]
         if labels is not None and self.label_dropout > 0 and num_classes:
-            labels = drop_labels(labels.to(draw_on), self.label_dropout, num_classes, generator=generator)
+            labels = drop_labels(labels.to(draw_on), self.label_dropout, num_classes, generator=generator,
+                                 rows=rows, total=total)
             labels = labels.to(y.device)
-        mask = self._mask(mask, batch, (height, width), sigma, step, generator, draw_on, patch_size)
+        mask = self._mask(mask, total, (height, width), sigma, step, generator, draw_on, patch_size)
+        if mask is not None and mask.batch_size != batch:
+            mask = mask.rows(rows)
         if mask is not None and mask.dropped.device != y.device:
             mask = mask.to(y.device)
+        sigma = sigma[rows].to(y.device)
         if mask is not None:
             patch_size = infer_patch_size((height, width), mask.num_tokens, patch_size)
         model_mask = None if mask is None or mask.is_identity else mask
@@ -126,8 +137,8 @@ class Objective:
             )
         inputs = LossInputs(y=y, noisy=noisy, sigma=sigma, denoised=denoised, mask=model_mask, patch_size=patch_size)
         parts = {t.name: t.term(inputs) for t in self.terms}
-        total = sum(t.weight * parts[t.name] for t in self.terms)
-        return ObjectiveOutput(total=total, parts=parts, sigma=sigma, mask=model_mask, labels=labels)
+        weighted = sum(t.weight * parts[t.name] for t in self.terms)
+        return ObjectiveOutput(total=weighted, parts=parts, sigma=sigma, mask=model_mask, labels=labels)
 
     # ---- inputs ---------------------------------------------------------------------------
     def _agree_with(self, denoiser: Any) -> tuple[int | None, int | None]:
@@ -165,16 +176,16 @@ class Objective:
 
     def _sigma(self, sigma, batch, y, generator, draw_on) -> torch.Tensor:
         if sigma is None:
-            return self.noise(batch, generator=generator, device=draw_on, dtype=y.dtype).to(y.device)
+            return self.noise(batch, generator=generator, device=draw_on, dtype=y.dtype)
         if not isinstance(sigma, torch.Tensor) or sigma.shape != (batch,):
             raise ValueError(f"sigma must be a tensor [B={batch}], got {_describe(sigma)}")
         if not bool(torch.isfinite(sigma).all()) or bool((sigma <= 0).any()):
             raise ValueError("sigma must hold finite, positive noise levels (got NaN, inf or <= 0)")
         return sigma.to(y.dtype)
 
-    def _noise(self, noise, y, generator, draw_on) -> torch.Tensor:
+    def _noise(self, noise, shape, y, generator, draw_on) -> torch.Tensor:
         if noise is None:
-            return torch.randn(y.shape, generator=generator, device=draw_on, dtype=y.dtype).to(y.device)
+            return torch.randn(shape, generator=generator, device=draw_on, dtype=y.dtype)
         if not isinstance(noise, torch.Tensor) or noise.shape != y.shape:
             raise ValueError(f"noise must be shaped like y {tuple(y.shape)}, got {_describe(noise)}")
         if not bool(torch.isfinite(noise).all()):
@@ -201,6 +212,21 @@ class Objective:
         terms = " + ".join(f"{t.weight:g}*{t.name}" for t in self.terms)
         return (f"Objective({terms}, noise={self.noise!r}, masking={self.masking!r}, patch_size={self.patch_size}, "
                 f"label_dropout={self.label_dropout:g}, num_classes={self.num_classes})")
+
+
+def _rows_of(rows: slice | None, total: int | None, batch: int, *, given: tuple) -> tuple[slice, int]:
+    """(rows, total) of a call: the whole batch unless the caller holds rows of a larger one."""
+    if rows is None and total is None:
+        return slice(0, batch), batch
+    if rows is None or total is None or not isinstance(rows, slice) or rows.step not in (None, 1):
+        raise ValueError(f"rows and total go together: rows=slice(start, stop) of a batch of total samples, "
+                         f"got rows={rows!r}, total={total!r}")
+    if rows.stop - rows.start != batch or not 0 <= rows.start < rows.stop <= total:
+        raise ValueError(f"rows {rows.start}:{rows.stop} of {total} do not match a batch of {batch}")
+    if any(value is not None for value in given):
+        raise ValueError("rows draw sigma, noise and the mask for the whole batch; pass sigma / noise / mask "
+                         "without rows")
+    return rows, total
 
 
 def _int_attribute(obj: Any, name: str) -> int | None:

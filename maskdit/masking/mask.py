@@ -101,6 +101,10 @@ class Mask:
     def to(self, device: torch.device | str) -> Mask:
         return Mask(self.ids_keep.to(device), self.ids_restore.to(device), self.dropped.to(device))
 
+    def rows(self, rows: slice) -> Mask:
+        """The mask of ``rows`` of the batch (every row keeps K tokens, so this is again a Mask)."""
+        return Mask(self.ids_keep[rows], self.ids_restore[rows], self.dropped[rows])
+
     # ---- token movement -------------------------------------------------------------------
     def gather(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, L, D] -> [B, K, D]: the kept tokens, in ids_keep order."""

@@ -51,6 +51,7 @@ class CheckpointState(BaseModel):
     ema_updates: int = Field(0, ge=0)
     param_groups: list[dict[str, Any]] = Field(default_factory=list)
     spec: dict[str, Any] | None = None
+    plugins: list[str] = Field(default_factory=list)  # modules of the users' plugins the spec names
     checksums: dict[str, str] = Field(default_factory=dict)
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from maskdit.errors import InputError
 
-class DistributedSetupError(ValueError):
+class DistributedSetupError(InputError):
     """The launch does not fit the spec (e.g. the batch does not split over the ranks)."""
 
 
@@ -59,14 +60,6 @@ class DistContext:
             raise DistributedSetupError(f"a batch of {batch_size} does not split over {self.world_size} ranks")
         per_rank = batch_size // self.world_size
         return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Rows ``rows`` of a global micro-batch of ``total`` samples: what one rank trains on."""
-
-    rows: slice
-    total: int
 
 
 def context_from_env(env: Mapping[str, str] | None = None) -> DistContext:

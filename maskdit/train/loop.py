@@ -6,6 +6,9 @@ each rank takes its contiguous rows of every global micro-batch, the network is 
 (or sharded with FSDP2), and rank 0 alone writes metrics, checkpoints and sample grids. The EMA
 is updated on every rank from identical (DDP) or sharded (FSDP2) weights, so no rank needs a
 broadcast. Checkpoints hold full tensors, so N ranks' checkpoints resume on M ranks.
+
+The loss and its parts are summed on the device over a step's micro-batches and read back (and
+averaged over the ranks) once per optimizer step, so accumulation adds no host synchronisation.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,10 +33,11 @@ from maskdit.train import checkpoint as ckpt
 from maskdit.train.compile import compile_model
 from maskdit.train import parallel as par
 from maskdit.train.batches import BatchStream
-from maskdit.train.distributed import DistContext, Shard, check_batch, mean_over_ranks
+from maskdit.train.distributed import DistContext, check_batch, mean_over_ranks
 from maskdit.train.ema import EMA
 from maskdit.train.metrics import append_jsonl, plot_losses, truncate_jsonl
 from maskdit.train.schedule import Phase, learning_rate, phase_at, phases_of
+from maskdit.train.specs import TrainSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +45,12 @@ log = logging.getLogger(__name__)
 class StepLoss(Protocol):
     """What the loop trains on: per-sample totals [B] and the unweighted parts, for one batch.
 
-    In a distributed run the loop also passes ``shard``: the rows of the global micro-batch this
-    rank holds, so the loss can draw the global batch's randomness and keep its rows (see
-    :mod:`maskdit.train.shard_draws`); single-process runs never pass it."""
+    In a distributed run the loop also passes ``rows`` and ``total``: this rank holds rows ``rows``
+    of a global micro-batch of ``total``, so the loss draws the global batch's randomness and
+    keeps its rows (as :class:`~maskdit.losses.Objective` does); single-process runs never pass them."""
 
-    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
-                 step: int, generator: torch.Generator, shard: Shard | None = None) -> Any: ...
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, step: int,
+                 generator: torch.Generator, rows: slice | None = None, total: int | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,10 @@ class ResumeInfo:
         return self.path is not None
 
 
+#: the keys the trainer writes into a checkpoint's state itself
+_STATE_KEYS = frozenset({"step", "phase", "skipped", "ema_updates", "param_groups", "data_batches_seen", "scaler"})
+
+
 class NonFiniteError(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
@@ -74,17 +83,29 @@ class TrainState:
 
 
 class Trainer:
-    """Runs ``spec.train`` on ``model`` with the loss that ``loss_for_phase(phase)`` returns.
+    """Runs ``train`` (a train section) on ``model`` with the loss that ``loss_for_phase(phase)``
+    returns, its data order and generator seeded with ``seed``.
 
-    ``run_dir`` receives checkpoints/, metrics.jsonl and loss.png. ``on_sample(step, ema_model)``
-    is called every ``train.sample_every`` steps (on rank 0) (e.g. to write a sample grid).
-    ``dist`` places this process in a torchrun launch (default: a single process).
+    ``run_dir`` receives checkpoints/, metrics.jsonl and loss.png. ``run_record`` is JSON that
+    every checkpoint's state also holds (the job's: the experiment spec under ``"spec"``, so a
+    checkpoint is enough to rebuild the run, and the plugin modules it names under ``"plugins"``);
+    resuming refuses a checkpoint whose recorded spec has another ``model`` section.
+    ``on_sample(step, ema_model)`` is called every ``train.sample_every`` steps (on rank 0) (e.g.
+    to write a sample grid). ``dist`` places this process in a torchrun launch (default: a single
+    process).
     """
 
-    def __init__(self, spec, model: nn.Module, dataset, loss_for_phase: Callable[[Phase], StepLoss], run_dir: Path,
-                 *, on_sample: Callable[[int, nn.Module], None] | None = None, progress: bool = False,
+    def __init__(self, train: TrainSpec, model: nn.Module, dataset, loss_for_phase: Callable[[Phase], StepLoss],
+                 run_dir: Path, *, seed: int, run_record: Mapping[str, Any] | None = None,
+                 on_sample: Callable[[int, nn.Module], None] | None = None, progress: bool = False,
                  dist: DistContext | None = None) -> None:
-        self.spec, self.train = spec, spec.train
+        if not isinstance(train, TrainSpec):
+            raise TypeError(f"Trainer takes the train section (spec.train), got {type(train).__name__}")
+        self.train, self.seed = train, seed
+        self.run_record = dict(run_record or {})
+        clash = sorted(set(self.run_record) & _STATE_KEYS)
+        if clash:
+            raise ValueError(f"run_record keys {clash} would overwrite the trainer's own checkpoint state")
         self.dist = dist if dist is not None else DistContext()
         self.parallel = self.train.parallel
         check_batch(self.train.batch_size, self.train.grad_accumulation, self.dist.world_size)
@@ -96,8 +117,9 @@ class Trainer:
         self.loss_for_phase, self.on_sample, self.progress = loss_for_phase, on_sample, progress
         self.phases = phases_of(self.train)
         micro = self.train.batch_size // self.train.grad_accumulation  # global micro-batch
-        self.stream = BatchStream(dataset, micro, seed=spec.seed)
-        self.shard = Shard(self.dist.rows(micro), micro) if self.dist.is_distributed else None
+        self.stream = BatchStream(dataset, micro, seed=seed)
+        self.rows = self.dist.rows(micro) if self.dist.is_distributed else None  # this rank's rows of each micro-batch
+        self.shard = {"rows": self.rows, "total": micro} if self.dist.is_distributed else {}
         sharded = par.is_sharded(self.parallel, self.dist)
         self.template = copy.deepcopy(self.model).cpu() if sharded else None  # for full EMA copies under FSDP2
         self.wrapped = par.wrap_model(self.model, self.parallel, self.dist, self.device)
@@ -106,7 +128,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.trainable, lr=self.train.lr, betas=opt.betas, eps=opt.eps,
                                            weight_decay=opt.weight_decay)
         self.ema = EMA(self.model, self.train.ema.decay, warmup=self.train.ema.warmup)
-        self.generator = torch.Generator(device=self.device).manual_seed(spec.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.train.precision == "fp16")
         if self.train.compile:
             compile_model(self.model)
@@ -149,8 +171,9 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         loaded = ckpt.load_checkpoint(path)
-        saved_spec = (loaded.state.get("spec") or {}).get("model")
-        if saved_spec is not None and saved_spec != self.spec.model.model_dump(mode="json"):
+        saved_model = (loaded.state.get("spec") or {}).get("model")
+        ours = (self.run_record.get("spec") or {}).get("model")
+        if saved_model is not None and ours is not None and saved_model != ours:
             raise ckpt.CheckpointError(f"{path} was written for a different model spec; refusing to resume")
         optimizer_tensors = loaded.tensors.get("optimizer", {})
         ckpt.check_optimizer_tensors(optimizer_tensors, self.trainable, source=str(path / ckpt.TENSORS))
@@ -240,29 +263,26 @@ class Trainer:
     def _step(self, loss_fn: StepLoss, step: int) -> tuple[float, dict[str, float], float, dict[str, Any]]:
         self.optimizer.zero_grad(set_to_none=True)
         accumulation = self.train.grad_accumulation
-        total, parts_sum, extra, finite = 0.0, {}, {}, True
-        distributed = self.dist.is_distributed
-        shard = {"shard": self.shard} if distributed else {}
+        sums, names, extra = None, [], {}  # float64 [1 + parts] on the device: the means, read once per step
         for micro in range(accumulation):
-            rows = self.shard.rows if distributed else None
-            images, labels = self.stream.batch(step * accumulation + micro, rows=rows)
+            images, labels = self.stream.batch(step * accumulation + micro, rows=self.rows)
             images, labels = images.to(self.device), labels.to(self.device)
             with par.no_sync(self.wrapped, self.parallel, self.dist, sync=micro == accumulation - 1):
                 with self._autocast():
-                    result = loss_fn(self.forward_model, images, labels, step=step, generator=self.generator, **shard)
+                    result = loss_fn(self.forward_model, images, labels, step=step, generator=self.generator,
+                                     **self.shard)
                 loss = result.total.float().mean()
-                if not torch.isfinite(loss) and not distributed:  # every rank must reach the all-reduce
-                    finite = False
-                    break
-                self.scaler.scale(loss / accumulation).backward()
-            total += loss.item() / accumulation
-            for name, value in result.parts.items():
-                parts_sum[name] = parts_sum.get(name, 0.0) + value.float().mean().item() / accumulation
+                self.scaler.scale(loss / accumulation).backward()  # a non-finite loss is skipped below
+            names = list(result.parts)
+            means = torch.stack([loss.detach(), *(value.detach().float().mean() for value in result.parts.values())])
+            means = means.double() / accumulation
+            sums = means if sums is None else sums + means
             if hasattr(result, "mask"):  # the objective's output carries the mask it drew (None: all kept)
                 extra["mask_ratio"] = result.mask.ratio if result.mask is not None else 0.0
-        if distributed:  # rank 0 logs the global means; a non-finite loss on any rank makes all skip
-            total, parts_sum = self._mean_over_ranks(total, parts_sum)
-            finite = math.isfinite(total)
+        # rank 0 logs the global means; a non-finite loss on any rank makes all skip
+        values = mean_over_ranks(sums, self.dist).tolist()  # the step's one host synchronisation
+        total, parts_sum = values[0], dict(zip(names, values[1:]))
+        finite = math.isfinite(total)
         grad_norm = float("nan")
         if finite:
             self.scaler.unscale_(self.optimizer)
@@ -286,14 +306,6 @@ class Trainer:
         self.state.consecutive_skips = 0
         self.state.history.append(total)
         return total, parts_sum, grad_norm, extra
-
-    def _mean_over_ranks(self, total: float, parts: dict[str, float]) -> tuple[float, dict[str, float]]:
-        names = sorted(parts)  # every rank runs the same objective, so the same names
-        values = torch.tensor([total, *(parts[name] for name in names)], dtype=torch.float64)
-        if self.device.type == "cuda":  # NCCL reduces CUDA tensors only
-            values = values.to(self.device)
-        values = mean_over_ranks(values, self.dist).cpu().tolist()
-        return values[0], dict(zip(names, values[1:]))
 
     def _skip(self, step: int, loss: float) -> float:
         """Drop this step's gradients: weights, EMA and optimizer state stay as they were."""
@@ -341,8 +353,7 @@ class Trainer:
                    "rng": {"generator": self.generator.get_state()}}
         state = {"step": self.state.step, "phase": phase_at(self.phases, max(self.state.step - 1, 0)).name,
                  "skipped": self.state.skipped, "ema_updates": self.ema.updates, "param_groups": groups,
-                 "data_batches_seen": self.state.step * self.train.grad_accumulation,
-                 "spec": self.spec.model_dump(mode="json")}
+                 "data_batches_seen": self.state.step * self.train.grad_accumulation, **self.run_record}
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
         return ckpt.save_checkpoint(self.ckpt_dir, self.state.step, tensors, state, keep=self.train.keep_checkpoints)

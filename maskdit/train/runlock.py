@@ -12,10 +12,12 @@ import fcntl
 import os
 from pathlib import Path
 
+from maskdit.errors import InputError
+
 LOCK_NAME = ".lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(InputError, RuntimeError):
     """Another process holds the run folder; the message names its PID."""
 
 

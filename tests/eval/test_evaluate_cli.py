@@ -11,6 +11,7 @@ from maskdit.eval.records import read_metrics
 from maskdit.eval.run import evaluate_denoiser
 from maskdit.eval.sampling import balanced_labels, generate_batches, image_seed
 from maskdit.evaluate import main
+from maskdit.experiment import Experiment
 from maskdit.samplers import build_sampler
 from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
 from maskdit.train.checkpoint import save_checkpoint
@@ -83,7 +84,7 @@ def test_unconditional_model_skips_class_accuracy(tmp_path):
     denoiser = build_denoiser(spec.model).train()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        record = evaluate_denoiser(denoiser, spec, step=5, out_dir=tmp_path)
+        record = evaluate_denoiser(denoiser, Experiment(spec), step=5, out_dir=tmp_path)
     assert denoiser.training  # sampled in eval mode, handed back as it came
     assert "class_accuracy" not in record and record["fid"] > 0 and record["num_samples"] == 8
     assert (tmp_path / "samples.png").is_file()

@@ -1,6 +1,7 @@
 """The metric accumulator, image checks, precision / recall, and the evaluator built from a spec."""
 
 import warnings
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from maskdit.eval import (
 )
 from maskdit.eval.specs import EvalSpec
 from maskdit.eval.stats import FeatureStats
+from maskdit.registry import registry
+from maskdit.spec_base import SpecModel
 
 
 def _flat(x):
@@ -125,3 +128,32 @@ def test_build_evaluator_from_specs_with_split_and_npz_references(tmp_path):
     np.testing.assert_array_equal(from_npz.reference.stats.mu, evaluator.reference.stats.mu)
     with pytest.raises(ValueError, match="a data spec is needed"):
         build_evaluator(EvalSpec())
+
+
+class PooledPixelsSpec(SpecModel):
+    """A feature-extractor plugin from outside the package: 4x4 average-pooled pixels."""
+
+    name: Literal["pooled_test"] = "pooled_test"
+
+    def build(self, *, device="cpu", data=None, **context):
+        seen.append((torch.device(device), data))
+        return lambda images: torch.nn.functional.avg_pool2d(images, 8).flatten(1)  # [N, 1, 32, 32] -> [N, 16]
+
+
+seen = []
+
+
+def test_a_feature_extractor_plugin_is_named_by_eval_features():
+    registry("features").add(PooledPixelsSpec)
+    try:
+        spec = EvalSpec.model_validate({"features": "pooled_test", "metrics": ["fid"]})
+        evaluator = build_evaluator(spec, MNIST5kSpec())
+        assert seen == [(torch.device("cpu"), MNIST5kSpec())] and evaluator.classifier is None
+        assert evaluator.reference.features.shape == (1000, 16)
+        images = torch.rand(50, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        assert evaluator(images)["fid"] > 0
+    finally:
+        registry("features").remove("pooled_test")
+    with pytest.raises(Exception, match="'digits' or 'inception'"):
+        EvalSpec.model_validate({"features": "pooled_test"})
+

@@ -158,21 +158,6 @@ def test_build_objective_from_spec_and_maskdit_objective():
     assert isinstance(built.noise, LogUniformNoise) and built.terms[0].term.sigma_data == 1.0
 
 
-def test_experiment_objective_from_the_default_preset():
-    from maskdit.losses import experiment_objective
-    from maskdit.spec import load_spec
-
-    spec = load_spec("default")
-    objective = experiment_objective(spec)
-    assert objective.patch_size == spec.model.patch_size and objective.num_classes == spec.model.num_classes
-    size = spec.model.input_size
-    y = torch.randn(2, spec.model.in_channels, size, size)
-    model = TinyMaskedDenoiser(channels=spec.model.in_channels, patch=spec.model.patch_size,
-                               num_classes=spec.model.num_classes)
-    out = objective(model, y, torch.tensor([1, 2]), generator=torch.Generator().manual_seed(0), step=0)
-    assert out.total.shape == (2,) and set(out.parts) == {"dsm", "mae"}
-
-
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -191,6 +176,10 @@ def test_experiment_objective_from_the_default_preset():
         (lambda o, m: o(m, torch.randn(2, 2, 4, 4), mask=Mask.identity(2, 16)), "disagrees"),
         (lambda o, m: o(m, torch.randn(2, 2, 5, 5)), "does not tile"),
         (lambda o, m: o(lambda x, s, labels=None, mask=None: x[:, :1], torch.randn(2, 2, 4, 4)), "shaped like y"),
+        (lambda o, m: o(m, torch.randn(2, 2, 4, 4), rows=slice(0, 2)), "rows and total go together"),
+        (lambda o, m: o(m, torch.randn(2, 2, 4, 4), rows=slice(0, 1), total=4), "do not match a batch of 2"),
+        (lambda o, m: o(m, torch.randn(2, 2, 4, 4), rows=slice(2, 4), total=4, sigma=torch.ones(2)),
+         "without rows"),
     ],
 )
 def test_bad_inputs_raise_value_error(call, match):

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from maskdit import build as build_cli
-from maskdit.losses import experiment_objective
+from maskdit import cli
+from maskdit.experiment import Experiment
 from maskdit.spec import ExperimentSpec
 from maskdit.train.batches import BatchStream
 from maskdit.train.distributed import DistContext, DistributedSetupError, check_batch, context_from_env
 from maskdit.train.loop import Trainer
-from maskdit.train.shard_draws import ShardedObjective
 
 MODEL = {"input_size": 32, "in_channels": 1, "patch_size": 8, "depth": 1, "hidden_size": 32, "num_heads": 2,
          "decoder_depth": 1, "decoder_hidden_size": 16, "decoder_num_heads": 2, "num_classes": 10}
@@ -35,7 +35,8 @@ def test_check_batch_names_the_numbers():
 def test_trainer_refuses_a_batch_that_does_not_split(tmp_path):
     spec = make_spec(batch_size=8, grad_accumulation=2)
     with pytest.raises(DistributedSetupError, match="divisible by world size x grad_accumulation = 3 x 2"):
-        Trainer(spec, torch.nn.Linear(1, 1), None, lambda phase: None, tmp_path, dist=DistContext(0, 3, 0))
+        Trainer(spec.train, torch.nn.Linear(1, 1), None, lambda phase: None, tmp_path, seed=spec.seed,
+                dist=DistContext(0, 3, 0))
 
 
 def test_cli_reports_a_bad_world_size_before_any_rendezvous(tmp_path, monkeypatch, capsys):
@@ -43,7 +44,7 @@ def test_cli_reports_a_bad_world_size_before_any_rendezvous(tmp_path, monkeypatc
     monkeypatch.setenv("RANK", "0")
     code = build_cli.main(["default", "--runs", str(tmp_path), "--set", "train.batch_size=8"])
     err = capsys.readouterr().err
-    assert code == build_cli.EXIT_BAD_SPEC
+    assert code == cli.EXIT_BAD_INPUT
     assert "error: train.batch_size 8 must be divisible by world size x grad_accumulation = 3 x 1 = 3" in err
     assert not (tmp_path / "default").exists()
 
@@ -83,22 +84,23 @@ class Recorder(torch.nn.Module):
 
 
 @pytest.mark.parametrize("world", [1, 2, 4])
-def test_sharded_draws_are_the_single_process_draws(world):
+def test_rows_of_a_batch_see_the_single_process_draws(world):
     """Whatever the world size, the ranks' rows together see the noise, sigmas, dropped labels and
-    masks the plain objective draws for the whole batch (this pins Objective's draw order)."""
-    objective = experiment_objective(make_spec())
+    masks the objective draws for the whole batch in one process, and every rank's generator
+    ends in the same state."""
+    objective = Experiment(make_spec()).objective()
     gen = torch.Generator().manual_seed(0)
     y = torch.randn(8, 1, 32, 32, generator=gen)
     labels = torch.randint(0, 10, (8,), generator=gen)
-    whole = Recorder()
-    expected = objective(whole, y, labels, generator=torch.Generator().manual_seed(9), step=0)
-    sharded = ShardedObjective(objective)
+    whole, after_whole = Recorder(), torch.Generator().manual_seed(9)
+    expected = objective(whole, y, labels, generator=after_whole, step=0)
     parts, totals = Recorder(), []
     for rank in range(world):
         rows = DistContext(rank, world).rows(8)
-        out = sharded(parts, y[rows], labels[rows], rows=rows, total=8, generator=torch.Generator().manual_seed(9),
-                      step=0)
+        generator = torch.Generator().manual_seed(9)
+        out = objective(parts, y[rows], labels[rows], rows=rows, total=8, generator=generator, step=0)
         totals.append(out.total)
+        assert torch.equal(generator.get_state(), after_whole.get_state())
     x, sigma, dropped_labels, mask = whole.seen[0]
     assert torch.equal(torch.cat([s[0] for s in parts.seen]), x)
     assert torch.equal(torch.cat([s[1] for s in parts.seen]), sigma)

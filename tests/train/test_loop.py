@@ -1,5 +1,7 @@
 """Training engine on a toy problem: resume exactness, atomic saves, non-finite skips, phases."""
 
+import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -64,7 +66,8 @@ def make_spec(**train):
 
 def trainer(tmp_path, loss_for_phase, **train):
     torch.manual_seed(0)  # only the toy net's init uses the global RNG; the library never does
-    return Trainer(make_spec(**train), ToyNet(), ToyData(), loss_for_phase, tmp_path / "run")
+    spec = make_spec(**train)
+    return Trainer(spec.train, ToyNet(), ToyData(), loss_for_phase, tmp_path / "run", seed=spec.seed)
 
 
 def test_loss_decreases_and_outputs_exist(tmp_path):
@@ -174,7 +177,7 @@ def test_phases_switch_loss_and_lr_at_the_right_step(tmp_path):
 def test_unwritable_run_dir_fails_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    t = Trainer(make_spec(), ToyNet(), ToyData(), denoise_loss(), blocker / "run")
+    t = Trainer(make_spec().train, ToyNet(), ToyData(), denoise_loss(), blocker / "run", seed=3)
     with pytest.raises(ckpt.CheckpointError, match="not writable"):
         t.check_outputs()
 
@@ -189,3 +192,33 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     (path / "state.json").write_text("{")
     with pytest.raises(ckpt.CheckpointError, match="state.json"):
         ckpt.load_checkpoint(path)
+
+
+def test_loss_values_reach_the_host_once_per_optimizer_step(tmp_path, monkeypatch):
+    """However many micro-batches a step accumulates, its loss and parts are read back once
+    (the optimizer's own reads of its step counts are not the loop's)."""
+    t = trainer(tmp_path, denoise_loss(), steps=3, grad_accumulation=4, log_every=1)
+    reads, counting = [], [False]
+    for name in ("item", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads.extend([1] if counting[0] else [])
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def counting_while(function, on):
+        def call(*args, **kwargs):
+            before, counting[0] = counting[0], on
+            try:
+                return function(*args, **kwargs)
+            finally:
+                counting[0] = before
+        return call
+
+    t._step, t.optimizer.step = counting_while(t._step, True), counting_while(t.optimizer.step, False)
+    state = t.fit()
+    assert state.step == 3 and len(reads) == 3
+    logged = [r["loss"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())]
+    assert logged == state.history and all(math.isfinite(value) for value in logged)

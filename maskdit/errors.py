@@ -1,0 +1,73 @@
+"""InputError: what the user gave (a spec, an override, an option, a file) is wrong.
+
+The library raises it, or a subclass (bad JSON, bad data, a damaged checkpoint, a launch that
+does not fit the spec, a plugin that will not load), with one readable line per problem; every
+command prints those lines and exits with code 2. A pydantic validation error becomes one
+``field.path: problem (got value)`` line per problem, in the user's own field names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+_LONG_QUOTE = re.compile(r"'([^']{200,})'")  # a bad value a validator quoted in full
+
+
+class InputError(ValueError):
+    """Bad input, one problem per line: ``InputError("a", "b")`` or a message with newlines."""
+
+    def __init__(self, *lines: object) -> None:
+        super().__init__("\n".join(str(line) for line in lines))
+
+    @property
+    def lines(self) -> list[str]:
+        """The problems, one per line (read from the message, so subclasses with their own
+        ``__init__``, such as an OSError's, have them too)."""
+        return [line for line in str(self).splitlines() if line.strip()] or [type(self).__name__]
+
+    @classmethod
+    def from_validation(cls, err: ValidationError, data: Any = None, *, prefix: str = "") -> InputError:
+        """One line per problem of ``err`` (raised validating ``data``), paths under ``prefix``."""
+        return cls(*validation_lines(err, data, prefix=prefix))
+
+
+def validation_lines(err: ValidationError, data: Any = None, *, prefix: str = "") -> list[str]:
+    """One 'path: problem (got value)' line per pydantic error; paths are the user's field names
+    (``prefix``: where ``data`` sits in a larger document, e.g. 'sampler')."""
+    from maskdit.jsonio import short  # jsonio's errors are InputErrors: imported here, not at the top
+
+    lines = []
+    for problem in err.errors(include_url=False):
+        path = ".".join(part for part in (prefix, user_path(problem["loc"], data)) if part) or "spec"
+        if problem["type"] == "union_tag_not_found" and "()" in problem["ctx"]["discriminator"]:
+            message = "expected a number or an object with a 'name' field"  # a callable discriminator
+        elif problem["type"] == "union_tag_not_found":
+            message = f"needs a '{problem['ctx']['discriminator'].strip(chr(39))}' field naming the plugin"
+        elif problem["type"] == "union_tag_invalid":
+            message = (f"unknown name {short(problem['ctx']['tag'])}; valid names: {problem['ctx']['expected_tags']} "
+                       "(a plugin's name needs its module: --plugin MODULE)")
+        else:
+            message = _LONG_QUOTE.sub(lambda m: short(m.group(1)), problem["msg"].removeprefix("Value error, "))
+        given = problem.get("input")
+        shown = "" if problem["type"] in ("missing", "model_type") or isinstance(given, (dict, list)) else f" (got {short(given)})"
+        lines.append(f"{path}: {message}{shown}")
+    return list(dict.fromkeys(lines))  # a union can report one problem twice
+
+
+def user_path(loc: tuple, data: Any) -> str:
+    """Drop the parts of a pydantic error location that are not in the user's document
+    (union tags such as 'heun' or 'number'), keeping a missing field's own name."""
+    parts: list[str] = []
+    node = data
+    for index, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif not (isinstance(node, dict) and index == len(loc) - 1 and part != node.get("name")):
+            continue
+        parts.append(str(part))
+    return ".".join(parts)
