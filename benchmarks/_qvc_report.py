@@ -142,7 +142,7 @@ def format_table(layout: str, summary: dict[str, Any]) -> str:
     header = (f"{'variant':14s} {'seeds':>5s} {'step t':>6s} {'loss: time':>18s} {'loss: FLOPs':>18s} "
               f"{'FID: time':>18s} {'final loss':>10s} {'best FID':>16s} {'cfg1 FID':>9s} {'acc':>6s}")
     lines = [f"layout {layout} tokens", header, "-" * len(header)]
-    for name, row in summary["variants"].items():
+    for name, row in sorted(summary["variants"].items(), key=lambda item: (item[0] != "dit", item[0])):
         lines.append(
             f"{name:14s} {len(row['seeds']):5d} {_cell(row['step_time_vs_dit']):>6s} "
             f"{_cell(row['loss_fraction_seconds'], row['loss_fraction_seconds_every_seed']):>18s} "

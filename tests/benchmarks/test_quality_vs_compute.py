@@ -100,6 +100,20 @@ def test_retime_recomputes_point_times_from_another_calibration(qvc):
     assert tuned["points"][0]["seconds"] == 5  # the input is left as it was
 
 
+def test_two_best_ranks_by_reach_then_by_pace_at_the_end(qvc, tmp_path):
+    dit = record("dit", 0, [point(10, 50, 1000, 0.8), point(20, 100, 2000, 0.4)])
+    runs = {  # none but 'reaches' gets to 0.4; at the end: 'close' is at DiT's 80 s level at 90 s,
+        "reaches": record("reaches", 0, [point(10, 40, 1, 0.7), point(20, 90, 1, 0.4)]),
+        "close": record("close", 0, [point(10, 40, 1, 0.7), point(20, 90, 1, 0.5)]),  # 90 / 87.5
+        "far": record("far", 0, [point(10, 40, 1, 0.7), point(20, 90, 1, 0.6)]),  # 90 / 75
+        "aaa": record("aaa", 0, [point(10, 40, 1, 0.9), point(20, 90, 1, 0.85)]),  # never bracketed
+    }
+    (tmp_path / "64").mkdir()
+    for name, run in {"dit": dit, **runs}.items():
+        (tmp_path / "64" / f"{name}-s0.json").write_text(json.dumps(run))
+    assert qvc["quality_vs_compute"].two_best(tmp_path, "64") == ["reaches", "close"]
+
+
 def test_the_report_waits_for_dit(qvc):
     report = qvc["_qvc_report"]
     unfinished = record("dit", 0, [point(10, 50, 1000, 0.8)], main_steps=20)
