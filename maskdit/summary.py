@@ -36,7 +36,9 @@ def summarize(experiment: Experiment) -> list[tuple[str, str]]:
     rows.append(("data", f"{spec.data.describe}, {spec.data.channels}x{spec.data.resolution}^2"))
     train = spec.train
     phases = ", ".join(f"{p.name} {p.steps}" for p in train.phases) or "one phase"
-    rows.append(("train", f"{train.total_steps} steps ({phases}) x batch {train.batch_size}, lr {train.lr:g}, "
+    decay = (f" ({train.lr_decay.shape} decay over the last {train.lr_decay.fraction:.0%} of each phase)"
+             if train.lr_decay is not None else "")
+    rows.append(("train", f"{train.total_steps} steps ({phases}) x batch {train.batch_size}, lr {train.lr:g}{decay}, "
                           f"EMA {train.ema.decay:g}, {train.precision} on {train.device}"))
     rows.append(("eval", f"{spec.eval.num_samples} samples: {', '.join(spec.eval.metrics) or 'none'}"))
     return rows

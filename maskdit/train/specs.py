@@ -29,6 +29,16 @@ class EMASpec(SpecModel):
     warmup: bool = Field(False, description="use min(decay, (1 + n) / (10 + n)) so early EMA follows the weights")
 
 
+class LRDecaySpec(SpecModel):
+    """A learning-rate decay over the end of a phase: with ``fraction`` 1 the whole phase decays
+    (linear or cosine annealing); with a smaller one the lr stays flat and then cools down over
+    the phase's last ``fraction`` of steps (warm-up-stable-decay)."""
+
+    shape: Literal["linear", "cosine"] = Field("linear", description="how the lr falls: linearly or as a half cosine")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of the phase's steps (its last ones) that decay")
+    final: float = Field(0.0, ge=0, le=1, description="lr at the phase's last step, as a fraction of the phase's lr")
+
+
 class PhaseSpec(SpecModel):
     """One stage of training; unset fields fall back to the experiment's sections."""
 
@@ -39,6 +49,7 @@ class PhaseSpec(SpecModel):
         None, min_length=1, description="loss terms for this phase (None: the experiment's)"
     )
     lr: float | None = Field(None, gt=0, le=1, description="learning rate for this phase (None: train.lr)")
+    lr_decay: LRDecaySpec | None = Field(None, description="lr decay over the end of this phase (None: train.lr_decay)")
 
 
 class TrainSpec(SpecModel):
@@ -48,6 +59,9 @@ class TrainSpec(SpecModel):
     grad_accumulation: int = Field(1, ge=1, le=1024, description="micro-batches per optimizer step")
     lr: float = Field(1e-4, gt=0, le=1, description="learning rate after warm-up")
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps (reference: 0)")
+    lr_decay: LRDecaySpec | None = Field(
+        None, description="lr decay over the end of each phase that sets none of its own (None: constant, the reference)"
+    )
     grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm (None: no clipping)")
     optimizer: AdamWSpec = Field(AdamWSpec(), description="optimizer")
     ema: EMASpec = Field(EMASpec(), description="exponential moving average of the weights")
