@@ -35,13 +35,17 @@ def summarize(experiment: Experiment) -> list[tuple[str, str]]:
     rows.append(("sampler", _describe_sampler(sampler, experiment.sampler.num_evaluations)))
     rows.append(("data", f"{spec.data.describe}, {spec.data.channels}x{spec.data.resolution}^2"))
     train = spec.train
-    phases = ", ".join(f"{p.name} {p.steps}" for p in train.phases) or "one phase"
-    decay = (f" ({train.lr_decay.shape} decay over the last {train.lr_decay.fraction:.0%} of each phase)"
-             if train.lr_decay is not None else "")
+    phases = ", ".join(f"{p.name} {p.steps}" + (f" {_describe_decay(p.lr_decay)}" if p.lr_decay else "")
+                       for p in train.phases) or "one phase"
+    decay = f" ({_describe_decay(train.lr_decay)} in each phase)" if train.lr_decay is not None else ""
     rows.append(("train", f"{train.total_steps} steps ({phases}) x batch {train.batch_size}, lr {train.lr:g}{decay}, "
                           f"EMA {train.ema.decay:g}, {train.precision} on {train.device}"))
     rows.append(("eval", f"{spec.eval.num_samples} samples: {', '.join(spec.eval.metrics) or 'none'}"))
     return rows
+
+
+def _describe_decay(decay) -> str:
+    return f"{decay.shape} lr decay to {decay.final:g}x over the last {decay.fraction:.0%}"
 
 
 def _describe_model(model) -> str:

@@ -70,6 +70,19 @@ def trainer(tmp_path, loss_for_phase, **train):
     return Trainer(spec.train, ToyNet(), ToyData(), loss_for_phase, tmp_path / "run", seed=spec.seed)
 
 
+def record_lrs(t: Trainer) -> list[float]:
+    """The list that receives the optimizer's lr at each of ``t``'s steps, as the step sees it."""
+    lrs = []
+    original = t._step
+
+    def spy(loss_fn, step):
+        lrs.append(t.optimizer.param_groups[0]["lr"])
+        return original(loss_fn, step)
+
+    t._step = spy
+    return lrs
+
+
 def test_loss_decreases_and_outputs_exist(tmp_path):
     t = trainer(tmp_path, denoise_loss(), steps=40, checkpoint_every=20)
     state = t.fit()
@@ -159,14 +172,7 @@ def test_phases_switch_loss_and_lr_at_the_right_step(tmp_path):
     phases = [{"name": "masked", "steps": 5, "masking": {"name": "random", "ratio": 0.5}},
               {"name": "unmask", "steps": 3, "masking": {"name": "none"}, "lr": 0.001}]
     t = trainer(tmp_path, denoise_loss(record=seen), steps=None, phases=phases, log_every=1, warmup_steps=2)
-    lrs = []
-    original = t._step
-
-    def spy(loss_fn, step):
-        lrs.append(t.optimizer.param_groups[0]["lr"])
-        return original(loss_fn, step)
-
-    t._step = spy
+    lrs = record_lrs(t)
     t.fit()
     assert seen == ["masked", "unmask"]
     assert lrs == pytest.approx([0.005, 0.01, 0.01, 0.01, 0.01, 0.001, 0.001, 0.001])

@@ -5,14 +5,14 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from maskdit.train.schedule import decay_factor, learning_rate, phases_of
+from maskdit.train.schedule import decay_factor, learning_rate, phase_at, phases_of
 from maskdit.train.specs import LRDecaySpec, TrainSpec
-from tests.train.test_loop import denoise_loss, trainer
+from tests.train.test_loop import denoise_loss, record_lrs, trainer
 
 
 def lrs_of(train: TrainSpec) -> list[float]:
     phases = phases_of(train)
-    return [learning_rate(train, next(p for p in phases if p.start <= s < p.stop), s) for s in range(train.total_steps)]
+    return [learning_rate(train, phase_at(phases, step), step) for step in range(train.total_steps)]
 
 
 def test_linear_decay_over_the_whole_phase_ends_at_final():
@@ -56,13 +56,17 @@ def test_bad_decay_is_refused_by_field(bad):
 
 def test_trainer_sets_the_decayed_lr_on_the_optimizer(tmp_path):
     t = trainer(tmp_path, denoise_loss(), steps=4, lr=1e-2, lr_decay={"final": 0.5})
-    seen = []
-    original = t._step
-
-    def spy(loss_fn, step):
-        seen.append(t.optimizer.param_groups[0]["lr"])
-        return original(loss_fn, step)
-
-    t._step = spy
+    seen = record_lrs(t)
     t.fit()
     assert seen == pytest.approx([1e-2 * f for f in (0.875, 0.75, 0.625, 0.5)])
+
+
+def test_dry_run_summary_names_each_decay():
+    from maskdit.experiment import Experiment
+    from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
+    from maskdit.summary import summarize
+
+    data = apply_overrides(load_spec_dict("default"), ['train.phases.1.lr_decay={"shape": "cosine"}'])
+    rows = dict(summarize(Experiment(ExperimentSpec.model_validate(data))))
+    assert "unmasking 300 cosine lr decay to 0x over the last 100%" in rows["train"]
+    assert "in each phase" not in rows["train"]

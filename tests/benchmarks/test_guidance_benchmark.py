@@ -1,0 +1,63 @@
+"""benchmarks/guidance.py on a tiny (untrained) checkpoint: one row per scale x interval, resume, bad input."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from maskdit.core import build_denoiser
+from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
+from maskdit.train.checkpoint import save_checkpoint
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "guidance.py"
+TINY = ["model.depth=1", "model.hidden_size=32", "model.num_heads=1", "model.patch_size=8", "model.decoder_depth=1",
+        "model.decoder_hidden_size=32", "model.decoder_num_heads=1", "eval.batch_size=16", "sampler.steps=3"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("guidance_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def run(tmp_path):
+    spec = ExperimentSpec.model_validate(apply_overrides(load_spec_dict("default"), TINY))
+    state = build_denoiser(spec.model).state_dict()
+    save_checkpoint(tmp_path / "run" / "checkpoints", 5, {"model": state, "ema": {k: v.clone() for k, v in state.items()}},
+                    {"step": 5, "spec": spec.model_dump(mode="json")}, keep=1)
+    return tmp_path / "run"
+
+
+def test_rows_resume_and_table(bench, run, tmp_path, capsys):
+    out = tmp_path / "guidance.json"
+    args = [str(run), "--cfg", "1", "2", "--interval", "none", "0.1,8", "--num-samples", "12", "--out", str(out)]
+    assert bench.main(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    # cfg 1 does not guide, so it gets one row; cfg 2 one per interval
+    assert sorted((r["cfg"], tuple(r["interval"] or ())) for r in rows) == [(1.0, ()), (2.0, ()), (2.0, (0.1, 8.0))]
+    assert all(r["step"] == 5 and r["steps"] == 3 and math.isfinite(r["fid"]) for r in rows)
+    assert "| weights | steps | cfg | interval |" in capsys.readouterr().out
+    assert bench.main(args) == 0  # everything is there: nothing is sampled again
+    assert json.loads(out.read_text())["rows"] == rows
+    assert "cfg    2" not in capsys.readouterr().out
+
+
+def test_bad_input_exits_2(bench, run, tmp_path, capsys):
+    assert bench.main([str(tmp_path / "missing"), "--out", str(tmp_path / "g.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert bench.main([str(run), "--out", str(broken)]) == 2
+    assert "broken.json" in capsys.readouterr().err
+    for text in ("5,1", "x", "1,2,3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="interval"):
+            bench.parse_interval(text)
+    assert bench.parse_interval("none") is None and bench.parse_interval("0.5,20") == (0.5, 20.0)
