@@ -1,0 +1,75 @@
+"""benchmarks/demo_recipes.py: every recipe is a valid spec; a tiny recipe trains, is swept,
+resumes without redoing anything, and the report gives medians over seeds; bad input exits 2."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_recipes.py"
+TINY = ["model.depth=1", "model.hidden_size=32", "model.num_heads=1", "model.patch_size=8", "model.decoder_depth=1",
+        "model.decoder_hidden_size=32", "model.decoder_num_heads=1", "train.phases.0.steps=2",
+        "train.phases.1.steps=1", "train.warmup_steps=0", "eval.batch_size=16", "eval.num_samples=16",
+        "sampler.steps=2"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("demo_recipes_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_recipe_is_a_valid_spec_with_the_presets_model_and_steps(bench):
+    base = ExperimentSpec.model_validate(load_spec_dict("default"))
+    assert bench.RECIPES["base"] == []
+    for name, overrides in bench.RECIPES.items():
+        spec = ExperimentSpec.model_validate(apply_overrides(load_spec_dict("default"), overrides))
+        # a recipe may change what a step does, never what it costs
+        assert spec.model == base.model, name
+        assert [p.steps for p in spec.train.phases] == [p.steps for p in base.train.phases], name
+        assert spec.train.batch_size == base.train.batch_size, name
+    wsd = ExperimentSpec.model_validate(apply_overrides(load_spec_dict("default"), bench.RECIPES["wsd"]))
+    assert wsd.train.phases[0].lr_decay.final == 0.25 and wsd.train.phases[1].lr_decay.final == 0.0
+
+
+def test_tiny_recipe_trains_sweeps_resumes_and_reports(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(bench.RECIPES, "tiny", TINY + bench.RECIPES["wsd"])
+    out, work = tmp_path / "study.json", tmp_path / "runs"
+    args = ["run", "--recipes", "tiny", "--seeds", "0", "1", "--work-dir", str(work), "--cfg", "2",
+            "--interval", "none", "0.1,8", "--num-samples", "12", "--threads", "1", "--out", str(out)]
+    assert bench.main(args) == 0
+    study = json.loads(out.read_text())["runs"]
+    assert sorted(study) == ["tiny-s0", "tiny-s1"]
+    for name, entry in study.items():
+        assert entry["eval"]["step"] == 3 and entry["wall_seconds"] > 0
+        assert json.loads((work / name / "spec.json").read_text())["seed"] == entry["seed"]
+        assert sorted(tuple(r["interval"] or ()) for r in entry["sweep"]) == [(), (0.1, 8.0)]
+    report = capsys.readouterr().out
+    assert "| tiny | Euler 2, cfg 2, sigma in [0.1, 8] | 0,1 |" in report
+    fids = sorted(r["fid"] for e in study.values() for r in e["sweep"] if r["interval"] is None)
+    assert f"{(fids[0] + fids[1]) / 2:.1f} ({fids[0]:.1f}-{fids[1]:.1f})" in report  # median and range
+
+    mtimes = {name: (work / name / "eval.json").stat().st_mtime_ns for name in study}
+    assert bench.main(args) == 0  # everything is there: nothing trains or samples again
+    assert json.loads(out.read_text())["runs"] == study
+    assert {name: (work / name / "eval.json").stat().st_mtime_ns for name in study} == mtimes
+    assert "training in" not in capsys.readouterr().out
+
+
+def test_bad_input(bench, tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text("[1, 2]")
+    assert bench.main(["report", "--out", str(broken)]) == 2
+    assert "broken.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["run", "--recipes", "no-such-recipe"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        bench.main(["run", "--threads", "0"])
