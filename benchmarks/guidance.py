@@ -4,9 +4,12 @@ Interval Improves Sample and Distribution Quality": guide only while lo <= sigma
 
 Every row samples with the run's sampler and seed, so every row starts from the same initial
 noise per image; only the guidance differs. ``--interval none`` guides at every sigma.
+``--churn`` adds EDM's stochastic sampling (Karras et al. 2022, Algorithm 2: noise raised by
+gamma = min(S_churn / steps, sqrt 2 - 1) before each step) as a third axis of the grid.
 
     python benchmarks/guidance.py runs/default                              # the default grid
     python benchmarks/guidance.py runs/default --cfg 3 4 --interval none 0.3,5 --weights ema model
+    python benchmarks/guidance.py runs/default --cfg 3 --interval 0.1,8 --churn 0 2 4
 
 Writes --out (default benchmarks/guidance.json) after every row and skips the rows it already
 holds for the same checkpoint, so an interrupted sweep resumes. Exit codes: 0 ok, 2 bad input.
@@ -52,17 +55,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="'lo,hi' sigma intervals, or 'none' (guide everywhere)")
     parser.add_argument("--weights", choices=("ema", "model"), nargs="+", default=["ema"])
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's)")
+    parser.add_argument("--churn", type=float, nargs="+", default=[0.0],
+                        help="EDM's S_churn (stochastic sampling; gamma = min(S_churn / steps, sqrt 2 - 1) at "
+                             "every step; 0: the deterministic ODE)")
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "guidance.json")
     args = parser.parse_args(argv)
-    if min(args.cfg) < 0 or args.num_samples < 1:
-        parser.error("--cfg must be >= 0 and --num-samples >= 1")
+    if min(args.cfg) < 0 or min(args.churn) < 0 or args.num_samples < 1:
+        parser.error("--cfg and --churn must be >= 0 and --num-samples >= 1")
     return args
 
 
 def row_key(row: dict) -> tuple:
-    return (row["checkpoint"], row["weights"], row["steps"], row["cfg"], tuple(row["interval"] or ()), row["num_samples"])
+    return (row["checkpoint"], row["weights"], row["steps"], row["cfg"], tuple(row["interval"] or ()), row["num_samples"],
+            row.get("s_churn", 0.0))  # sweeps written before --churn existed are deterministic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,39 +90,44 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         spec = loaded.spec
         steps = args.steps or spec.sampler.steps
-        for cfg in args.cfg:
-            for interval in args.interval if cfg != 1 else [None]:
-                row = {"checkpoint": str(loaded.source), "step": loaded.step, "weights": weights, "steps": steps,
-                       "sampler": spec.sampler.name, "cfg": cfg, "interval": list(interval) if interval else None,
-                       "num_samples": args.num_samples}
-                if row_key(row) in done:
-                    continue
-                at = spec.model_copy(update={
-                    "sampler": spec.sampler.model_copy(update={"cfg_scale": cfg, "cfg_interval": interval, "steps": steps}),
-                    "eval": spec.eval.model_copy(update={"num_samples": args.num_samples, "grid_per_class": 0}),
-                })
-                experiment = Experiment(at)
-                evaluator = evaluator or experiment.evaluator()
-                started = time.perf_counter()
-                record = evaluate_denoiser(loaded.denoiser, experiment, evaluator=evaluator)
-                row.update({key: record.get(key) for key in ("fid", "class_accuracy", "precision", "recall")},
-                           seconds=round(time.perf_counter() - started, 1))
-                rows.append(row)
-                done.add(row_key(row))
-                args.out.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
-                print(f"{weights:5} steps {steps:3} cfg {cfg:4g} interval {str(interval or 'all'):14} "
-                      f"FID {row['fid']:7.2f}  acc {row['class_accuracy']:.3f}  "
-                      f"P {row['precision'] or float('nan'):.3f}  R {row['recall'] or float('nan'):.3f}  "
-                      f"({row['seconds']:.0f} s)", flush=True)
+        grid = [(cfg, interval, s_churn) for s_churn in args.churn for cfg in args.cfg
+                for interval in (args.interval if cfg != 1 else [None])]
+        for cfg, interval, s_churn in grid:
+            row = {"checkpoint": str(loaded.source), "step": loaded.step, "weights": weights, "steps": steps,
+                   "sampler": spec.sampler.name, "cfg": cfg, "interval": list(interval) if interval else None,
+                   "s_churn": s_churn, "num_samples": args.num_samples}
+            if row_key(row) in done:
+                continue
+            sampler = spec.sampler.model_copy(update={"cfg_scale": cfg, "cfg_interval": interval, "steps": steps,
+                                                      "s_churn": s_churn})
+            at = spec.model_copy(update={
+                "sampler": sampler,
+                "eval": spec.eval.model_copy(update={"num_samples": args.num_samples, "grid_per_class": 0}),
+            })
+            experiment = Experiment(at)
+            evaluator = evaluator or experiment.evaluator()
+            started = time.perf_counter()
+            record = evaluate_denoiser(loaded.denoiser, experiment, evaluator=evaluator)
+            row.update({key: record.get(key) for key in ("fid", "class_accuracy", "precision", "recall")},
+                       seconds=round(time.perf_counter() - started, 1))
+            rows.append(row)
+            done.add(row_key(row))
+            args.out.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
+            print(f"{weights:5} steps {steps:3} cfg {cfg:4g} interval {str(interval or 'all'):14} churn {s_churn:g} "
+                  f"FID {row['fid']:7.2f}  acc {row['class_accuracy']:.3f}  "
+                  f"P {row['precision'] or float('nan'):.3f}  R {row['recall'] or float('nan'):.3f}  "
+                  f"({row['seconds']:.0f} s)", flush=True)
     print(format_table([row for row in rows if row["checkpoint"] == str(loaded.source)]))
     return 0
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| weights | steps | cfg | interval | FID | class acc | precision | recall |", "|---|---:|---:|---|---:|---:|---:|---:|"]
+    lines = ["| weights | steps | cfg | interval | S_churn | FID | class acc | precision | recall |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for row in sorted(rows, key=lambda r: r["fid"]):
         interval = "all" if row["interval"] is None else f"[{row['interval'][0]:g}, {row['interval'][1]:g}]"
-        lines.append(f"| {row['weights']} | {row['steps']} | {row['cfg']:g} | {interval} | {row['fid']:.1f} | "
+        lines.append(f"| {row['weights']} | {row['steps']} | {row['cfg']:g} | {interval} | "
+                     f"{row.get('s_churn', 0.0):g} | {row['fid']:.1f} | "
                      f"{row['class_accuracy']:.3f} | {row['precision'] or float('nan'):.3f} | "
                      f"{row['recall'] or float('nan'):.3f} |")
     return "\n".join(lines)

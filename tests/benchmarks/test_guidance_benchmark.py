@@ -50,6 +50,19 @@ def test_rows_resume_and_table(bench, run, tmp_path, capsys):
     assert "cfg    2" not in capsys.readouterr().out
 
 
+def test_churn_is_an_axis_of_the_grid(bench, run, tmp_path):
+    out = tmp_path / "guidance.json"
+    args = [str(run), "--cfg", "2", "--interval", "none", "--churn", "0", "4", "--num-samples", "12", "--out", str(out)]
+    assert bench.main(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["s_churn"] for r in rows] == [0.0, 4.0]
+    assert rows[0]["fid"] != rows[1]["fid"]  # the stochastic sampler really ran: other samples
+    legacy = [{k: v for k, v in rows[0].items() if k != "s_churn"}]  # a sweep from before --churn
+    out.write_text(json.dumps({"rows": legacy}))
+    assert bench.main(args[:-2] + ["--out", str(out)]) == 0
+    assert len(json.loads(out.read_text())["rows"]) == 2  # the old row counts as S_churn 0: only 4 is added
+
+
 def test_bad_input_exits_2(bench, run, tmp_path, capsys):
     assert bench.main([str(tmp_path / "missing"), "--out", str(tmp_path / "g.json")]) == 2
     assert "no such file" in capsys.readouterr().err
