@@ -44,7 +44,8 @@ def test_benchmark_rows_json_and_table(bench, checkpoint, tmp_path, capsys):
     assert code == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert result["complete"] and result["num_samples"] == 20 and result["cfg_scale"] == 3.0 and result["step"] == 7
+    preset_cfg = ExperimentSpec.model_validate(load_spec_dict("default")).sampler.cfg_scale  # the checkpoint's
+    assert result["complete"] and result["num_samples"] == 20 and result["cfg_scale"] == preset_cfg and result["step"] == 7
     assert sorted((r["sampler"], r["nfe"]) for r in rows) == [("ddim", 3), ("ddim", 5), ("heun", 3), ("heun", 5)]
     for row in rows:  # the NFE recorded is the one the sampler reports for its step count
         _, sampler = bench.build_section(row["sampler_spec"], 10)
