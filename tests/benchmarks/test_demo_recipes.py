@@ -3,27 +3,20 @@ resumes without redoing anything, and the report gives medians over seeds; bad i
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
+from tests.benchmarks.scripts import TINY_MODEL, load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_recipes.py"
-TINY = ["model.depth=1", "model.hidden_size=32", "model.num_heads=1", "model.patch_size=8", "model.decoder_depth=1",
-        "model.decoder_hidden_size=32", "model.decoder_num_heads=1", "train.phases.0.steps=2",
-        "train.phases.1.steps=1", "train.warmup_steps=0", "eval.batch_size=16", "eval.num_samples=16",
-        "sampler.steps=2"]
+TINY = TINY_MODEL + ["train.phases.0.steps=2", "train.phases.1.steps=1", "train.warmup_steps=0",
+                     "eval.num_samples=16", "sampler.steps=2"]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("demo_recipes_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("demo_recipes")
 
 
 def test_every_recipe_is_a_valid_spec_with_the_presets_model_and_steps(bench):

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from maskdit.core import build_denoiser
 from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
 from maskdit.train.checkpoint import save_checkpoint
+from tests.benchmarks.scripts import TINY_MODEL, load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "samplers.py"
-TINY = [
-    "model.depth=1", "model.hidden_size=32", "model.num_heads=1", "model.patch_size=8", "model.decoder_depth=1",
-    "model.decoder_hidden_size=32", "model.decoder_num_heads=1", "eval.batch_size=16",
-]
+TINY = TINY_MODEL
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("samplers_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("samplers")
 
 
 @pytest.fixture()
