@@ -98,18 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                    "s_churn": s_churn, "num_samples": args.num_samples}
             if row_key(row) in done:
                 continue
-            sampler = spec.sampler.model_copy(update={"cfg_scale": cfg, "cfg_interval": interval, "steps": steps,
-                                                      "s_churn": s_churn})
-            at = spec.model_copy(update={
-                "sampler": sampler,
-                "eval": spec.eval.model_copy(update={"num_samples": args.num_samples, "grid_per_class": 0}),
-            })
-            experiment = Experiment(at)
+            experiment = Experiment(at_sampler(spec, cfg=cfg, interval=interval, s_churn=s_churn, steps=steps,
+                                               num_samples=args.num_samples))
             evaluator = evaluator or experiment.evaluator()
-            started = time.perf_counter()
-            record = evaluate_denoiser(loaded.denoiser, experiment, evaluator=evaluator)
-            row.update({key: record.get(key) for key in ("fid", "class_accuracy", "precision", "recall")},
-                       seconds=round(time.perf_counter() - started, 1))
+            row.update(score(loaded.denoiser, experiment, evaluator))
             rows.append(row)
             done.add(row_key(row))
             args.out.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
@@ -119,6 +111,25 @@ def main(argv: list[str] | None = None) -> int:
                   f"({row['seconds']:.0f} s)", flush=True)
     print(format_table([row for row in rows if row["checkpoint"] == str(loaded.source)]))
     return 0
+
+
+def at_sampler(spec, *, cfg: float, interval: tuple[float, float] | None, s_churn: float, steps: int,
+               num_samples: int):
+    """``spec`` sampling with this guidance, interval, churn and step count, scoring ``num_samples``."""
+    sampler = spec.sampler.model_copy(update={"cfg_scale": cfg, "cfg_interval": interval, "steps": steps,
+                                              "s_churn": s_churn})
+    return spec.model_copy(update={
+        "sampler": sampler,
+        "eval": spec.eval.model_copy(update={"num_samples": num_samples, "grid_per_class": 0}),
+    })
+
+
+def score(denoiser: torch.nn.Module, experiment: Experiment, evaluator) -> dict:
+    """FID, class accuracy, precision and recall of ``denoiser``'s samples, and the seconds taken."""
+    started = time.perf_counter()
+    record = evaluate_denoiser(denoiser, experiment, evaluator=evaluator)
+    return {**{key: record.get(key) for key in ("fid", "class_accuracy", "precision", "recall")},
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def format_table(rows: list[dict]) -> str:
