@@ -11,7 +11,10 @@ between its two neighbours (updates before the first snapshot go to the first). 
 - ``raw``: the newest raw weights;
 - ``power-<sigma_rel>``: the power-function EMA of Karras et al. 2024 ("Analyzing and Improving
   the Training Dynamics of Diffusion Models", Sec. 3), weight proportional to t^gamma over the
-  run, gamma set by its relative standard deviation sigma_rel (their Eq. 3).
+  run, gamma set by its relative standard deviation sigma_rel (their Eq. 3);
+- ``ema-<decay>``: the run's EMA schedule (its warm-up setting) with another decay: what
+  ``train.ema.decay`` would have given;
+- ``window-<n>``: the plain mean of the last n updates' weights.
 
 Every profile is scored with the run's sampler at each --cfg / --interval / --churn setting,
 the same initial noise per row (digits FID, class accuracy, precision, recall).
@@ -72,6 +75,13 @@ def power_update_weights(updates: int, gamma: float) -> np.ndarray:
     of t^gamma over (n - 1, n], scaled by the run's length so large gammas do not overflow."""
     edges = np.arange(updates + 1, dtype=np.float64) / updates
     return np.diff(edges ** (gamma + 1))
+
+
+def window_update_weights(updates: int, length: int) -> np.ndarray:
+    """Equal weights on the last ``length`` updates (all of them if the run is shorter)."""
+    weights = np.zeros(updates)
+    weights[-min(length, updates):] = 1.0 / min(length, updates)
+    return weights
 
 
 def ema_update_weights(updates: int, decay: float, warmup: bool) -> tuple[np.ndarray, float]:
@@ -135,6 +145,12 @@ def profiles(args, newest, steps: list[int]) -> dict[str, tuple[np.ndarray | Non
     found["raw"] = (raw, 0.0)
     for target in args.sigma_rel:
         found[f"power-{target:g}"] = snapshot_weights(power_update_weights(updates, gamma_for(target)), steps)
+    for decay in args.ema_decay:
+        other, other_initial = ema_update_weights(updates, decay, ema["warmup"])
+        weights, lost = snapshot_weights(other, steps)
+        found[f"ema-{decay:g}"] = (weights, lost + other_initial)
+    for length in args.window:
+        found[f"window-{length}"] = snapshot_weights(window_update_weights(updates, length), steps)
     return found
 
 
@@ -142,6 +158,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="run folder whose checkpoints/ holds the snapshots")
     parser.add_argument("--sigma-rel", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2])
+    parser.add_argument("--ema-decay", type=float, nargs="+", default=[], help="EMA decays to rebuild")
+    parser.add_argument("--window", type=int, nargs="+", default=[], help="plain means of the last n updates")
     parser.add_argument("--cfg", type=float, nargs="+", default=None, help="default: the run's")
     parser.add_argument("--interval", type=guidance.parse_interval, nargs="+", default=None,
                         help="'lo,hi' or 'none' (default: the run's)")
@@ -152,6 +170,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if any(not 0 < s <= SIGMA_REL_MAX for s in args.sigma_rel):
         parser.error(f"--sigma-rel values must be in (0, {SIGMA_REL_MAX:.4f}]")
+    if any(not 0 <= d < 1 for d in args.ema_decay) or any(n < 1 for n in args.window):
+        parser.error("--ema-decay values must be in [0, 1) and --window lengths >= 1")
     if args.num_samples < 1 or min(args.cfg or [0]) < 0 or min(args.churn or [0]) < 0:
         parser.error("--num-samples must be >= 1, --cfg and --churn >= 0")
     return args
@@ -187,17 +207,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {name}: {lost:.1%} of its weight lies before the first snapshot (step {steps[0]})",
                   flush=True)
             continue
-        if weights is None:
-            tensors = newest.tensors["ema"]
-        else:
-            tensors = average(paths, weights)
+        todo = [{"run": str(args.run.resolve()), "step": newest.step, "profile": name, "snapshots": len(steps),
+                 "snapshot_steps": [steps[0], steps[-1]], "cfg": cfg, "interval": list(interval) if interval else None,
+                 "s_churn": churn, "num_samples": args.num_samples, "weight_before_first": round(lost, 6)}
+                for cfg, interval, churn in grid]
+        todo = [row for row in todo if row_key(row) not in done]
+        if not todo:
+            continue
+        tensors = newest.tensors["ema"] if weights is None else average(paths, weights)
         denoiser = denoiser_from(spec, tensors, source=f"{args.run} ({name})")
-        for cfg, interval, churn in grid:
-            row = {"run": str(args.run.resolve()), "step": newest.step, "profile": name, "snapshots": len(steps),
-                   "snapshot_steps": [steps[0], steps[-1]], "cfg": cfg, "interval": list(interval) if interval else None,
-                   "s_churn": churn, "num_samples": args.num_samples, "weight_before_first": round(lost, 6)}
-            if row_key(row) in done:
-                continue
+        for row in todo:
+            cfg, churn = row["cfg"], row["s_churn"]
+            interval = tuple(row["interval"]) if row["interval"] else None
             experiment = Experiment(guidance.at_sampler(spec, cfg=cfg, interval=interval, s_churn=churn,
                                                         steps=spec.sampler.steps, num_samples=args.num_samples))
             evaluator = evaluator or experiment.evaluator()

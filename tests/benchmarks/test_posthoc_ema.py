@@ -85,13 +85,15 @@ def run(tmp_path):
 
 def test_rows_resume_and_the_rebuilt_ema(bench, run, tmp_path, capsys):
     out = tmp_path / "posthoc.json"
-    args = [str(run), "--sigma-rel", "0.1", "--cfg", "2", "--interval", "none", "--num-samples", "12",
-            "--out", str(out), "--threads", "1"]
+    args = [str(run), "--sigma-rel", "0.1", "--ema-decay", "0.5", "--window", "4", "--cfg", "2",
+            "--interval", "none", "0.1,8", "--num-samples", "12", "--out", str(out), "--threads", "1"]
     assert bench.main(args) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["profile"] for r in rows] == ["ema", "ema-rebuilt", "raw", "power-0.1"]
+    profiles = ["ema", "ema-rebuilt", "raw", "power-0.1", "ema-0.5", "window-4"]
+    assert [r["profile"] for r in rows] == [p for p in profiles for _ in range(2)]
+    assert [r["interval"] for r in rows[:2]] == [None, [0.1, 8.0]]
     assert all(r["step"] == 8 and r["snapshots"] == 4 and math.isfinite(r["fid"]) for r in rows)
-    assert rows[0]["fid"] != rows[2]["fid"]  # the EMA and the raw weights are different models
+    assert rows[0]["fid"] != rows[4]["fid"]  # the EMA and the raw weights are different models
     assert "| profile | cfg |" in capsys.readouterr().out
     assert bench.main(args) == 0  # all rows are there: nothing is sampled again
     assert json.loads(out.read_text())["rows"] == rows
@@ -120,9 +122,17 @@ def test_average_of_dense_snapshots_is_the_real_ema(bench, tmp_path):
         assert torch.allclose(rebuilt, value.double(), atol=1e-6), name
 
 
+def test_window_weights(bench):
+    assert np.allclose(bench.window_update_weights(5, 2), [0, 0, 0, 0.5, 0.5])
+    assert np.allclose(bench.window_update_weights(3, 10), [1 / 3] * 3)
+
+
 def test_bad_input_exits_2(bench, tmp_path, capsys):
     assert bench.main([str(tmp_path / "missing")]) == 2
     assert "0 checkpoint(s)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main([str(tmp_path), "--sigma-rel", "0.5"])
     assert "--sigma-rel" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main([str(tmp_path), "--window", "0"])
+    assert "--window" in capsys.readouterr().err
