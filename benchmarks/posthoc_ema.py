@@ -160,6 +160,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sigma-rel", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2])
     parser.add_argument("--ema-decay", type=float, nargs="+", default=[], help="EMA decays to rebuild")
     parser.add_argument("--window", type=int, nargs="+", default=[], help="plain means of the last n updates")
+    parser.add_argument("--only", nargs="+", default=None, metavar="PROFILE",
+                        help="score only these profiles (names as in the table, e.g. ema ema-0.98 window-100)")
     parser.add_argument("--cfg", type=float, nargs="+", default=None, help="default: the run's")
     parser.add_argument("--interval", type=guidance.parse_interval, nargs="+", default=None,
                         help="'lo,hi' or 'none' (default: the run's)")
@@ -202,7 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             for cfg in (args.cfg or [spec.sampler.cfg_scale])
             for interval in (args.interval or [spec.sampler.cfg_interval])]
     evaluator = None
-    for name, (weights, lost) in profiles(args, newest, steps).items():
+    found = profiles(args, newest, steps)
+    unknown = sorted(set(args.only or []) - set(found))
+    if unknown:
+        print(f"error: --only {' '.join(unknown)}: no such profile (this command builds {', '.join(found)})",
+              file=sys.stderr)
+        return 2
+    for name, (weights, lost) in found.items():
+        if args.only is not None and name not in args.only:
+            continue
         if lost > LOST_WEIGHT_LIMIT:
             print(f"skipping {name}: {lost:.1%} of its weight lies before the first snapshot (step {steps[0]})",
                   flush=True)

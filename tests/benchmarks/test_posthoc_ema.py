@@ -100,6 +100,17 @@ def test_rows_resume_and_the_rebuilt_ema(bench, run, tmp_path, capsys):
     assert "FID" not in capsys.readouterr().out.split("| profile")[0]
 
 
+def test_only_scores_the_named_profiles(bench, run, tmp_path, capsys):
+    out = tmp_path / "posthoc.json"
+    base = [str(run), "--ema-decay", "0.5", "--interval", "none", "--num-samples", "12", "--out", str(out),
+            "--threads", "1"]
+    assert bench.main(base + ["--only", "ema-0.5", "raw", "--cfg", "2", "3"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted((r["profile"], r["cfg"]) for r in rows) == [("ema-0.5", 2.0), ("ema-0.5", 3.0), ("raw", 2.0), ("raw", 3.0)]
+    assert bench.main(base + ["--only", "ema-0.7"]) == 2
+    assert "no such profile" in capsys.readouterr().err
+
+
 def test_average_of_dense_snapshots_is_the_real_ema(bench, tmp_path):
     spec = ExperimentSpec.model_validate(apply_overrides(load_spec_dict("default"), TINY))
     generator = torch.Generator().manual_seed(1)
