@@ -56,6 +56,14 @@ def test_tiny_recipe_trains_sweeps_resumes_and_reports(bench, tmp_path, monkeypa
     assert "training in" not in capsys.readouterr().out
 
 
+def test_an_entry_run_with_other_overrides_is_not_taken_for_the_recipe(bench, tmp_path, capsys):
+    out = tmp_path / "study.json"
+    out.write_text(json.dumps({"runs": {"base-s0": {"recipe": "base", "seed": 0, "overrides": ["train.ema.decay=0.5"],
+                                                    "eval": {"fid": 1.0}}}}))
+    assert bench.main(["run", "--recipes", "base", "--seeds", "0", "--work-dir", str(tmp_path), "--out", str(out)]) == 2
+    assert "train.ema.decay=0.5" in capsys.readouterr().err
+
+
 def test_bad_input(bench, tmp_path, capsys):
     broken = tmp_path / "broken.json"
     broken.write_text("[1, 2]")
