@@ -1,7 +1,8 @@
 """The quality-vs-compute study's variants: four token-sparsity methods and DiT on one backbone.
 
 Every variant of a layout shares the encoder (depth, width, heads, patch), the optimiser, precision
-(fp32), batch, data order, noise distribution and EMA of the ``default`` preset; they differ only
+(fp32), batch, data order and noise distribution of the ``default`` preset, and one EMA (STUDY_EMA,
+the preset's until 2026-12-02, pinned so the committed records stay comparable); they differ only
 in the model's routing (where tokens leave and rejoin, what fills them), the decoder (MaskDiT
 only), the mask ratio, what the loss covers, and whether the model needs unmasked tuning before
 it is used.
@@ -18,6 +19,7 @@ from maskdit.spec import ExperimentSpec, load_spec_dict
 DSM = [{"name": "dsm", "weight": 1.0}]
 DSM_MAE = [{"name": "dsm", "weight": 1.0}, {"name": "mae", "weight": 0.1}]
 TUNE_LR = 5e-4  # the default preset's unmasking lr
+STUDY_EMA = {"decay": 0.999, "warmup": True}  # every committed record was trained with it
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def variant_spec(layout: Layout, name: str, *, main_steps: int, tune_steps: int 
                        "lr": TUNE_LR})
     every = eval_every or main_steps + tune_steps
     data["train"] = {**data["train"], "phases": phases, "checkpoint_every": every, "keep_checkpoints": 1,
-                     "sample_every": eval_every, "log_every": 50}
+                     "sample_every": eval_every, "log_every": 50, "ema": dict(STUDY_EMA)}
     data["eval"] = {**data["eval"], "num_samples": num_samples, "batch_size": 250,
                     "metrics": ["fid", "class_accuracy"], "grid_per_class": 10}
     return ExperimentSpec.model_validate(data)
