@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
 
 def sampler_label(row: dict) -> str:
     interval = "all sigmas" if row["interval"] is None else f"sigma in [{row['interval'][0]:g}, {row['interval'][1]:g}]"
-    return f"Euler {row['steps']}, cfg {row['cfg']:g}, {interval}"
+    churn = f", S_churn {row['s_churn']:g}" if row.get("s_churn") else ""
+    return f"Euler {row['steps']}, cfg {row['cfg']:g}, {interval}{churn}"
 
 
 def format_report(study: dict) -> str:

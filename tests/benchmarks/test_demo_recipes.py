@@ -56,6 +56,14 @@ def test_tiny_recipe_trains_sweeps_resumes_and_reports(bench, tmp_path, monkeypa
     assert "training in" not in capsys.readouterr().out
 
 
+def test_report_keeps_stochastic_rows_apart(bench):
+    row = {"steps": 9, "cfg": 2.5, "interval": [0.1, 8.0], "fid": 20.0, "class_accuracy": 0.99, "recall": 0.4}
+    study = {"runs": {"base-s0": {"recipe": "base", "seed": 0, "sweep": [row, {**row, "s_churn": 4.0, "fid": 18.0}]}}}
+    report = bench.format_report(study)
+    assert "| base | Euler 9, cfg 2.5, sigma in [0.1, 8] | 0 | 20.0 (20.0-20.0) |" in report
+    assert "| base | Euler 9, cfg 2.5, sigma in [0.1, 8], S_churn 4 | 0 | 18.0 (18.0-18.0) |" in report
+
+
 def test_an_entry_run_with_other_overrides_is_not_taken_for_the_recipe(bench, tmp_path, capsys):
     out = tmp_path / "study.json"
     out.write_text(json.dumps({"runs": {"base-s0": {"recipe": "base", "seed": 0, "overrides": ["train.ema.decay=0.5"],
