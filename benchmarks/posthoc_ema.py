@@ -40,6 +40,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 from scipy.optimize import brentq  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -132,11 +133,10 @@ def denoiser_from(spec: ExperimentSpec, tensors: dict[str, torch.Tensor], source
     return wrap(net, spec.model).eval()
 
 
-def profiles(args, newest, steps: list[int]) -> dict[str, tuple[np.ndarray | None, float]]:
+def profiles(args, spec: ExperimentSpec, updates: int, steps: list[int]) -> dict[str, tuple[np.ndarray | None, float]]:
     """Profile name -> (snapshot weights, or None for the exact EMA; weight before the first snapshot)."""
-    updates = newest.step
-    ema = newest.state["spec"]["train"]["ema"]
-    rebuilt, initial = ema_update_weights(updates, ema["decay"], ema["warmup"])
+    ema = spec.train.ema
+    rebuilt, initial = ema_update_weights(updates, ema.decay, ema.warmup)
     found: dict[str, tuple[np.ndarray | None, float]] = {"ema": (None, 0.0)}
     weights, lost = snapshot_weights(rebuilt, steps)
     found["ema-rebuilt"] = (weights, lost + initial)
@@ -146,7 +146,7 @@ def profiles(args, newest, steps: list[int]) -> dict[str, tuple[np.ndarray | Non
     for target in args.sigma_rel:
         found[f"power-{target:g}"] = snapshot_weights(power_update_weights(updates, gamma_for(target)), steps)
     for decay in args.ema_decay:
-        other, other_initial = ema_update_weights(updates, decay, ema["warmup"])
+        other, other_initial = ema_update_weights(updates, decay, ema.warmup)
         weights, lost = snapshot_weights(other, steps)
         found[f"ema-{decay:g}"] = (weights, lost + other_initial)
     for length in args.window:
@@ -193,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    spec = ExperimentSpec.model_validate(newest.state["spec"])
+    try:
+        spec = ExperimentSpec.model_validate(newest.state.get("spec"))
+    except ValidationError as error:
+        print(f"error: {paths[-1]}: no valid experiment spec in its state.json ({error.error_count()} problem(s))",
+              file=sys.stderr)
+        return 2
     try:
         rows = json.loads(args.out.read_text(encoding="utf-8"))["rows"] if args.out.exists() else []
     except (json.JSONDecodeError, KeyError, TypeError) as error:
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             for cfg in (args.cfg or [spec.sampler.cfg_scale])
             for interval in (args.interval or [spec.sampler.cfg_interval])]
     evaluator = None
-    found = profiles(args, newest, steps)
+    found = profiles(args, spec, newest.step, steps)
     unknown = sorted(set(args.only or []) - set(found))
     if unknown:
         print(f"error: --only {' '.join(unknown)}: no such profile (this command builds {', '.join(found)})",

@@ -144,6 +144,10 @@ def test_bad_input_exits_2(bench, tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.main([str(tmp_path), "--sigma-rel", "0.5"])
     assert "--sigma-rel" in capsys.readouterr().err
+    for step in (1, 2):  # checkpoints without a spec (not a training run's)
+        save_checkpoint(tmp_path / "bare" / "checkpoints", step, {"model": {"w": torch.zeros(1)}}, {"step": step}, keep=5)
+    assert bench.main([str(tmp_path / "bare")]) == 2
+    assert "no valid experiment spec" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main([str(tmp_path), "--window", "0"])
     assert "--window" in capsys.readouterr().err
