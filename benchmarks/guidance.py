@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        rows = json.loads(args.out.read_text(encoding="utf-8"))["rows"] if args.out.exists() else []
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        print(f"error: {args.out}: not a sweep written by this script ({error}); move it away", file=sys.stderr)
+        rows = read_rows(args.out)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     done = {row_key(row) for row in rows}
     evaluator = None
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             row.update(score(loaded.denoiser, experiment, evaluator))
             rows.append(row)
             done.add(row_key(row))
-            args.out.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
+            write_rows(args.out, rows)
             print(f"{weights:5} steps {steps:3} cfg {cfg:4g} interval {str(interval or 'all'):14} churn {s_churn:g} "
                   f"FID {row['fid']:7.2f}  acc {row['class_accuracy']:.3f}  "
                   f"P {row['precision'] or float('nan'):.3f}  R {row['recall'] or float('nan'):.3f}  "
@@ -132,13 +132,30 @@ def score(denoiser: torch.nn.Module, experiment: Experiment, evaluator) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = ["| weights | steps | cfg | interval | S_churn | FID | class acc | precision | recall |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a sweep file ([] when there is none); ValueError when it is not one."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["rows"] if path.exists() else []
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a sweep written by this script ({error}); move it away") from None
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    path.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
+
+
+LEAD = {"weights": lambda row: row["weights"], "steps": lambda row: f"{row['steps']}"}
+
+
+def format_table(rows: list[dict], lead: dict = LEAD) -> str:
+    """Markdown table of sweep rows, best FID first; ``lead``: the first columns (header -> cell)."""
+    head = " | ".join(lead)
+    lines = [f"| {head} | cfg | interval | S_churn | FID | class acc | precision | recall |",
+             "|" + "---|" * len(lead) + "---:|---|---:|---:|---:|---:|---:|"]
     for row in sorted(rows, key=lambda r: r["fid"]):
         interval = "all" if row["interval"] is None else f"[{row['interval'][0]:g}, {row['interval'][1]:g}]"
-        lines.append(f"| {row['weights']} | {row['steps']} | {row['cfg']:g} | {interval} | "
-                     f"{row.get('s_churn', 0.0):g} | {row['fid']:.1f} | "
+        cells = " | ".join(cell(row) for cell in lead.values())
+        lines.append(f"| {cells} | {row['cfg']:g} | {interval} | {row.get('s_churn', 0.0):g} | {row['fid']:.1f} | "
                      f"{row['class_accuracy']:.3f} | {row['precision'] or float('nan'):.3f} | "
                      f"{row['recall'] or float('nan'):.3f} |")
     return "\n".join(lines)

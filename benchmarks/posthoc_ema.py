@@ -33,7 +33,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -200,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        rows = json.loads(args.out.read_text(encoding="utf-8"))["rows"] if args.out.exists() else []
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        print(f"error: {args.out}: not a sweep written by this script ({error}); move it away", file=sys.stderr)
+        rows = guidance.read_rows(args.out)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     done = {row_key(row) for row in rows}
     grid = [(cfg, interval, churn) for churn in (args.churn or [spec.sampler.s_churn])
@@ -240,28 +239,18 @@ def main(argv: list[str] | None = None) -> int:
             row.update(guidance.score(denoiser, experiment, evaluator))
             rows.append(row)
             done.add(row_key(row))
-            args.out.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
+            guidance.write_rows(args.out, rows)
             print(f"{name:14} cfg {cfg:g} interval {str(interval or 'all'):12} churn {churn:g}  FID {row['fid']:7.2f}  "
                   f"acc {row['class_accuracy']:.3f}  R {row['recall'] or float('nan'):.3f}  ({row['seconds']:.0f} s)",
                   flush=True)
-    print(format_table([row for row in rows if row["run"] == str(args.run.resolve())]))
+    print(guidance.format_table([row for row in rows if row["run"] == str(args.run.resolve())],
+                                {"profile": lambda row: row["profile"]}))
     return 0
 
 
 def row_key(row: dict) -> tuple:
     return (row["run"], row["step"], row["profile"], row["cfg"], tuple(row["interval"] or ()), row["s_churn"],
             row["num_samples"])
-
-
-def format_table(rows: list[dict]) -> str:
-    lines = ["| profile | cfg | interval | S_churn | FID | class acc | precision | recall |",
-             "|---|---:|---|---:|---:|---:|---:|---:|"]
-    for row in sorted(rows, key=lambda r: r["fid"]):
-        interval = "all" if row["interval"] is None else f"[{row['interval'][0]:g}, {row['interval'][1]:g}]"
-        lines.append(f"| {row['profile']} | {row['cfg']:g} | {interval} | {row['s_churn']:g} | {row['fid']:.1f} | "
-                     f"{row['class_accuracy']:.3f} | {row['precision'] or float('nan'):.3f} | "
-                     f"{row['recall'] or float('nan'):.3f} |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
