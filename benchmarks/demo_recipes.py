@@ -37,10 +37,23 @@ WSD = ['train.phases.0.lr_decay={"shape": "linear", "fraction": 0.5, "final": 0.
        'train.phases.1.lr_decay={"shape": "linear", "fraction": 1.0, "final": 0.0}']
 # the preset's EMA before 2026-12-02 (benchmarks/posthoc_ema.py found 0.98 samples far better)
 EMA_999 = ["train.ema.decay=0.999"]
+# the sparsity study's 256-token layout (benchmarks/_qvc_setup.py: patch 2, 6 x 64, DSM only) at the
+# preset's wall-clock: a step there costs ~2x the preset's masked step, so ~half the steps
+PATCH_2 = ["model.patch_size=2", "model.hidden_size=64", "model.num_heads=2", "model.decoder_depth=0",
+           'losses.terms=[{"name": "dsm", "weight": 1.0}]',
+           "train.phases.0.steps=1250", "train.phases.1.steps=125"]
 RECIPES: dict[str, list[str]] = {
     "base": [],  # the default preset as it is
     "ema999": EMA_999,
     "wsd": WSD + EMA_999,  # as it was tested
+    "wsd98": WSD,  # the cool-down with the preset's EMA (0.98)
+    # half the batch, ~1.7x the steps: a step at batch 32 costs ~0.6x one at 64 (masked; ~0.52x unmasked)
+    "b32": ["train.batch_size=32", "train.warmup_steps=400", "train.phases.0.steps=3800",
+            "train.phases.1.steps=560"],
+    # the study's best FID at 256 tokens: deferred masking (MicroDiT) after a 2-block patch-mixer
+    "p2-deferred": PATCH_2 + ['model.routing={"start": 2}'],
+    # TREAD routing: blocks 1-4 on the kept half, the rest rejoin before block 5
+    "p2-tread": PATCH_2 + ['model.routing={"start": 1, "end": 5}'],
 }
 
 
@@ -53,6 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--work-dir", type=Path, default=Path("runs/demo-recipes"), help="where the run folders go")
     run.add_argument("--cfg", type=float, nargs="+", default=[2.5, 3.0])
     run.add_argument("--interval", type=guidance.parse_interval, nargs="+", default=[None, (0.1, 8.0)])
+    run.add_argument("--churn", type=float, nargs="+", default=[0.0], help="EDM's S_churn values to sweep")
     run.add_argument("--num-samples", type=int, default=1000)
     run.add_argument("--threads", type=int, default=2)
     report = commands.add_parser("report", help="print the table of what --out holds")
@@ -124,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             code = guidance.main([str(run_dir), "--cfg", *map(str, args.cfg), "--interval",
                                   *("none" if interval is None else f"{interval[0]:g},{interval[1]:g}"
                                     for interval in args.interval),
-                                  "--num-samples", str(args.num_samples), "--threads", str(args.threads),
+                                  "--churn", *map(str, args.churn), "--num-samples", str(args.num_samples), "--threads", str(args.threads),
                                   "--out", str(sweep_file)])
             if code != 0:
                 return code
