@@ -6,10 +6,13 @@ Every row samples with the run's sampler and seed, so every row starts from the 
 noise per image; only the guidance differs. ``--interval none`` guides at every sigma.
 ``--churn`` adds EDM's stochastic sampling (Karras et al. 2022, Algorithm 2: noise raised by
 gamma = min(S_churn / steps, sqrt 2 - 1) before each step) as a third axis of the grid.
+``--noise-seed`` draws the initial noise from other seeds than the run's: the same weights scored
+with several noise seeds measure the evaluation's own spread, apart from the training's.
 
     python benchmarks/guidance.py runs/default                              # the default grid
     python benchmarks/guidance.py runs/default --cfg 3 4 --interval none 0.3,5 --weights ema model
     python benchmarks/guidance.py runs/default --cfg 3 --interval 0.1,8 --churn 0 2 4
+    python benchmarks/guidance.py runs/default --cfg 2.5 --interval 0.1,8 --churn 4 --noise-seed 0 1 2
 
 Writes --out (default benchmarks/guidance.json) after every row and skips the rows it already
 holds for the same checkpoint, so an interrupted sweep resumes. Exit codes: 0 ok, 2 bad input.
@@ -58,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--churn", type=float, nargs="+", default=[0.0],
                         help="EDM's S_churn (stochastic sampling; gamma = min(S_churn / steps, sqrt 2 - 1) at "
                              "every step; 0: the deterministic ODE)")
+    parser.add_argument("--noise-seed", type=int, nargs="+", default=[None],
+                        help="seeds of the samples' initial noise (default: the run's seed)")
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "guidance.json")
@@ -69,7 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def row_key(row: dict) -> tuple:
     return (row["checkpoint"], row["weights"], row["steps"], row["cfg"], tuple(row["interval"] or ()), row["num_samples"],
-            row.get("s_churn", 0.0))  # sweeps written before --churn existed are deterministic
+            row.get("s_churn", 0.0),  # sweeps written before --churn existed are deterministic
+            row.get("noise_seed"))  # None: the run's seed (rows from before --noise-seed too)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,22 +96,26 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         spec = loaded.spec
         steps = args.steps or spec.sampler.steps
-        grid = [(cfg, interval, s_churn) for s_churn in args.churn for cfg in args.cfg
-                for interval in (args.interval if cfg != 1 else [None])]
-        for cfg, interval, s_churn in grid:
+        grid = [(cfg, interval, s_churn, noise_seed) for noise_seed in args.noise_seed for s_churn in args.churn
+                for cfg in args.cfg for interval in (args.interval if cfg != 1 else [None])]
+        for cfg, interval, s_churn, noise_seed in grid:
             row = {"checkpoint": str(loaded.source), "step": loaded.step, "weights": weights, "steps": steps,
                    "sampler": spec.sampler.name, "cfg": cfg, "interval": list(interval) if interval else None,
-                   "s_churn": s_churn, "num_samples": args.num_samples}
+                   "s_churn": s_churn, "noise_seed": noise_seed, "num_samples": args.num_samples}
             if row_key(row) in done:
                 continue
-            experiment = Experiment(at_sampler(spec, cfg=cfg, interval=interval, s_churn=s_churn, steps=steps,
-                                               num_samples=args.num_samples))
+            sampled = at_sampler(spec, cfg=cfg, interval=interval, s_churn=s_churn, steps=steps,
+                                 num_samples=args.num_samples)
+            if noise_seed is not None:  # the run's seed otherwise: every row from the same noise
+                sampled = sampled.model_copy(update={"seed": noise_seed})
+            experiment = Experiment(sampled)
             evaluator = evaluator or experiment.evaluator()
             row.update(score(loaded.denoiser, experiment, evaluator))
             rows.append(row)
             done.add(row_key(row))
             write_rows(args.out, rows)
-            print(f"{weights:5} steps {steps:3} cfg {cfg:4g} interval {str(interval or 'all'):14} churn {s_churn:g} "
+            seed_note = "" if noise_seed is None else f" noise seed {noise_seed}"
+            print(f"{weights:5} steps {steps:3}{seed_note} cfg {cfg:4g} interval {str(interval or 'all'):14} churn {s_churn:g} "
                   f"FID {row['fid']:7.2f}  acc {row['class_accuracy']:.3f}  "
                   f"P {row['precision'] or float('nan'):.3f}  R {row['recall'] or float('nan'):.3f}  "
                   f"({row['seconds']:.0f} s)", flush=True)
@@ -144,7 +154,8 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     path.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
 
 
-LEAD = {"weights": lambda row: row["weights"], "steps": lambda row: f"{row['steps']}"}
+LEAD = {"weights": lambda row: row["weights"], "steps": lambda row: f"{row['steps']}",
+        "noise seed": lambda row: "run's" if row.get("noise_seed") is None else str(row["noise_seed"])}
 
 
 def format_table(rows: list[dict], lead: dict = LEAD) -> str:

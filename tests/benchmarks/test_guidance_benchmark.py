@@ -38,7 +38,7 @@ def test_rows_resume_and_table(bench, run, tmp_path, capsys):
     # cfg 1 does not guide, so it gets one row; cfg 2 one per interval
     assert sorted((r["cfg"], tuple(r["interval"] or ())) for r in rows) == [(1.0, ()), (2.0, ()), (2.0, (0.1, 8.0))]
     assert all(r["step"] == 5 and r["steps"] == 3 and math.isfinite(r["fid"]) for r in rows)
-    assert "| weights | steps | cfg | interval |" in capsys.readouterr().out
+    assert "| weights | steps | noise seed | cfg | interval |" in capsys.readouterr().out
     assert bench.main(args) == 0  # everything is there: nothing is sampled again
     assert json.loads(out.read_text())["rows"] == rows
     assert "cfg    2" not in capsys.readouterr().out
@@ -55,6 +55,17 @@ def test_churn_is_an_axis_of_the_grid(bench, run, tmp_path):
     out.write_text(json.dumps({"rows": legacy}))
     assert bench.main(args[:-2] + ["--out", str(out)]) == 0
     assert len(json.loads(out.read_text())["rows"]) == 2  # the old row counts as S_churn 0: only 4 is added
+
+
+def test_noise_seed_is_an_axis_of_the_grid(bench, run, tmp_path):
+    out = tmp_path / "guidance.json"
+    common = [str(run), "--cfg", "2", "--interval", "none", "--num-samples", "12", "--out", str(out)]
+    assert bench.main(common) == 0  # the run's own seed (0, the preset's)
+    assert bench.main(common + ["--noise-seed", "0", "1"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["noise_seed"] for r in rows] == [None, 0, 1]
+    assert rows[1]["fid"] == rows[0]["fid"]  # seed 0 is the run's seed: the same noise, the same samples
+    assert rows[2]["fid"] != rows[0]["fid"]  # another seed really draws other noise
 
 
 def test_bad_input_exits_2(bench, run, tmp_path, capsys):
