@@ -44,6 +44,10 @@ EMA_999 = ["train.ema.decay=0.999"]
 PATCH_2 = ["model.patch_size=2", "model.hidden_size=64", "model.num_heads=2", "model.decoder_depth=0",
            'losses.terms=[{"name": "dsm", "weight": 1.0}]',
            "train.phases.0.steps=1250", "train.phases.1.steps=125"]
+# plain DiT (no mask, no decoder, DSM only): the sparsity study found it ahead of every sparse
+# method at 64 tokens after ~half its budget; 1,650 steps cost the preset's training FLOPs
+DIT = ["model.decoder_depth=0", 'masking={"name": "none"}', 'losses.terms=[{"name": "dsm", "weight": 1.0}]',
+       'train.phases=[{"name": "dense", "steps": 1650}]']
 RECIPES: dict[str, list[str]] = {
     "base": [],  # the default preset as it is
     "ema999": EMA_999,
@@ -55,10 +59,18 @@ RECIPES: dict[str, list[str]] = {
     # a quarter of the batch, ~3.5x the steps (b32 at seed 1: FID 21.0 against the preset's 37.0)
     "b16": ["train.batch_size=16", "train.warmup_steps=800", "train.phases.0.steps=7600",
             "train.phases.1.steps=1100"],
-    # plain DiT (no mask, no decoder, DSM only): the sparsity study found it ahead of every sparse
-    # method at 64 tokens after ~half its budget; 1,650 steps cost the preset's training FLOPs
-    "dit": ["model.decoder_depth=0", 'masking={"name": "none"}', 'losses.terms=[{"name": "dsm", "weight": 1.0}]',
-            'train.phases=[{"name": "dense", "steps": 1650}]'],
+    "dit": DIT,
+    # DiT at other widths and depths, each at the steps that cost the preset's training FLOPs: every
+    # lr / EMA / batch / method recipe above sat at a median FID of ~21, so the model's size is the
+    # axis left (a smaller model for more steps, or a larger one for fewer)
+    "dit-d4": DIT[:-1] + ["model.depth=4", 'train.phases=[{"name": "dense", "steps": 2450}]'],
+    "dit-d3": DIT[:-1] + ["model.depth=3", 'train.phases=[{"name": "dense", "steps": 3250}]'],
+    "dit-w96": DIT[:-1] + ["model.hidden_size=96", "model.num_heads=3",
+                           'train.phases=[{"name": "dense", "steps": 2800}]'],
+    "dit-d4w96": DIT[:-1] + ["model.depth=4", "model.hidden_size=96", "model.num_heads=3",
+                             'train.phases=[{"name": "dense", "steps": 4250}]'],
+    "dit-w160": DIT[:-1] + ["model.hidden_size=160", "model.num_heads=5",
+                            'train.phases=[{"name": "dense", "steps": 1080}]'],
     # the study's best FID at 256 tokens: deferred masking (MicroDiT) after a 2-block patch-mixer
     "p2-deferred": PATCH_2 + ['model.routing={"start": 2}'],
     # TREAD routing: blocks 1-4 on the kept half, the rest rejoin before block 5
