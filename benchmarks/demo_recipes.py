@@ -65,6 +65,7 @@ RECIPES: dict[str, list[str]] = {
     # axis left (a smaller model for more steps, or a larger one for fewer)
     "dit-d4": DIT[:-1] + ["model.depth=4", 'train.phases=[{"name": "dense", "steps": 2450}]'],
     "dit-d3": DIT[:-1] + ["model.depth=3", 'train.phases=[{"name": "dense", "steps": 3250}]'],
+    "dit-d2": DIT[:-1] + ["model.depth=2", 'train.phases=[{"name": "dense", "steps": 4900}]'],
     "dit-w96": DIT[:-1] + ["model.hidden_size=96", "model.num_heads=3",
                            'train.phases=[{"name": "dense", "steps": 2800}]'],
     "dit-d4w96": DIT[:-1] + ["model.depth=4", "model.hidden_size=96", "model.num_heads=3",
