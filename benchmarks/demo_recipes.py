@@ -1,15 +1,17 @@
-"""Candidate recipes for ``make demo``, over seeds: each recipe is the ``default`` preset plus a
-few ``--set`` overrides. Every (recipe, seed) trains with ``python -m maskdit.build`` (its own run
-folder, its own eval.json at the preset's sampler), then its EMA checkpoint is scored at every
-guidance setting by benchmarks/guidance.py (1,000 samples, the same initial noise per row).
+"""Candidate recipes for ``make demo``, over seeds: each recipe is the ``maskdit-demo`` preset (the
+MaskDiT that ``make demo`` ran until 2026-12-05, kept as the base so that every recorded run keeps
+its meaning) plus a few ``--set`` overrides; the ``default`` preset is now the recipe ``dit-d3``
+with guidance 2. Every (recipe, seed) trains with ``python -m maskdit.build`` (its own run folder,
+its own eval.json at the recipe's sampler), then its EMA checkpoint is scored at every guidance
+setting by benchmarks/guidance.py (1,000 samples, the same initial noise per row).
 
     python benchmarks/demo_recipes.py run --recipes base ema999 --seeds 0 1 --work-dir runs/demo-recipes
     python benchmarks/demo_recipes.py report
 
-A recipe that keeps the preset's model and batch keeps its step counts, so a step costs what it
-costs in ``make demo`` and only what a step does (its lr, its average) changes; one with another
-model, masking or batch gets the steps that cost at most the preset's training FLOPs (its sparse
-steps save less time than FLOPs, so this stays within ``make demo``'s wall-clock). ``run``
+A recipe that keeps the base preset's model and batch keeps its step counts, so a step costs what
+the base's step costs and only what a step does (its lr, its average) changes; one with another
+model, masking or batch gets the steps that cost at most the base's training FLOPs (sparse steps
+save less time than FLOPs, so this stays within the base's wall-clock). ``run``
 writes --out after every run and every sampler row and skips what it holds, and a training that
 was interrupted resumes from its checkpoint, so the study survives a lost session. Exit codes:
 0 ok, 1 a training failed, 2 bad input.
@@ -30,6 +32,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+BASE_PRESET = "maskdit-demo"  # what every recipe overrides
 sys.path.insert(0, str(HERE))  # the sibling script below, also when this file is imported by path
 import guidance  # noqa: E402  (one sweep implementation)
 
@@ -49,7 +52,7 @@ PATCH_2 = ["model.patch_size=2", "model.hidden_size=64", "model.num_heads=2", "m
 DIT = ["model.decoder_depth=0", 'masking={"name": "none"}', 'losses.terms=[{"name": "dsm", "weight": 1.0}]',
        'train.phases=[{"name": "dense", "steps": 1650}]']
 RECIPES: dict[str, list[str]] = {
-    "base": [],  # the default preset as it is
+    "base": [],  # the base preset as it is (make demo's MaskDiT until 2026-12-05)
     "ema999": EMA_999,
     "wsd": WSD + EMA_999,  # as it was tested
     "wsd98": WSD,  # the cool-down with the preset's EMA (0.98)
@@ -120,7 +123,7 @@ def save(path: Path, data: dict) -> None:
 
 def train(run_dir: Path, recipe: str, seed: int, threads: int) -> float:
     """Train one run to the end (resuming a started one); returns its wall-clock seconds."""
-    command = [sys.executable, "-m", "maskdit.build", "--runs", str(run_dir.parent),
+    command = [sys.executable, "-m", "maskdit.build", BASE_PRESET, "--runs", str(run_dir.parent),
                "--set", f"name={run_dir.name}", "--set", f"seed={seed}"]
     for override in RECIPES[recipe]:
         command += ["--set", override]

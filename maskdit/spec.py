@@ -193,7 +193,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node[leaf] = value
         if key == "train.steps" and isinstance(result.get("train"), dict) and result["train"].get("phases"):
             phases = result["train"]["phases"]
-            raise ValueError(f"train.steps: this spec trains in {len(phases)} phases, whose steps set the "
+            count = f"{len(phases)} phase" + ("s" if len(phases) != 1 else "")
+            raise ValueError(f"train.steps: this spec trains in {count}, whose steps set the "
                              "length; set train.phases.<i>.steps instead (e.g. train.phases.0.steps=...)")
     return result
 

@@ -86,7 +86,7 @@ def test_presets_and_examples_dry_run(spec, capsys):
 
 
 def test_dry_run_summary_reports_kept_tokens(capsys):
-    assert main(["default", "--dry-run", "--set", "masking.ratio=0.75"]) == 0
+    assert main(["maskdit-demo", "--dry-run", "--set", "masking.ratio=0.75"]) == 0
     out = capsys.readouterr().out
     assert "encoder sees >= 16 of 64 tokens" in out
 
@@ -102,7 +102,7 @@ def test_dry_run_summary_reports_kept_tokens(capsys):
     ],
 )
 def test_overrides_are_validated(override, fragment, capsys):
-    assert main(["default", "--dry-run", "--set", override]) == 2
+    assert main(["maskdit-demo", "--dry-run", "--set", override]) == 2
     assert fragment in capsys.readouterr().err
 
 

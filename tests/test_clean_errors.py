@@ -128,10 +128,12 @@ def test_booleans_are_not_step_counts(tmp_path, capsys, value):
 
 
 def test_steps_on_a_phased_spec_says_what_to_set(capsys):
-    assert build(["default", "--dry-run", "--set", "train.steps=8"]) == 2
+    assert build(["maskdit-demo", "--dry-run", "--set", "train.steps=8"]) == 2
     one_clear_line(capsys, "train.steps: this spec trains in 2 phases", "train.phases.<i>.steps")
-    assert build(["default", "--dry-run", "--set", "train.phases.0.steps=8"]) == 0
+    assert build(["maskdit-demo", "--dry-run", "--set", "train.phases.0.steps=8"]) == 0
     assert "2600 steps" not in capsys.readouterr().out
+    assert build(["default", "--dry-run", "--set", "train.steps=8"]) == 2
+    one_clear_line(capsys, "train.steps: this spec trains in 1 phase,", "train.phases.<i>.steps")
 
 
 def test_not_safetensors_to_sample_and_evaluate_is_one_line(tmp_path, capsys):

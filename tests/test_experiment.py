@@ -30,8 +30,8 @@ class Recorder(torch.nn.Module):
         return torch.zeros_like(x)
 
 
-def test_the_default_presets_objective_draws_and_scores():
-    spec = load_spec("default")
+def test_the_maskdit_presets_objective_draws_and_scores():
+    spec = load_spec("maskdit-demo")
     objective = Experiment(spec).objective()
     assert objective.patch_size == spec.model.patch_size and objective.num_classes == spec.model.num_classes
     size = spec.model.input_size
@@ -43,7 +43,7 @@ def test_the_default_presets_objective_draws_and_scores():
 
 
 def test_each_phase_gets_its_masking_and_terms_else_the_experiments():
-    experiment = Experiment(load_spec("default"))  # phases: masked (the experiment's), unmasking (its own)
+    experiment = Experiment(load_spec("maskdit-demo"))  # phases: masked (the experiment's), unmasking (its own)
     masked, unmasking = (experiment.objective(phase.spec) for phase in phases_of(experiment.spec.train))
     assert isinstance(masked.masking, RandomMasking) and [t.name for t in masked.terms] == ["dsm", "mae"]
     assert isinstance(unmasking.masking, NoMasking) and [t.name for t in unmasking.terms] == ["dsm"]

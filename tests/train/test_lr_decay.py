@@ -66,7 +66,7 @@ def test_dry_run_summary_names_each_decay():
     from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
     from maskdit.summary import summarize
 
-    data = apply_overrides(load_spec_dict("default"), ['train.phases.1.lr_decay={"shape": "cosine"}'])
+    data = apply_overrides(load_spec_dict("maskdit-demo"), ['train.phases.1.lr_decay={"shape": "cosine"}'])
     rows = dict(summarize(Experiment(ExperimentSpec.model_validate(data))))
     assert "unmasking 300 cosine lr decay to 0x over the last 100%" in rows["train"]
     assert "in each phase" not in rows["train"]
