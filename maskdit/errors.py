@@ -51,6 +51,12 @@ def validation_lines(err: ValidationError, data: Any = None, *, prefix: str = ""
                        "(a plugin's name needs its module: --plugin MODULE)")
         else:
             message = _LONG_QUOTE.sub(lambda m: short(m.group(1)), problem["msg"].removeprefix("Value error, "))
+            owner = _owner(problem["loc"], data) if problem["type"] == "extra_forbidden" else None
+            if isinstance(owner, dict) and isinstance(owner.get("name"), str):
+                # e.g. masking.ratio on {"name": "none"}: the field belongs to another kind of plugin
+                where, field = path.rsplit(".", 1)
+                message += (f": the {owner['name']!r} {where} has no field {field!r} (a field of another kind "
+                            f"needs the whole object: {where}={{\"name\": ..., ...}})")
         given = problem.get("input")
         shown = "" if problem["type"] in ("missing", "model_type") or isinstance(given, (dict, list)) else f" (got {short(given)})"
         lines.append(f"{path}: {message}{shown}")
@@ -71,3 +77,14 @@ def user_path(loc: tuple, data: Any) -> str:
             continue
         parts.append(str(part))
     return ".".join(parts)
+
+
+def _owner(loc: tuple, data: Any) -> Any:
+    """The object of ``data`` that holds the field at ``loc`` (union tags skipped), or None."""
+    node = data
+    for part in loc[:-1]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+    return None if node is data else node  # the document's own top-level name is not a plugin's

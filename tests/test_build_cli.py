@@ -106,6 +106,17 @@ def test_overrides_are_validated(override, fragment, capsys):
     assert fragment in capsys.readouterr().err
 
 
+def test_a_field_of_another_plugin_kind_names_the_kind_it_was_set_on(capsys):
+    # the default preset trains without masking: a ratio belongs to another kind of masking
+    assert main(["default", "--dry-run", "--set", "masking.ratio=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "masking.ratio: Extra inputs are not permitted: the 'none' masking has no field 'ratio'" in err
+    assert 'masking={"name": ..., ...}' in err
+    assert main(["default", "--dry-run", "--set", 'masking={"name": "random", "ratio": 0.5}']) == 0
+    assert main(["default", "--dry-run", "--set", "train.nonsense=1"]) == 2  # train is no plugin: no hint
+    assert capsys.readouterr().err.strip().endswith("train.nonsense: Extra inputs are not permitted (got 1)")
+
+
 def test_schema_is_json(capsys):
     assert main(["--schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
