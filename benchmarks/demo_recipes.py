@@ -1,6 +1,6 @@
 """Candidate recipes for ``make demo``, over seeds: each recipe is the ``maskdit-demo`` preset (the
 MaskDiT that ``make demo`` ran until 2026-12-05, kept as the base so that every recorded run keeps
-its meaning) plus a few ``--set`` overrides; the ``default`` preset is now the recipe ``dit-d3``
+its meaning) plus a few ``--set`` overrides; the ``default`` preset is now the recipe ``dit-d4w96``
 with guidance 2. Every (recipe, seed) trains with ``python -m maskdit.build`` (its own run folder,
 its own eval.json at the recipe's sampler), then its EMA checkpoint is scored at every guidance
 setting by benchmarks/guidance.py (1,000 samples, the same initial noise per row).
