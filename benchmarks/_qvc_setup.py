@@ -1,8 +1,9 @@
 """The quality-vs-compute study's variants: four token-sparsity methods and DiT on one backbone.
 
 Every variant of a layout shares the encoder (depth, width, heads, patch), the optimiser, precision
-(fp32), batch, data order and noise distribution of the ``default`` preset, and one EMA (STUDY_EMA,
-the preset's until 2026-12-02, pinned so the committed records stay comparable); they differ only
+(fp32), batch, data order and noise distribution of the ``maskdit-demo`` preset (``make demo``'s
+until 2026-12-05), the layout's EMA and sampler (STUDY_EMA, the demo's until 2026-12-02, pinned so
+the committed records stay comparable; the "64s" layout, added later, uses today's); they differ only
 in the model's routing (where tokens leave and rejoin, what fills them), the decoder (MaskDiT
 only), the mask ratio, what the loss covers, and whether the model needs unmasked tuning before
 it is used.
@@ -18,7 +19,7 @@ from maskdit.spec import ExperimentSpec, load_spec_dict
 
 DSM = [{"name": "dsm", "weight": 1.0}]
 DSM_MAE = [{"name": "dsm", "weight": 1.0}, {"name": "mae", "weight": 0.1}]
-TUNE_LR = 5e-4  # the default preset's unmasking lr
+TUNE_LR = 5e-4  # the maskdit-demo preset's unmasking lr
 STUDY_EMA = {"decay": 0.999, "warmup": True}  # every committed record was trained with it
 
 
@@ -35,14 +36,15 @@ class Variant:
 
 
 def _variants(depth: int) -> dict[str, Variant]:
-    route = {"start": 1, "end": depth - 1}  # TREAD / SPRINT: first and last block dense (a 6-block encoder)
+    route = {"start": 1, "end": depth - 1}  # TREAD / SPRINT: first and last block dense
+    mixer = {"start": max(1, depth // 3)}  # deferred masking's patch-mixer: 2 of 6 blocks, 1 of 4
     maskdit = {"decoder": True}
     return {
         "dit": Variant("dit", 0.0, {}, DSM, tune=False),
         "maskdit-0.25": Variant("maskdit", 0.25, maskdit, DSM_MAE, tune=True),
         "maskdit-0.5": Variant("maskdit", 0.5, maskdit, DSM_MAE, tune=True),
-        "deferred-0.5": Variant("deferred", 0.5, {"routing": {"start": 2}}, DSM, tune=True),
-        "deferred-0.75": Variant("deferred", 0.75, {"routing": {"start": 2}}, DSM, tune=True),
+        "deferred-0.5": Variant("deferred", 0.5, {"routing": mixer}, DSM, tune=True),
+        "deferred-0.75": Variant("deferred", 0.75, {"routing": mixer}, DSM, tune=True),
         "tread-0.5": Variant("tread", 0.5, {"routing": {**route, "fill": "exit"}}, DSM, tune=False),
         "sprint-0.75": Variant("sprint", 0.75, {"routing": {**route, "fill": "mask_token", "fuse": "concat"}}, DSM,
                                tune=True),
@@ -59,6 +61,8 @@ class Layout:
     hidden_size: int
     num_heads: int
     train_seconds: float  # DiT's training budget; every variant gets the same calibrated wall-clock
+    ema: tuple[float, bool] = (STUDY_EMA["decay"], STUDY_EMA["warmup"])  # (decay, warm-up)
+    sampler: tuple[tuple[str, Any], ...] = ()  # sampler settings beyond Euler's steps and guidance
 
     @property
     def tokens(self) -> int:
@@ -70,7 +74,7 @@ class Layout:
                 "num_classes": 10, "label_embedder": "onehot"}
 
     def decoder(self) -> dict[str, Any]:
-        width = self.hidden_size // 2  # as the default preset: 2 blocks at half the width, 32-wide heads
+        width = self.hidden_size // 2  # as maskdit-demo: 2 blocks at half the width, 32-wide heads
         return {"decoder_depth": 2, "decoder_hidden_size": width, "decoder_num_heads": max(width // 32, 1)}
 
     @property
@@ -79,10 +83,15 @@ class Layout:
 
 
 LAYOUTS = {
-    # the default preset's backbone: patch 4 on 32 x 32 digits, 6 x 128, 2.1M parameters
+    # the maskdit-demo preset's backbone: patch 4 on 32 x 32 digits, 6 x 128, 2.1M parameters
     "64": Layout("64", patch_size=4, depth=6, hidden_size=128, num_heads=4, train_seconds=600),
     # patch 2: four times the tokens, half the width so that a DiT step costs about the same
     "256": Layout("256", patch_size=2, depth=6, hidden_size=64, num_heads=2, train_seconds=600),
+    # make demo's DiT since 2026-12-05 (4 x 96, 0.73M parameters), with its EMA and sampler: the size
+    # at which dense DiT trains best for the demo's FLOPs. 730 s is its 4,250 steps at 1 thread on the
+    # AVX512-BF16 EPYC VM (calibrate and run with --threads 1)
+    "64s": Layout("64s", patch_size=4, depth=4, hidden_size=96, num_heads=3, train_seconds=730,
+                  ema=(0.98, True), sampler=(("cfg_interval", (0.1, 8.0)), ("s_churn", 4.0))),
 }
 
 
@@ -92,7 +101,7 @@ def variant_spec(layout: Layout, name: str, *, main_steps: int, tune_steps: int 
     """The experiment spec of one variant: ``main_steps`` of its recipe, then (a tuning branch)
     ``tune_steps`` unmasked DSM steps at the tuning lr."""
     variant = layout.variants[name]
-    data = copy.deepcopy(load_spec_dict("default"))
+    data = copy.deepcopy(load_spec_dict("maskdit-demo"))
     model = layout.model()
     if variant.model.get("decoder"):
         model.update(layout.decoder())
@@ -101,14 +110,15 @@ def variant_spec(layout: Layout, name: str, *, main_steps: int, tune_steps: int 
     data.update(name=f"qvc-{layout.name}-{name}", seed=seed, model=model)
     data["masking"] = {"name": "random", "ratio": variant.ratio} if variant.ratio else {"name": "none"}
     data["losses"] = {**data["losses"], "terms": variant.terms}
-    data["sampler"] = {"name": "euler", "steps": sampler_steps, "cfg_scale": cfg_scale}
+    data["sampler"] = {"name": "euler", "steps": sampler_steps, "cfg_scale": cfg_scale, **dict(layout.sampler)}
     phases = [{"name": "main", "steps": main_steps}]
     if tune_steps:
         phases.append({"name": "tune", "steps": tune_steps, "masking": {"name": "none"}, "loss_terms": DSM,
                        "lr": TUNE_LR})
     every = eval_every or main_steps + tune_steps
     data["train"] = {**data["train"], "phases": phases, "checkpoint_every": every, "keep_checkpoints": 1,
-                     "sample_every": eval_every, "log_every": 50, "ema": dict(STUDY_EMA)}
+                     "sample_every": eval_every, "log_every": 50,
+                     "ema": {"decay": layout.ema[0], "warmup": layout.ema[1]}}
     data["eval"] = {**data["eval"], "num_samples": num_samples, "batch_size": 250,
                     "metrics": ["fid", "class_accuracy"], "grid_per_class": 10}
     return ExperimentSpec.model_validate(data)

@@ -141,6 +141,38 @@ def test_variant_specs_differ_only_where_the_recipe_says(qvc):
     assert setup.LAYOUTS["256"].tokens == 256
 
 
+def test_the_small_layout_is_make_demos_dit_with_its_ema_and_sampler(qvc):
+    setup = qvc["_qvc_setup"]
+    layout = setup.LAYOUTS["64s"]
+    specs = {name: setup.variant_spec(layout, name, main_steps=100) for name in layout.variants}
+    dit = specs["dit"]
+    assert (dit.model.depth, dit.model.hidden_size, dit.model.num_heads, layout.tokens) == (4, 96, 3, 64)
+    assert dit.train.ema.decay == 0.98 and tuple(dit.sampler.cfg_interval) == (0.1, 8.0) and dit.sampler.s_churn == 4
+    routing = specs["tread-0.5"].model.routing
+    assert (routing.start, routing.end, routing.fill) == (1, 3, "exit")  # the first and last block dense
+    assert specs["deferred-0.5"].model.routing.start == 1  # a 1-block patch-mixer of 4, as 2 of 6
+    assert specs["maskdit-0.5"].model.decoder_hidden_size == 48
+
+
+def test_the_committed_records_are_what_variant_spec_builds_today(qvc):
+    """A record's spec is what a resumed or re-run variant trains: the setup must still build it."""
+    setup = qvc["_qvc_setup"]
+
+    def without_later_fields(tree):  # fields added to the spec after a record was written (default None)
+        if isinstance(tree, dict):
+            return {k: without_later_fields(v) for k, v in tree.items() if k != "lr_decay"}
+        return [without_later_fields(v) for v in tree] if isinstance(tree, list) else tree
+
+    paths = sorted((BENCHMARKS / "qvc").glob("*/*-s*.json"))
+    assert len(paths) >= 10
+    for path in paths:
+        record = json.loads(path.read_text())
+        plan = record["plan"]
+        spec = setup.variant_spec(setup.LAYOUTS[record["layout"]], record["variant"], main_steps=plan["main_steps"],
+                                  seed=record["seed"], eval_every=plan["eval_steps"][1] - plan["eval_steps"][0])
+        assert without_later_fields(spec.model_dump(mode="json")) == without_later_fields(record["spec"]), path
+
+
 def test_plan_sizes_runs_by_calibrated_step_time(qvc):
     cli, setup = qvc["quality_vs_compute"], qvc["_qvc_setup"]
     calibration = {"seconds_per_step": {"dit": 0.25, "maskdit-0.5": 0.125, "maskdit-0.5/tune": 0.3}}
