@@ -141,7 +141,7 @@ def _cell(spread: dict[str, float] | None, every: bool = True, digits: int = 2) 
 def format_table(layout: str, summary: dict[str, Any]) -> str:
     header = (f"{'variant':14s} {'seeds':>5s} {'step t':>6s} {'loss: time':>18s} {'loss: FLOPs':>18s} "
               f"{'FID: time':>18s} {'final loss':>10s} {'best FID':>16s} {'cfg1 FID':>9s} {'acc':>6s}")
-    lines = [f"layout {layout} tokens", header, "-" * len(header)]
+    lines = [f"layout {layout}", header, "-" * len(header)]
     for name, row in sorted(summary["variants"].items(), key=lambda item: (item[0] != "dit", item[0])):
         lines.append(
             f"{name:14s} {len(row['seeds']):5d} {_cell(row['step_time_vs_dit']):>6s} "
@@ -196,7 +196,7 @@ def plot(records_by_layout: dict[str, list[dict[str, Any]]], path: Path) -> None
             axes.set_ylabel(ylabel)
             axes.set_yscale("log")
             axes.grid(alpha=0.3, which="both")
-            axes.set_title(f"{layout} tokens")
+            axes.set_title(f"layout {layout}")
             if col == 0:
                 axes.legend(fontsize=7)
     figure.savefig(path, dpi=100)
