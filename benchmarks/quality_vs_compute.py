@@ -12,7 +12,9 @@ Variants (benchmarks/_qvc_setup.py), all on the same encoder of a layout, same r
   sprint-0.75     sparse-deep (SPRINT, Park et al. 2025): blocks 1-4 on a quarter of the tokens,
                   mask-token padding + concat fusion with block 0's output; DSM on all; tuned
 
-Layouts: "64" (patch 4, the default preset's 6 x 128 encoder) and "256" (patch 2, 6 x 64).
+Layouts: "64" (patch 4, the maskdit-demo preset's 6 x 128 encoder), "256" (patch 2, 6 x 64) and
+"64s" (patch 4, make demo's DiT 4 x 96 with its EMA 0.98 and guidance-interval sampler; on its
+depth 4 the deferred mixer is 1 block and TREAD / SPRINT route around blocks 1-2; 730 s at 1 thread).
 
 How it cannot fool us:
 - Time is calibrated: every variant's main and tuning step is timed, all interleaved in one
@@ -32,6 +34,7 @@ How it cannot fool us:
     python benchmarks/quality_vs_compute.py calibrate --layout 64   # ~3 min, idle machine
     python benchmarks/quality_vs_compute.py run --layout 64         # the plan; resumes; ~2.5 h
     python benchmarks/quality_vs_compute.py run --layout 256        # DiT, MaskDiT 0.5, the two best
+    python benchmarks/quality_vs_compute.py run --layout 64s --threads 1 --cfgs 1 1.5 2 2.5 3
     python benchmarks/quality_vs_compute.py report                  # table, summary.json, plot
 """
 
