@@ -177,9 +177,11 @@ def plot(records_by_layout: dict[str, list[dict[str, Any]]], path: Path) -> None
     layouts = [name for name, records in records_by_layout.items() if records]
     figure = Figure(figsize=(15, 4.2 * max(len(layouts), 1)), layout="constrained")
     FigureCanvasAgg(figure)
+    # one colour per variant across every layout's row, so that rows can be read against each other
+    variants = sorted({r["variant"] for records in records_by_layout.values() for r in records})
+    colours = {name: f"C{i}" for i, name in enumerate(variants)}
     for row, layout in enumerate(layouts):
         records = sorted(records_by_layout[layout], key=lambda r: (r["variant"], r["seed"]))
-        colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(r["variant"] for r in records))}
         panels = (("seconds", 1.0, "heldout_loss", "calibrated training wall-clock (s)", "held-out EDM loss"),
                   ("macs", 1e12, "heldout_loss", "training compute (TMAC)", "held-out EDM loss"),
                   ("seconds", 1.0, "best_fid", "calibrated training wall-clock (s)", "digits FID, best guidance"))
