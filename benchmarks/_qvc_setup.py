@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from maskdit.spec import ExperimentSpec, load_spec_dict
+from maskdit.app.experiment_spec import ExperimentSpec, load_spec_dict
 
 DSM = [{"name": "dsm", "weight": 1.0}]
 DSM_MAE = [{"name": "dsm", "weight": 1.0}, {"name": "mae", "weight": 0.1}]

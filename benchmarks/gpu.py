@@ -38,8 +38,16 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _steps import (  # noqa: E402
-    compiled_sharing_weights, format_table, machine, make_step, peak_cuda_bytes, saved_activation_bytes, state_bytes,
-    sync, timed_ms, timing_row,
+    compiled_sharing_weights,
+    format_table,
+    machine,
+    make_step,
+    peak_cuda_bytes,
+    saved_activation_bytes,
+    state_bytes,
+    sync,
+    timed_ms,
+    timing_row,
 )
 
 from maskdit.core import ModelSpec, build_denoiser  # noqa: E402,I001

@@ -32,10 +32,10 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from maskdit.eval.run import evaluate_denoiser  # noqa: E402
-from maskdit.experiment import Experiment  # noqa: E402
-from maskdit.interop.files import CheckpointError  # noqa: E402
-from maskdit.load import open_run  # noqa: E402
+from maskdit.app.evaluation import evaluate_denoiser  # noqa: E402
+from maskdit.app.experiment import Experiment  # noqa: E402
+from maskdit.app.run_loading import open_run  # noqa: E402
+from maskdit.io.weight_files import CheckpointError  # noqa: E402
 
 
 def parse_interval(text: str) -> tuple[float, float] | None:

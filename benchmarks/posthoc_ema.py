@@ -46,11 +46,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the sibling script below, also when this file is imported by path
 import guidance  # noqa: E402  (one scoring implementation)
 
-from maskdit.core.build import build_model, wrap  # noqa: E402
-from maskdit.experiment import Experiment  # noqa: E402
+from maskdit.app.experiment import Experiment  # noqa: E402
+from maskdit.app.experiment_spec import ExperimentSpec  # noqa: E402
+from maskdit.core.factory import build_model, wrap  # noqa: E402
 from maskdit.interop.strict import load_strict  # noqa: E402
-from maskdit.spec import ExperimentSpec  # noqa: E402
-from maskdit.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_state  # noqa: E402
+from maskdit.io.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_state  # noqa: E402
 
 SIGMA_REL_MAX = math.sqrt(1 / 12)  # sigma_rel at gamma = 0 (a uniform average of the whole run)
 LOST_WEIGHT_LIMIT = 0.01  # a profile may put at most this share of its weight before the first snapshot

@@ -52,11 +52,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _qvc_report import format_ratio_curves, format_table, plot, retime, summarize_layout  # noqa: E402
 from _qvc_setup import LAYOUTS, Layout, variant_spec  # noqa: E402
-from _qvc_train import (HeldOutLoss, calibrate, fid_sweep, read_json, ready_model, run_variant,  # noqa: E402
-                        write_json)
+from _qvc_train import HeldOutLoss, calibrate, fid_sweep, read_json, ready_model, run_variant, write_json  # noqa: E402
 from _steps import machine  # noqa: E402
 
-from maskdit.experiment import Experiment
+from maskdit.app.experiment import Experiment
 
 HERE = Path(__file__).resolve().parent
 TUNE_FRACTION = 0.06  # of a run's main steps: the tuning branch at every point

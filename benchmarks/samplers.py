@@ -73,7 +73,7 @@ def build_section(section: dict, null_label: int | None):
     """(validated sampler spec, ready Sampler) for a sampler section."""
     from pydantic import TypeAdapter
 
-    from maskdit.experiment import sampler_for
+    from maskdit.app.experiment import sampler_for
     from maskdit.samplers.specs import SamplerSpec
 
     spec = TypeAdapter(SamplerSpec).validate_python(section)
@@ -111,8 +111,8 @@ def plan(samplers, targets, cfg_scale: float, schedule: str, null_label: int | N
 
 def load_checkpoint_for_benchmark(path: Path):
     """(experiment spec, EMA denoiser in eval mode, training step) of a training checkpoint or run folder."""
-    from maskdit.errors import InputError
-    from maskdit.load import open_run
+    from maskdit.app.run_loading import open_run
+    from maskdit.config.errors import InputError
 
     loaded = open_run(path, "ema")
     if loaded.spec is None:
@@ -122,7 +122,7 @@ def load_checkpoint_for_benchmark(path: Path):
 
 def run_spec(spec, section: dict, num_samples: int, seed: int):
     """The experiment spec of one run: the checkpoint's, with this sampler and eval section."""
-    from maskdit.spec import ExperimentSpec
+    from maskdit.app.experiment_spec import ExperimentSpec
 
     data = spec.model_dump(mode="json")
     data["sampler"] = section
@@ -200,8 +200,8 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from maskdit.cli import EXIT_BAD_INPUT
-    from maskdit.errors import InputError
+    from maskdit.app.cli import EXIT_BAD_INPUT
+    from maskdit.config.errors import InputError
 
     if not args.checkpoint.exists():
         print(f"error: checkpoint {args.checkpoint} not found (train one with `make demo` / python -m maskdit.build, "
@@ -216,8 +216,8 @@ def main(argv=None) -> int:
     null_label = spec.model.num_classes or None
     entries = plan(args.samplers, args.nfe, cfg_scale, args.schedule, null_label)
 
-    from maskdit.eval.run import evaluate_denoiser
-    from maskdit.experiment import Experiment
+    from maskdit.app.evaluation import evaluate_denoiser
+    from maskdit.app.experiment import Experiment
 
     base = run_spec(spec, entries[0]["section"], args.num_samples, args.seed)
     started = time.perf_counter()

@@ -48,12 +48,22 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _steps import (  # noqa: E402
-    VARIANTS, compiled_sharing_weights, format_table, machine, make_step, peak_cuda_bytes, saved_activation_bytes,
-    state_bytes, timed_ms, timing_row,
+    VARIANTS,
+    compiled_sharing_weights,
+    format_table,
+    machine,
+    make_step,
+    peak_cuda_bytes,
+    saved_activation_bytes,
+    state_bytes,
+    timed_ms,
+    timing_row,
 )
 
 from maskdit.core import (  # noqa: E402,I001
-    MODEL_PRESETS, ModelSpec, build_denoiser,
+    MODEL_PRESETS,
+    ModelSpec,
+    build_denoiser,
 )
 
 REFERENCE_MS = {"MaskDiT-S/2": {0.5: 2126.0, 0.0: 2615.0}}  # the reference MaskDiT code, timed on a 2-core CPU, recorded

@@ -3,6 +3,10 @@
 The most used building blocks are re-exported here; each subpackage has the full set.
 """
 
+from maskdit.app.experiment import Experiment
+from maskdit.app.experiment_spec import ExperimentSpec, load_spec
+from maskdit.app.run_loading import load_run
+from maskdit.config.registry import Registry, RegistryError
 from maskdit.core import (
     DDPMDenoiser,
     Denoiser,
@@ -12,7 +16,6 @@ from maskdit.core import (
     count_parameters,
     flops_per_forward,
 )
-from maskdit.experiment import Experiment
 from maskdit.interop import (
     export_reference_dit,
     export_reference_maskdit,
@@ -21,7 +24,6 @@ from maskdit.interop import (
     load_reference_maskdit,
     save_native,
 )
-from maskdit.load import load_run
 from maskdit.losses import Objective, build_objective, maskdit_objective
 from maskdit.masking import (
     MASKING,
@@ -33,7 +35,6 @@ from maskdit.masking import (
     RandomMasking,
     build_masking,
 )
-from maskdit.registry import Registry, RegistryError
 from maskdit.samplers import (
     build_sampler,
     cfg,
@@ -44,7 +45,6 @@ from maskdit.samplers import (
     sample_euler,
     sample_heun,
 )
-from maskdit.spec import ExperimentSpec, load_spec
 
 __version__ = "0.1.0"
 

@@ -20,9 +20,9 @@ import torch
 def main(argv: list[str] | None = None) -> int:
     import diffusers
 
+    from maskdit.app.run_loading import load_run
     from maskdit.core import ModelSpec, build_denoiser
     from maskdit.interop.diffusers import save_diffusers
-    from maskdit.load import load_run
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="?", default=None, help="run / checkpoint folder (default: a random DiT)")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from maskdit.build import main
-from maskdit.spec import preset_names
+from maskdit.app.experiment_spec import preset_names
+from maskdit.app.commands.build import main
 
 BAD_SPECS = Path(__file__).parent / "data" / "bad_specs"
 EXAMPLES = Path(__file__).parents[1] / "examples"

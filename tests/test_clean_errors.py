@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from maskdit.build import main as build
+from maskdit.app.commands.build import main as build
 from maskdit.data.imagefolder import load_image
 from maskdit.data.shards import ShardRecord
-from maskdit.evaluate import main as evaluate
-from maskdit.sample import main as sample
+from maskdit.app.commands.evaluate import main as evaluate
+from maskdit.app.commands.sample import main as sample
 from tests.datasets.folders import make_image_folder
 from tests.test_run_folder import TINY
 

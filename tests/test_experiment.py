@@ -5,13 +5,13 @@ from typing import Any, Literal
 import pytest
 import torch
 
-from maskdit.eval.run import evaluate_denoiser
-from maskdit.experiment import Experiment
+from maskdit.app.evaluation import evaluate_denoiser
+from maskdit.app.experiment import Experiment
+from maskdit.app.experiment_spec import ExperimentSpec, load_spec
+from maskdit.config.registry import register, registry
+from maskdit.config.spec_model import SpecModel
 from maskdit.masking import NoMasking, RandomMasking
-from maskdit.registry import register, registry
-from maskdit.spec import ExperimentSpec, load_spec
-from maskdit.spec_base import SpecModel
-from maskdit.train.schedule import phases_of
+from maskdit.train.phases import phases_of
 from tests.losses.toys import TinyMaskedDenoiser
 
 MODEL = {"input_size": 32, "in_channels": 1, "patch_size": 8, "depth": 1, "hidden_size": 32, "num_heads": 2,

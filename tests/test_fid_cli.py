@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskdit import fid
+from maskdit.app.commands import fid
 from maskdit.eval.frechet import frechet_distance
 from maskdit.eval.inception import WEIGHTS_NAME, FIDInception
 from maskdit.eval.stats import FeatureStats, FewSamplesWarning, save_stats

@@ -63,12 +63,17 @@ def readme_commands() -> list[tuple[str, str, list[str]]]:
     return commands
 
 
+def command_module(module: str) -> str:
+    """The module behind a README command: ``maskdit.build`` -> ``maskdit.app.commands.build``."""
+    return module.replace("maskdit.", "maskdit.app.commands.", 1)
+
+
 def parser_of(module: str):
-    return importlib.import_module(module).parse_args
+    return importlib.import_module(command_module(module)).parse_args
 
 
 def test_readme_commands_are_accepted_by_their_parsers():
-    from maskdit.spec import read_spec
+    from maskdit.app.experiment_spec import read_spec
 
     commands = readme_commands()
     assert [(launcher, module, args[0]) for launcher, module, args in commands] == EXPECTED
@@ -114,9 +119,9 @@ def test_readme_pipeline_runs_at_toy_scale(tmp_path, monkeypatch, capsys):
     import torch
     from safetensors.torch import load_file
 
-    from maskdit import fid
+    from maskdit.app.commands import fid
     from maskdit.eval.inception import WEIGHTS_NAME, FIDInception
-    from maskdit.train.checkpoint import latest_checkpoint
+    from maskdit.io.checkpoint import latest_checkpoint
     from tests.datasets.folders import make_image_folder, make_tiny_vae
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASKDIT_INCEPTION_WEIGHTS"):
@@ -153,7 +158,7 @@ def test_readme_pipeline_runs_at_toy_scale(tmp_path, monkeypatch, capsys):
         if index == 0:  # the one real torchrun launch: 2 gloo ranks share the shards
             torchrun_encode(argv + ["--shard-size", "8"], tmp_path)
             argv += ["--shard-size", "8", "--out", "data/one-rank-latents"]  # and one process, to compare
-        code = importlib.import_module(module).main(argv)
+        code = importlib.import_module(command_module(module)).main(argv)
         out = capsys.readouterr()
         assert code == 0, f"{module} {shlex.join(argv)}:\n{out.out[-2000:]}\n{out.err[-2000:]}"
         if index == 0:
@@ -200,9 +205,9 @@ def make_reference(path: Path, vae_dir: Path, extractor) -> None:
     """Decoded training latents as arr_0, with the statistics of their (toy) Inception features."""
     import torch
 
-    from maskdit import fid
-    from maskdit.data.latent_samples import write_adm_npz
-    from maskdit.data.latents import LatentDataset
+    from maskdit.app.commands import fid
+    from maskdit.data.latent_dataset import LatentDataset
+    from maskdit.data.latent_files import write_adm_npz
     from maskdit.data.vae import decode_latents, load_vae
     from maskdit.eval.stats import FewSamplesWarning
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from maskdit.build import main
-from maskdit.job import run_experiment
-from maskdit.spec import ExperimentSpec
-from maskdit.train import checkpoint as ckpt
+from maskdit.app.experiment_spec import ExperimentSpec
+from maskdit.app.training_run import run_experiment
+from maskdit.app.commands.build import main
+from maskdit.io import checkpoint as ckpt
 from maskdit.train.compile import compile_model
 
 TINY = {

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from maskdit import build, sample
-from maskdit.plugins import PluginLoadError, load_plugins
-from maskdit.registry import registry
+from maskdit.app.commands import build, sample
+from maskdit.config.plugins import PluginLoadError, load_plugins
+from maskdit.config.registry import registry
 
 ROOT = Path(__file__).parents[1]
 SECTION = (ROOT / "README.md").read_text(encoding="utf-8").split("## Extend maskdit", 1)[1].split("\n## ", 1)[0]
@@ -96,7 +96,7 @@ def test_readme_plugins_through_an_entry_point(plugin_dir, tmp_path, capsys):
     dist = plugin_dir / "readme_plugins_ep-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: readme-plugins-ep\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[maskdit.plugins]\nreadme = readme_plugins_ep\n")
+    (dist / "entry_points.txt").write_text("[maskdit.config.plugins]\nreadme = readme_plugins_ep\n")
     spec = _spec(tmp_path)
     assert build.main([spec, "--dry-run"]) == 0  # the installed package's entry point loads the module
     assert "readme_plugins_ep" in sys.modules

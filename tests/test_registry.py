@@ -5,8 +5,8 @@ from typing import Literal
 import pytest
 from pydantic import ValidationError
 
-from maskdit.registry import PLUGINS, Plugins, RegistryError, one_of, registry
-from maskdit.spec_base import SpecModel
+from maskdit.config.registry import PLUGINS, Plugins, RegistryError, one_of, registry
+from maskdit.config.spec_model import SpecModel
 
 
 class _Shape(SpecModel):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from maskdit.build import main
-from maskdit.evaluate import main as evaluate_main
-from maskdit.train import checkpoint as ckpt
-from maskdit.train.metrics import read_jsonl
-from maskdit.train.runlock import RunLock, RunLockedError
+from maskdit.app.commands.build import main
+from maskdit.app.commands.evaluate import main as evaluate_main
+from maskdit.io import checkpoint as ckpt
+from maskdit.io.jsonl import read_jsonl
+from maskdit.io.runlock import RunLock, RunLockedError
 
 ROOT = Path(__file__).parents[1]
 TINY = {
@@ -37,7 +37,7 @@ def spec_file(tmp_path, **changes):
 
 def hold_lock(folder):
     """Another process holding ``folder`` (as a running build would); returns the Popen."""
-    code = (f"from maskdit.train.runlock import RunLock; import time; RunLock({str(folder)!r}).acquire(); "
+    code = (f"from maskdit.io.runlock import RunLock; import time; RunLock({str(folder)!r}).acquire(); "
             "print('held', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert holder.stdout.readline().strip() == "held"

@@ -11,7 +11,7 @@ from PIL import Image
 core = pytest.importorskip("maskdit.core")
 interop = pytest.importorskip("maskdit.interop")
 
-from maskdit.sample import main  # noqa: E402
+from maskdit.app.commands.sample import main  # noqa: E402
 
 TINY = dict(input_size=8, in_channels=1, patch_size=2, depth=1, hidden_size=32, num_heads=2, decoder_depth=1,
             decoder_hidden_size=16, decoder_num_heads=2, num_classes=3)

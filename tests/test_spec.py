@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec
 from maskdit.core.presets import MODEL_PRESETS
 from maskdit.core.specs import ModelSpec
-from maskdit.spec import ExperimentSpec, apply_overrides, load_spec
 from tests.masking.plugins import SCHEDULE_EXAMPLES, STRATEGY_NAMES, strategy_spec
 
 DIGITS_MODEL = {"input_size": 32, "in_channels": 1, "patch_size": 4, "depth": 2, "hidden_size": 64,

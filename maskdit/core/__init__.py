@@ -6,12 +6,12 @@ Plugins (blocks, label embedders) are registered in :mod:`maskdit.core.registrie
 from __future__ import annotations
 
 from maskdit.core.blocks import Attention, DiTBlock, Mlp
-from maskdit.core.build import build_denoiser, build_model, wrap
 from maskdit.core.compiled import compile_blocks
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser, linear_alphas_cumprod
 from maskdit.core.embeddings import PatchEmbed, TimestepEmbedder, sincos_2d
+from maskdit.core.factory import build_denoiser, build_model, wrap
 from maskdit.core.flops import FlopBreakdown, flops_per_forward, forward_breakdown, sampling_flops, training_flops
-from maskdit.core.labels import OneHotLabelEmbedder, TableLabelEmbedder
+from maskdit.core.label_embedders import OneHotLabelEmbedder, TableLabelEmbedder
 from maskdit.core.layers import DecoderEntry, FinalLayer
 from maskdit.core.model import MaskDiT
 from maskdit.core.params import count_parameters

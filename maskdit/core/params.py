@@ -16,7 +16,7 @@ def count_parameters(model: nn.Module | ModelSpec, *, include_frozen: bool = Tru
     ``include_frozen=False`` counts only what the optimiser updates.
     """
     if isinstance(model, ModelSpec):
-        from maskdit.core.build import build_model  # local: build imports this module's siblings
+        from maskdit.core.factory import build_model  # local: build imports this module's siblings
 
         model = build_model(model, device=torch.device("meta"))
     total = sum(p.numel() for p in model.parameters() if include_frozen or p.requires_grad)

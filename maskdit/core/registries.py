@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from maskdit.config.registry import Registry, register, registry
+from maskdit.config.spec_model import SpecModel
 from maskdit.core.blocks import DiTBlock
-from maskdit.core.labels import OneHotLabelEmbedder, TableLabelEmbedder
-from maskdit.registry import Registry, register, registry
-from maskdit.spec_base import SpecModel
+from maskdit.core.label_embedders import OneHotLabelEmbedder, TableLabelEmbedder
 
 
 @register("block")

@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from maskdit.config.registry import name_of
+from maskdit.config.spec_model import SpecModel
 from maskdit.core import registries as _registries  # noqa: F401  (registers the built-in blocks first)
 from maskdit.core.presets import MODEL_PRESETS
-from maskdit.registry import name_of
-from maskdit.spec_base import SpecModel
 
 
 class RoutingSpec(SpecModel):

@@ -2,17 +2,17 @@
 
 Image folders (torchvision, PIL) and latents are imported when first built, so importing the
 spec stays light. Datasets that need randomness per draw (random flips, the latent z draw)
-offer ``dataset.draw(ids, generator=g) -> (x, labels)``; see :mod:`maskdit.data.latents`.
+offer ``dataset.draw(ids, generator=g) -> (x, labels)``; see :mod:`maskdit.data.latent_dataset`.
 """
 
 from __future__ import annotations
 
 from torch.utils.data import Dataset
 
+from maskdit.config.registry import Registry, registry
 from maskdit.data import specs
 from maskdit.data.cache import atomic_write, cache_dir
 from maskdit.data.mnist5k import MNIST5k, load_mnist5k_raw, mnist5k_source, split_indices, to_model_range
-from maskdit.registry import Registry, registry
 
 #: the registered datasets: spec.build() -> Dataset
 DATASETS: Registry = registry("dataset")

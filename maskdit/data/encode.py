@@ -25,8 +25,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from maskdit.data.cache import atomic_write
 from maskdit.data.imagefolder import CorruptImageError, list_image_folder, prepare_image
-from maskdit.data.shards import (DTYPES, MANIFEST, LatentManifest, ShardError, ShardRecord, SourceRecord,
-                                 VaeRecord, file_sha256, read_manifest, read_record, shard_name)
+from maskdit.data.shards import (
+    DTYPES,
+    MANIFEST,
+    LatentManifest,
+    ShardError,
+    ShardRecord,
+    SourceRecord,
+    VaeRecord,
+    file_sha256,
+    read_manifest,
+    read_record,
+    shard_name,
+)
 from maskdit.data.vae import downsampling, encode_posterior, scaling_factor, vae_config, vae_config_sha256
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maskdit.errors import InputError
+from maskdit.config.errors import InputError
 
 
 class DataError(InputError):

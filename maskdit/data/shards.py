@@ -25,9 +25,9 @@ from typing import Annotated, Literal
 import torch
 from pydantic import AfterValidator, Field, ValidationError
 
-from maskdit import jsonio
+from maskdit.config import json_input as jsonio
+from maskdit.config.spec_model import SpecModel
 from maskdit.data.errors import DataError
-from maskdit.spec_base import SpecModel
 
 MANIFEST = "manifest.json"
 FORMAT = "maskdit-latents"

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from maskdit.registry import one_of, register
-from maskdit.spec_base import SpecModel
+from maskdit.config.registry import one_of, register
+from maskdit.config.spec_model import SpecModel
 
 
 @register("dataset")
@@ -95,7 +95,7 @@ class LatentsSpec(SpecModel):
         return f"latents {self.path}"
 
     def build(self, **context: Any):
-        from maskdit.data.latents import LatentDataset as Built
+        from maskdit.data.latent_dataset import LatentDataset as Built
 
         return Built.from_spec(self)
 

@@ -8,11 +8,10 @@ to the diffusion model are the posterior sample times the config's ``scaling_fac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch

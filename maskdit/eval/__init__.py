@@ -2,7 +2,7 @@
 (the shipped digits classifier and the FID Inception network), sampling for evaluation,
 sample grids and plots.
 
-Names are imported on first use (PEP 562), so ``import maskdit.spec`` (which needs only
+Names are imported on first use (PEP 562), so ``import maskdit.app.experiment_spec`` (which needs only
 :mod:`maskdit.eval.specs`) does not pay for torchvision, scipy and matplotlib.
 """
 
@@ -18,15 +18,14 @@ _EXPORTS = {
     "Evaluator": "evaluator", "FEATURE_EXTRACTORS": "evaluator", "build_evaluator": "evaluator",
     "FeatureExtractor": "features", "Reference": "features", "extract_features": "features",
     "SingularCovarianceWarning": "frechet", "frechet_distance": "frechet",
-    "class_grid": "grid", "save_class_grid": "grid",
+    "class_grid": "maskdit.io.images", "save_class_grid": "maskdit.io.images",
     "ImageRangeWarning": "images", "prepare_images": "images",
     "FIDInception": "inception", "inception_weights_path": "inception",
     "METRICS": "metrics", "MetricAccumulator": "metrics", "evaluate_samples": "metrics",
     "plot_metrics": "plots",
     "knn_radii": "manifolds", "precision_recall": "manifolds",
     "append_metrics": "records", "read_metrics": "records",
-    "evaluate_denoiser": "run", "evaluation_metrics": "run",
-    "balanced_labels": "sampling", "generate_batches": "sampling", "image_seed": "sampling",
+    "balanced_labels": "generation", "generate_batches": "generation", "image_seed": "generation",
     "FeatureStats": "stats", "FewSamplesWarning": "stats", "RunningStats": "stats", "load_stats": "stats",
     "save_stats": "stats",
 }
@@ -38,7 +37,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'maskdit.eval' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"maskdit.eval.{module}"), name)
+    return getattr(importlib.import_module(module if "." in module else f"maskdit.eval.{module}"), name)
 
 
 def __dir__() -> list[str]:
@@ -50,13 +49,12 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from maskdit.eval.evaluator import FEATURE_EXTRACTORS, Evaluator, build_evaluator
     from maskdit.eval.features import FeatureExtractor, Reference, extract_features
     from maskdit.eval.frechet import SingularCovarianceWarning, frechet_distance
-    from maskdit.eval.grid import class_grid, save_class_grid
+    from maskdit.eval.generation import balanced_labels, generate_batches, image_seed
     from maskdit.eval.images import ImageRangeWarning, prepare_images
     from maskdit.eval.inception import FIDInception, inception_weights_path
+    from maskdit.eval.manifolds import knn_radii, precision_recall
     from maskdit.eval.metrics import METRICS, MetricAccumulator, evaluate_samples
     from maskdit.eval.plots import plot_metrics
-    from maskdit.eval.manifolds import knn_radii, precision_recall
     from maskdit.eval.records import append_metrics, read_metrics
-    from maskdit.eval.run import evaluate_denoiser, evaluation_metrics
-    from maskdit.eval.sampling import balanced_labels, generate_batches, image_seed
     from maskdit.eval.stats import FeatureStats, FewSamplesWarning, RunningStats, load_stats, save_stats
+    from maskdit.io.images import class_grid, save_class_grid

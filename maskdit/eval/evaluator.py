@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import torch
 
+from maskdit.config.registry import Registry, registry
 from maskdit.data import build_dataset
 from maskdit.eval.digits import DigitsClassifier, check_digits_data, load_digits_classifier
 from maskdit.eval.features import FeatureExtractor, Reference
 from maskdit.eval.metrics import MetricAccumulator
 from maskdit.eval.specs import EvalSpec
-from maskdit.registry import Registry, registry
 
 #: the registered feature extractors (``eval.features``): spec.build(device=, data=, weights=) -> extractor
 FEATURE_EXTRACTORS: Registry = registry("features")

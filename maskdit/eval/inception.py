@@ -25,7 +25,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.inception import BasicConv2d, Inception3, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
+from torchvision.models.inception import (
+    BasicConv2d,
+    Inception3,
+    InceptionA,
+    InceptionB,
+    InceptionC,
+    InceptionD,
+    InceptionE,
+)
 
 from maskdit.data.cache import cache_dir
 
@@ -97,8 +105,8 @@ def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors only, never pickled code: a pickle that needs code (or a garbage file) is a ValueError
-    naming the file (:func:`maskdit.interop.files.read_checkpoint`)."""
-    from maskdit.interop.files import read_checkpoint
+    naming the file (:func:`maskdit.io.weight_files.read_checkpoint`)."""
+    from maskdit.io.weight_files import read_checkpoint
 
     state = read_checkpoint(path)
     if not all(isinstance(value, torch.Tensor) for value in state.values()):

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from maskdit.train.metrics import append_line
+from maskdit.io.jsonl import append_line
 
 
 def append_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from maskdit.registry import name_of, register
-from maskdit.spec_base import SpecModel
+from maskdit.config.registry import name_of, register
+from maskdit.config.spec_model import SpecModel
 
 
 @register("features")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from maskdit.interop.files import CheckpointError, read_checkpoint
 from maskdit.interop.infer import infer_architecture
 from maskdit.interop.native import load_native, read_native_spec, save_native
 from maskdit.interop.reference import (
@@ -12,6 +11,7 @@ from maskdit.interop.reference import (
     load_reference_maskdit,
 )
 from maskdit.interop.strict import check_state, load_strict
+from maskdit.io.weight_files import CheckpointError, read_checkpoint
 
 __all__ = [
     "CheckpointError",

@@ -26,13 +26,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from maskdit import jsonio
-from maskdit.core.build import build_model, wrap
+from maskdit.config import json_input as jsonio
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.embeddings import sincos_2d
+from maskdit.core.factory import build_model, wrap
 from maskdit.core.specs import ModelSpec
-from maskdit.interop.files import CheckpointError, StateDict
 from maskdit.interop.strict import detached_copy, load_strict
+from maskdit.io.weight_files import CheckpointError, StateDict
 
 CONFIG, WEIGHTS, SIDECAR = "config.json", "diffusion_pytorch_model.safetensors", "maskdit.json"
 CLASS_NAME = "DiTTransformer2DModel"

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from maskdit.interop.files import CheckpointError, StateDict
+from maskdit.io.weight_files import CheckpointError, StateDict
 
 
 def _shape(state: StateDict, key: str, ndim: int, source: str) -> tuple[int, ...]:

@@ -14,13 +14,12 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from maskdit import jsonio
-
-from maskdit.core.build import build_model, wrap
+from maskdit.config import json_input as jsonio
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
+from maskdit.core.factory import build_model, wrap
 from maskdit.core.specs import ModelSpec
-from maskdit.interop.files import CheckpointError
 from maskdit.interop.strict import detached_copy, load_strict
+from maskdit.io.weight_files import CheckpointError
 
 FORMAT = "maskdit-native"
 VERSION = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from maskdit.interop.files import CheckpointError, StateDict
+from maskdit.io.weight_files import CheckpointError, StateDict
 
 
 def check_state(module: nn.Module, state: StateDict, *, source: str = "checkpoint") -> None:

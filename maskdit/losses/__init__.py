@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from maskdit.config.registry import Registry, registry
 from maskdit.losses import specs
 from maskdit.losses.dsm import DSMLoss, edm_weight
 from maskdit.losses.inputs import LossInputs
-from maskdit.losses.labels import drop_labels
+from maskdit.losses.label_dropout import drop_labels
 from maskdit.losses.mae import MAELoss
-from maskdit.losses.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
 from maskdit.losses.objective import LossTerm, Objective, ObjectiveOutput, WeightedTerm
 from maskdit.losses.patches import infer_patch_size, patchify, pool_to_tokens
-from maskdit.registry import Registry, registry
+from maskdit.processes.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
 
 #: the registered loss terms: spec.build() -> term(LossInputs) -> [B]
 LOSS_TERMS: Registry = registry("loss")

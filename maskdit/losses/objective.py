@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from maskdit.losses.inputs import LossInputs
-from maskdit.losses.labels import drop_labels
+from maskdit.losses.label_dropout import drop_labels
 from maskdit.losses.patches import infer_patch_size
 from maskdit.masking.mask import Mask
 

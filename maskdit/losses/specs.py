@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from maskdit.registry import one_of, register
-from maskdit.spec_base import SpecModel
+from maskdit.config.registry import one_of, register
+from maskdit.config.spec_model import SpecModel
 
 
 @register("loss")
@@ -60,7 +60,7 @@ class LognormalNoiseSpec(SpecModel):
     p_std: float = Field(1.2, gt=0, le=20, description="standard deviation of ln(sigma)")
 
     def build(self, **context: Any):
-        from maskdit.losses.noise import LogNormalNoise
+        from maskdit.processes.noise import LogNormalNoise
 
         return LogNormalNoise(self.p_mean, self.p_std)
 
@@ -80,7 +80,7 @@ class LoguniformNoiseSpec(SpecModel):
         return self
 
     def build(self, **context: Any):
-        from maskdit.losses.noise import LogUniformNoise
+        from maskdit.processes.noise import LogUniformNoise
 
         return LogUniformNoise(self.sigma_min, self.sigma_max)
 
@@ -102,7 +102,7 @@ class DDPMNoiseSpec(SpecModel):
         return self
 
     def build(self, **context: Any):
-        from maskdit.losses.noise import DDPMNoise
+        from maskdit.processes.noise import DDPMNoise
 
         return DDPMNoise(self.num_timesteps, self.beta_start, self.beta_end, self.beta_schedule)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from maskdit.config.registry import Registry, registry
 from maskdit.masking import specs
 from maskdit.masking.mask import Mask
-from maskdit.masking.schedules import ConstantRatio, CosineRatio, SigmaRatio, UniformRatio
+from maskdit.masking.ratio_schedules import ConstantRatio, CosineRatio, SigmaRatio, UniformRatio
+from maskdit.masking.specs import build_ratio_schedule
 from maskdit.masking.strategies import (
     BlockMasking,
     GridMasking,
@@ -13,10 +15,8 @@ from maskdit.masking.strategies import (
     RandomMasking,
     num_kept,
 )
-from maskdit.masking.specs import build_ratio_schedule
-from maskdit.registry import Registry, registry
 
-#: the registered ratio schedules and masking strategies (spec classes; see maskdit.registry)
+#: the registered ratio schedules and masking strategies (spec classes; see maskdit.config.registry)
 RATIO_SCHEDULES: Registry = registry("ratio")
 MASKING: Registry = registry("masking")
 

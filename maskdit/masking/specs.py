@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from maskdit.registry import one_of, register
-from maskdit.spec_base import SpecModel
+from maskdit.config.registry import one_of, register
+from maskdit.config.spec_model import SpecModel
 
 #: A mask ratio: the fraction of patch tokens dropped. 1 would leave the encoder nothing.
 Ratio = Annotated[float, Field(ge=0.0, lt=1.0, description="fraction of tokens dropped, 0 <= r < 1")]
@@ -26,7 +26,7 @@ class ConstantRatioSpec(SpecModel):
         return self.ratio
 
     def build(self, **context: Any):
-        from maskdit.masking.schedules import ConstantRatio
+        from maskdit.masking.ratio_schedules import ConstantRatio
 
         return ConstantRatio(self.ratio)
 
@@ -50,7 +50,7 @@ class UniformRatioSpec(SpecModel):
         return self.high
 
     def build(self, **context: Any):
-        from maskdit.masking.schedules import UniformRatio
+        from maskdit.masking.ratio_schedules import UniformRatio
 
         return UniformRatio.from_spec(self)
 
@@ -69,7 +69,7 @@ class CosineRatioSpec(SpecModel):
         return max(self.start, self.end)
 
     def build(self, **context: Any):
-        from maskdit.masking.schedules import CosineRatio
+        from maskdit.masking.ratio_schedules import CosineRatio
 
         return CosineRatio.from_spec(self)
 
@@ -95,7 +95,7 @@ class SigmaRatioSpec(SpecModel):
         return max(self.r_min, self.r_max)
 
     def build(self, **context: Any):
-        from maskdit.masking.schedules import SigmaRatio
+        from maskdit.masking.ratio_schedules import SigmaRatio
 
         return SigmaRatio.from_spec(self)
 
@@ -117,7 +117,7 @@ def max_ratio(ratio: Any) -> float:
 def build_ratio_schedule(ratio: Any):
     """A number means a constant ratio; a schedule spec builds itself."""
     if isinstance(ratio, (int, float)):
-        from maskdit.masking.schedules import ConstantRatio
+        from maskdit.masking.ratio_schedules import ConstantRatio
 
         return ConstantRatio(float(ratio))
     return ratio.build()

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from maskdit.masking.mask import Mask
-from maskdit.masking.schedules import ConstantRatio
+from maskdit.masking.ratio_schedules import ConstantRatio
 
 
 def num_kept(num_tokens: int, ratio: float) -> int:
@@ -35,10 +35,10 @@ class MaskingStrategy:
 
     ``ratio`` is a number (a constant ratio; default 0.5, the paper's) or a ratio schedule, any
     object ``schedule(*, step, sigma, generator) -> float`` with a ``max_ratio`` property (see
-    :mod:`maskdit.masking.schedules`).
+    :mod:`maskdit.masking.ratio_schedules`).
 
     To write a strategy, subclass and implement the one hook, :meth:`draw`; register a spec for
-    it (``@maskdit.registry.register("masking")``) to use it from JSON."""
+    it (``@maskdit.config.registry.register("masking")``) to use it from JSON."""
 
     def __init__(self, ratio: float | Any = DEFAULT_RATIO) -> None:
         if isinstance(ratio, bool) or ratio is None:

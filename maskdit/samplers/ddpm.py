@@ -9,8 +9,8 @@ from maskdit.samplers.common import (
     DenoiserFn,
     NoiseSampler,
     denoise,
-    prepare,
     draw_noise,
+    prepare,
     resolve_noise_sampler,
     step_info,
 )

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from maskdit.samplers.vp import BetaSchedule, Spacing, ddpm_sigmas, ddpm_timesteps
+from maskdit.processes.vp import BetaSchedule, Spacing, ddpm_sigmas, ddpm_timesteps
 
 
 def get_sigmas_karras(

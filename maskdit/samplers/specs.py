@@ -11,8 +11,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from maskdit.registry import one_of, register
-from maskdit.spec_base import SpecModel
+from maskdit.config.registry import one_of, register
+from maskdit.config.spec_model import SpecModel
 
 
 class _RangeSchedule(SpecModel):
@@ -134,7 +134,7 @@ class SamplerSpecBase(SpecModel):
     def build(self, *, null_label: int | None = None, **context: Any):
         """The ready ``Sampler`` (guidance included when cfg_scale != 1; ``null_label``: the
         model's num_classes, else taken from the denoiser at call time)."""
-        from maskdit.samplers.build import sampler_from_spec
+        from maskdit.samplers.ready import sampler_from_spec
 
         return sampler_from_spec(self, self.sample_function(), self.schedule.build(steps=self.steps),
                                  options=self.options(), evals_per_step=self.evals_per_step, null_label=null_label)

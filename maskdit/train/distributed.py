@@ -16,7 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from maskdit.errors import InputError
+from maskdit.config.errors import InputError
+
 
 class DistributedSetupError(InputError):
     """The launch does not fit the spec (e.g. the batch does not split over the ranks)."""

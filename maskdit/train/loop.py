@@ -17,9 +17,8 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,15 +27,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from maskdit import jsonio
-from maskdit.train import checkpoint as ckpt
-from maskdit.train.compile import compile_model
+from maskdit.config import json_input as jsonio
+from maskdit.io import checkpoint as ckpt
+from maskdit.io.jsonl import append_jsonl, plot_losses, truncate_jsonl
 from maskdit.train import parallel as par
 from maskdit.train.batches import BatchStream
+from maskdit.train.compile import compile_model
 from maskdit.train.distributed import DistContext, check_batch, mean_over_ranks
 from maskdit.train.ema import EMA
-from maskdit.train.metrics import append_jsonl, plot_losses, truncate_jsonl
-from maskdit.train.schedule import Phase, learning_rate, phase_at, phases_of
+from maskdit.train.phases import Phase, learning_rate, phase_at, phases_of
 from maskdit.train.specs import TrainSpec
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from maskdit.train import checkpoint as ckpt
+from maskdit.io import checkpoint as ckpt
 from maskdit.train.distributed import DistContext, DistributedSetupError
 
 Parallel = Literal["ddp", "fsdp"]

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from maskdit.config.spec_model import SpecModel
 from maskdit.losses.specs import LossTermSpec
 from maskdit.masking.specs import MaskingSpec
-from maskdit.spec_base import SpecModel
 
 
 class AdamWSpec(SpecModel):

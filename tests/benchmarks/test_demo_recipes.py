@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict
 from maskdit.core import training_flops
-from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
 from tests.benchmarks.scripts import TINY_MODEL, load_script
 
 TINY = TINY_MODEL + ["train.phases.0.steps=2", "train.phases.1.steps=1", "train.warmup_steps=0",

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from maskdit.eval.heldout import HeldOutLoss
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -190,7 +192,7 @@ def test_a_killed_run_resumes_to_the_same_record(qvc, tiny, tmp_path):
     from maskdit.data import build_dataset
 
     dataset = build_dataset(spec.data)
-    heldout = train.HeldOutLoss(spec, grid_size=2, limit=50)
+    heldout = HeldOutLoss(spec, grid_size=2, limit=50)
     plan = {"main_steps": 16, "tune_steps": 2, "eval_steps": [4, 8, 12, 16],
             "seconds_per_step": {"dit": 0.5, "maskdit-0.5": 0.25, "maskdit-0.5/tune": 1.0}, "train_seconds": 1.0}
 
@@ -263,7 +265,7 @@ def test_unknown_variant_is_refused(qvc):
 def test_heldout_loss_is_the_weighted_edm_loss_on_a_fixed_grid(qvc):
     train, setup = qvc["_qvc_train"], qvc["_qvc_setup"]
     spec = setup.variant_spec(setup.LAYOUTS["64"], "dit", main_steps=8)
-    heldout = train.HeldOutLoss(spec, grid_size=4)
+    heldout = HeldOutLoss(spec, grid_size=4)
     noise = spec.losses.noise
     assert heldout.sigmas[0] < torch.exp(torch.tensor(noise.p_mean)) < heldout.sigmas[-1]
     mean, per_sigma = heldout(ZeroDenoiser())

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
+from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict
 from maskdit.core import build_denoiser
-from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
-from maskdit.train.checkpoint import save_checkpoint
+from maskdit.io.checkpoint import save_checkpoint
 from tests.benchmarks.scripts import TINY_MODEL, load_script
 
 TINY = TINY_MODEL

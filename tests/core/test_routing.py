@@ -200,7 +200,7 @@ def test_tread_xl_route_is_the_papers():
 
 
 def test_a_spec_refuses_losses_a_routing_cannot_serve():
-    from maskdit.spec import ExperimentSpec, load_spec_dict
+    from maskdit.app.experiment_spec import ExperimentSpec, load_spec_dict
 
     examples = Path(__file__).resolve().parents[2] / "examples"
     deferred = load_spec_dict(str(examples / "digits-deferred.json"))

@@ -21,7 +21,7 @@ def image_dir(tmp_path_factory):
 def encoded_dir(tmp_path_factory, tiny_vae_dir, image_dir):
     """The image folder encoded at 16 px with mirrors, shards of 4 source images (3 shards; the last
     holds 2 latents, the garbage file skipped)."""
-    from maskdit.latents import main
+    from maskdit.app.commands.latents import main
 
     out = tmp_path_factory.mktemp("latents") / "lat"
     code = main(["encode", "--vae", str(tiny_vae_dir), "--data", str(image_dir), "--out", str(out),

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydantic import ValidationError
 
+from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.data import build_dataset
 from maskdit.data.crop import adm_center_crop, to_tensor
 from maskdit.data.imagefolder import CorruptImageError, ImageFolderDataset, load_image
 from maskdit.data.specs import ImageFolderSpec
-from maskdit.spec import ExperimentSpec
 from tests.datasets.folders import make_image_folder
 
 

@@ -8,11 +8,11 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
+from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.data import build_dataset
-from maskdit.data.latents import LatentDataset, sample_latents
+from maskdit.data.latent_dataset import LatentDataset, sample_latents
 from maskdit.data.shards import ShardError, open_shard, read_header
 from maskdit.data.specs import LatentsSpec
-from maskdit.spec import ExperimentSpec
 
 
 @pytest.fixture()
@@ -160,8 +160,8 @@ def test_experiment_spec_with_latents():
 def test_imagenet_example_is_the_paper_recipe(capsys):
     from pathlib import Path
 
-    from maskdit.build import main
-    from maskdit.spec import load_spec
+    from maskdit.app.experiment_spec import load_spec
+    from maskdit.app.commands.build import main
 
     path = Path(__file__).parents[2] / "examples" / "imagenet256-maskdit-xl2.json"
     spec = load_spec(str(path))

@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from maskdit.data.latent_samples import load_latent_samples
+from maskdit.data.latent_files import load_latent_samples
 from maskdit.data.vae import decode_latents, load_vae
-from maskdit.latents import main
+from maskdit.app.commands.latents import main
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_bad_sample_files_exit_2_with_a_reason(tmp_path, tiny_vae_dir, arrays, f
 
 def test_decode_after_encode_round_trip(tmp_path, tiny_vae_dir, encoded_dir):
     """Training-time latents of the encoded folder decode back to 16 px RGB images."""
-    from maskdit.data.latents import LatentDataset
+    from maskdit.data.latent_dataset import LatentDataset
 
     z, labels = LatentDataset(encoded_dir).draw(torch.arange(10), generator=torch.Generator().manual_seed(0))
     np.savez(tmp_path / "z.npz", latents=z.numpy(), labels=labels.numpy())

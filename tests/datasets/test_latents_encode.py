@@ -15,7 +15,7 @@ from maskdit.data.encode import encode_shards, plan_encoding, shard_ranges, shar
 from maskdit.data.imagefolder import prepare_image
 from maskdit.data.shards import ShardError, file_sha256, read_manifest
 from maskdit.data.vae import DEFAULT_SCALE, encode_posterior, load_vae, scaling_factor
-from maskdit.latents import main
+from maskdit.app.commands.latents import main
 
 ENCODE = ["--resolution", "16", "--shard-size", "4", "--flip", "--skip-corrupt", "--batch-size", "3"]
 

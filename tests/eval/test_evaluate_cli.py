@@ -6,15 +6,15 @@ import warnings
 import pytest
 import torch
 
+from maskdit.app.evaluation import evaluate_denoiser
+from maskdit.app.experiment import Experiment
+from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict
 from maskdit.core import build_denoiser
+from maskdit.eval.generation import balanced_labels, generate_batches, image_seed
 from maskdit.eval.records import read_metrics
-from maskdit.eval.run import evaluate_denoiser
-from maskdit.eval.sampling import balanced_labels, generate_batches, image_seed
-from maskdit.evaluate import main
-from maskdit.experiment import Experiment
+from maskdit.app.commands.evaluate import main
+from maskdit.io.checkpoint import save_checkpoint
 from maskdit.samplers import build_sampler
-from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
-from maskdit.train.checkpoint import save_checkpoint
 
 TINY = [
     "model.depth=1", "model.hidden_size=32", "model.num_heads=1", "model.patch_size=8", "model.decoder_depth=1",

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from maskdit.config.registry import registry
+from maskdit.config.spec_model import SpecModel
 from maskdit.data.specs import MNIST5kSpec
 from maskdit.eval import (
     ImageRangeWarning,
@@ -21,8 +23,6 @@ from maskdit.eval import (
 )
 from maskdit.eval.specs import EvalSpec
 from maskdit.eval.stats import FeatureStats
-from maskdit.registry import registry
-from maskdit.spec_base import SpecModel
 
 
 def _flat(x):

@@ -6,12 +6,12 @@ import json
 import pytest
 import torch
 
+from maskdit.app.experiment_spec import ExperimentSpec
+from maskdit.app.run_loading import load_run
 from maskdit.core import build_denoiser
-from maskdit.export import main as export_main
+from maskdit.app.commands.export import main as export_main
 from maskdit.interop import CheckpointError, load_reference_dit, load_reference_maskdit
-from maskdit.load import load_run
-from maskdit.spec import ExperimentSpec
-from maskdit.train.checkpoint import save_checkpoint
+from maskdit.io.checkpoint import save_checkpoint
 from tests.train.test_checkpoint_safety import rewrite_tensors
 
 DIT = {"input_size": 16, "in_channels": 4, "patch_size": 2, "depth": 2, "hidden_size": 64, "num_heads": 4,

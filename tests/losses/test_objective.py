@@ -25,7 +25,7 @@ from maskdit.losses import (
     specs,
 )
 from maskdit.masking import Mask, NoMasking, RandomMasking
-from maskdit.masking.schedules import ConstantRatio
+from maskdit.masking.ratio_schedules import ConstantRatio
 from maskdit.samplers import ddpm_sigmas
 from tests.losses.toys import TinyMaskedDenoiser, fixed_denoiser
 

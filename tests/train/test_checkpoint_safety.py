@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from maskdit.data.shards import file_sha256
-from maskdit.train import checkpoint as ckpt
-from maskdit.train import metrics
+from maskdit.io import checkpoint as ckpt
+from maskdit.io import jsonl as metrics
 from tests.train.test_loop import denoise_loss, trainer
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskdit.job import run_experiment
-from maskdit.spec import ExperimentSpec
-from maskdit.train import checkpoint as ckpt
-from maskdit.train.metrics import read_jsonl
+from maskdit.app.experiment_spec import ExperimentSpec
+from maskdit.app.training_run import run_experiment
+from maskdit.io import checkpoint as ckpt
+from maskdit.io.jsonl import read_jsonl
 
 SPEC = {
     "name": "tiny", "seed": 0,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskdit import build as build_cli
-from maskdit import cli
-from maskdit.experiment import Experiment
-from maskdit.spec import ExperimentSpec
+from maskdit.app.commands import build as build_cli
+from maskdit.app import cli
+from maskdit.app.experiment import Experiment
+from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.train.batches import BatchStream
 from maskdit.train.distributed import DistContext, DistributedSetupError, check_batch, context_from_env
 from maskdit.train.loop import Trainer

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from maskdit.spec import ExperimentSpec
-from maskdit.train import checkpoint as ckpt
+from maskdit.app.experiment_spec import ExperimentSpec
+from maskdit.io import checkpoint as ckpt
 from maskdit.train.loop import NonFiniteError, Trainer
 
 MODEL = {"input_size": 32, "in_channels": 1, "patch_size": 4, "depth": 1, "hidden_size": 8, "num_heads": 1,

@@ -5,7 +5,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from maskdit.train.schedule import decay_factor, learning_rate, phase_at, phases_of
+from maskdit.train.phases import decay_factor, learning_rate, phase_at, phases_of
 from maskdit.train.specs import LRDecaySpec, TrainSpec
 from tests.train.test_loop import denoise_loss, record_lrs, trainer
 
@@ -62,9 +62,9 @@ def test_trainer_sets_the_decayed_lr_on_the_optimizer(tmp_path):
 
 
 def test_dry_run_summary_names_each_decay():
-    from maskdit.experiment import Experiment
-    from maskdit.spec import ExperimentSpec, apply_overrides, load_spec_dict
-    from maskdit.summary import summarize
+    from maskdit.app.experiment import Experiment
+    from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict
+    from maskdit.app.summary import summarize
 
     data = apply_overrides(load_spec_dict("maskdit-demo"), ['train.phases.1.lr_decay={"shape": "cosine"}'])
     rows = dict(summarize(Experiment(ExperimentSpec.model_validate(data))))

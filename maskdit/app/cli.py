@@ -14,8 +14,8 @@ import functools
 import sys
 from collections.abc import Callable
 
-from maskdit.errors import InputError
-from maskdit.plugins import ENTRY_POINT_GROUP, load_plugins
+from maskdit.config.errors import InputError
+from maskdit.config.plugins import ENTRY_POINT_GROUP, load_plugins
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from maskdit.samplers.vp import BetaSchedule, ddpm_sigmas
+from maskdit.processes.vp import BetaSchedule, ddpm_sigmas
 
 
 class LogNormalNoise:

@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from maskdit.errors import InputError
+from maskdit.config.errors import InputError
 
 LOCK_NAME = ".lock"
 

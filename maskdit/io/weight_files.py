@@ -17,8 +17,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from maskdit import jsonio
-from maskdit.errors import InputError
+from maskdit.config import json_input as jsonio
+from maskdit.config.errors import InputError
 
 StateDict = dict[str, torch.Tensor]
 Source = str | Path | Mapping[str, Any]

@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from maskdit import jsonio
-from maskdit.errors import InputError
+from maskdit.config import json_input as jsonio
+from maskdit.config.errors import InputError
+from maskdit.config.spec_model import SpecModel
 from maskdit.core.specs import ModelSpec
 from maskdit.data.specs import DataSpec, MNIST5kSpec
 from maskdit.eval.specs import EvalSpec
@@ -22,7 +23,6 @@ from maskdit.losses.specs import LossesSpec
 from maskdit.masking.specs import MaskingSpec, RandomMaskingSpec, masking_max_ratio
 from maskdit.masking.strategies import num_kept
 from maskdit.samplers.specs import HeunSamplerSpec, SamplerSpec
-from maskdit.spec_base import SpecModel
 from maskdit.train.specs import TrainSpec
 
 PRESET_DIR = Path(__file__).parent / "presets"

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from maskdit import jsonio
+from maskdit.config import json_input as jsonio
 from maskdit.data.shards import file_sha256
 
 FORMAT = "maskdit-checkpoint-v1"

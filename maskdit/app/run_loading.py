@@ -16,11 +16,11 @@ from typing import Literal
 import torch
 from pydantic import ValidationError
 
-from maskdit.core.build import build_model, wrap
+from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
-from maskdit.interop.files import CheckpointError
+from maskdit.core.factory import build_model, wrap
 from maskdit.interop.strict import load_strict
-from maskdit.spec import ExperimentSpec
+from maskdit.io.weight_files import CheckpointError
 
 Weights = Literal["ema", "model"]
 
@@ -39,7 +39,7 @@ class LoadedRun:
 
 def resolve_checkpoint(path: Path) -> Path:
     """A checkpoint folder, or the newest checkpoint of a run folder / checkpoints folder."""
-    from maskdit.train.checkpoint import STATE, latest_checkpoint
+    from maskdit.io.checkpoint import STATE, latest_checkpoint
 
     if (path / STATE).is_file():
         return path
@@ -73,8 +73,8 @@ def open_run(path: str | Path, weights: Weights = "ema", *, device: str | torch.
 def missing_plugins(run_dir: str | Path) -> list[str]:
     """The plugin modules the newest checkpoint of a run folder records that this process has not
     imported ([] when there is no readable checkpoint): what reading its spec back needs."""
-    from maskdit.train.checkpoint import CheckpointError as TrainCheckpointError
-    from maskdit.train.checkpoint import latest_checkpoint, read_state
+    from maskdit.io.checkpoint import CheckpointError as TrainCheckpointError
+    from maskdit.io.checkpoint import latest_checkpoint, read_state
 
     newest = latest_checkpoint(Path(run_dir) / "checkpoints")
     try:
@@ -103,8 +103,8 @@ def load_run(path: str | Path, weights: Weights = "ema", *, device: str | torch.
 
 
 def _open_checkpoint(folder: Path, weights: Weights, device) -> LoadedRun:
-    from maskdit.train.checkpoint import CheckpointError as TrainCheckpointError
-    from maskdit.train.checkpoint import load_checkpoint
+    from maskdit.io.checkpoint import CheckpointError as TrainCheckpointError
+    from maskdit.io.checkpoint import load_checkpoint
 
     try:
         checkpoint = load_checkpoint(folder)

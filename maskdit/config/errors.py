@@ -37,7 +37,7 @@ class InputError(ValueError):
 def validation_lines(err: ValidationError, data: Any = None, *, prefix: str = "") -> list[str]:
     """One 'path: problem (got value)' line per pydantic error; paths are the user's field names
     (``prefix``: where ``data`` sits in a larger document, e.g. 'sampler')."""
-    from maskdit.jsonio import short  # jsonio's errors are InputErrors: imported here, not at the top
+    from maskdit.config.json_input import short  # jsonio's errors are InputErrors: imported here, not at the top
 
     lines = []
     for problem in err.errors(include_url=False):

@@ -15,16 +15,16 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from maskdit.app.evaluation import evaluate_denoiser
+from maskdit.app.experiment import Experiment
+from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.data.cache import atomic_write
-from maskdit.eval.grid import save_class_grid
-from maskdit.eval.run import evaluate_denoiser
-from maskdit.eval.sampling import generate_batches
-from maskdit.experiment import Experiment
-from maskdit.spec import ExperimentSpec
-from maskdit.train import checkpoint as ckpt
+from maskdit.eval.generation import generate_batches
+from maskdit.io import checkpoint as ckpt
+from maskdit.io.images import save_class_grid
+from maskdit.io.runlock import RunLock
 from maskdit.train.distributed import DistContext
 from maskdit.train.loop import ResumeInfo, TrainState
-from maskdit.train.runlock import RunLock
 
 
 @dataclass
@@ -60,7 +60,7 @@ def run_experiment(spec: ExperimentSpec | Experiment, run_dir: str | Path, *, re
 
     ``dist``: this process's place in a torchrun launch (default: a single process). Every rank
     builds the same initial network (seeded) and trains; rank 0 holds the run folder's lock
-    (:class:`~maskdit.train.runlock.RunLock`: a second writer refuses), writes the outputs and
+    (:class:`~maskdit.io.runlock.RunLock`: a second writer refuses), writes the outputs and
     evaluates (the others return ``eval=None``). ``on_resume(info)`` is told, on rank 0, where
     training starts: the checkpoint and step resumed, the checkpoints passed over and why, or a
     fresh start."""

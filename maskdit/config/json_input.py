@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from maskdit.errors import InputError
+from maskdit.config.errors import InputError
+
 SPEC_MAX_BYTES = 1 << 20  # a spec is a few KiB; 1 MiB leaves room for long phase lists
 STATE_MAX_BYTES = 64 << 20
 MAX_QUOTE = 200

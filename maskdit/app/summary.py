@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from maskdit.app.experiment import Experiment
 from maskdit.core.describe import model_rows
-from maskdit.experiment import Experiment
 from maskdit.masking.specs import masking_max_ratio
 from maskdit.masking.strategies import num_kept
 

@@ -1,4 +1,4 @@
-"""Experiment: the parts an :class:`~maskdit.spec.ExperimentSpec` describes, assembled in one place.
+"""Experiment: the parts an :class:`~maskdit.app.experiment_spec.ExperimentSpec` describes, assembled in one place.
 
 The training job, the dry-run summary, ``sample``, ``evaluate`` and the benchmarks all take
 their parts from here, so a spec means the same run wherever it is used. A part is built when
@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from maskdit.app.experiment_spec import ExperimentSpec
+from maskdit.config.registry import plugin_modules
 from maskdit.core import build_denoiser
 from maskdit.data import build_dataset
 from maskdit.losses import Objective, build_objective
 from maskdit.masking import build_masking
-from maskdit.registry import plugin_modules
 from maskdit.samplers import Sampler, build_sampler
-from maskdit.spec import ExperimentSpec
 from maskdit.train.specs import PhaseSpec
 
 if TYPE_CHECKING:  # heavy imports, made where the part is built
     from maskdit.eval.evaluator import Evaluator
     from maskdit.train.distributed import DistContext
     from maskdit.train.loop import Trainer
-    from maskdit.train.schedule import Phase
+    from maskdit.train.phases import Phase
 
 
 def sampler_for(sampler: Any, num_classes: int) -> Sampler:
@@ -112,7 +112,7 @@ class Experiment:
     @cached_property
     def metrics(self) -> tuple[str, ...]:
         """The eval section's metrics that apply to this model (class accuracy needs classes)."""
-        from maskdit.eval.run import evaluation_metrics
+        from maskdit.app.evaluation import evaluation_metrics
 
         return evaluation_metrics(self.spec)
 

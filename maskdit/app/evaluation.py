@@ -19,13 +19,13 @@ import torch
 
 from maskdit.data.cache import atomic_write
 from maskdit.eval.evaluator import Evaluator
-from maskdit.eval.grid import save_class_grid
+from maskdit.eval.generation import generate_batches
 from maskdit.eval.plots import plot_metrics
 from maskdit.eval.records import append_metrics, read_metrics
-from maskdit.eval.sampling import generate_batches
+from maskdit.io.images import save_class_grid
 
 if TYPE_CHECKING:
-    from maskdit.experiment import Experiment
+    from maskdit.app.experiment import Experiment
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def evaluate_denoiser(
     Samples are clipped to [-1, 1] before scoring, as writing them as 8-bit images would; the
     record's ``clipped_fraction`` says how many values that touched.
 
-    ``experiment`` is a :class:`~maskdit.experiment.Experiment`; ``evaluator`` (default: the
+    ``experiment`` is a :class:`~maskdit.app.experiment.Experiment`; ``evaluator`` (default: the
     experiment's, loaded on ``device``) may be one shared by several evaluations. Class accuracy
     is dropped (with a logged note) for an unconditional model. ``on_batch(n)`` is told how many
     samples each batch added (for a progress bar). Returns the metrics record that was written.

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from maskdit.registry import PLUGINS
+from maskdit.config.registry import PLUGINS
 
 
 class SpecModel(BaseModel):

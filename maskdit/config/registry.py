@@ -1,6 +1,6 @@
 """One registration mechanism for every plugin kind: the spec is the plugin.
 
-A plugin is a spec class (a :class:`maskdit.spec_base.SpecModel` with a ``name: Literal["..."]``
+A plugin is a spec class (a :class:`maskdit.config.spec_model.SpecModel` with a ``name: Literal["..."]``
 field and a ``build(self, **context)`` method) declared once with ``@register(kind)``::
 
     @register("masking")

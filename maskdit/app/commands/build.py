@@ -1,0 +1,144 @@
+"""``python -m maskdit.build [SPEC] [--dry-run] [--schema] [--set a.b=value ...]``.
+
+SPEC is a path to a JSON spec or the name of a bundled preset (default: ``default``). A bad
+spec prints one line per problem (field path and what was expected) and exits with code 2.
+Under ``torchrun --nproc_per_node N -m maskdit.build SPEC`` it trains data-parallel; rank 0
+prints and writes, the other ranks stay quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from maskdit.app import cli
+from maskdit.app.experiment import Experiment
+from maskdit.app.experiment_spec import ExperimentSpec, json_schema, preset_names, read_spec
+from maskdit.app.summary import format_table, summarize
+from maskdit.config.errors import InputError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m maskdit.build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("spec", nargs="?", default="default", help=f"spec path or preset ({', '.join(preset_names())})")
+    parser.add_argument("--dry-run", action="store_true", help="validate and build, print a summary, do not train")
+    parser.add_argument("--schema", action="store_true", help="print the JSON Schema of specs and exit")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
+    parser.add_argument("--runs", default="runs", help="folder that holds run folders (default: runs)")
+    cli.add_set_argument(parser, "train.steps=2000")
+    cli.add_plugin_argument(parser)
+    return parser.parse_args(argv)
+
+
+@cli.command(parse_args)
+def main(args: argparse.Namespace) -> int:
+    from maskdit.train.distributed import context_from_env
+
+    main_rank = context_from_env().is_main  # torchrun's RANK; only rank 0 prints
+    if args.schema:
+        if main_rank:
+            print(json.dumps(json_schema(), indent=2))
+        return cli.EXIT_OK
+    try:
+        spec = read_spec(args.spec, args.overrides)
+    except InputError as err:  # a run's saved spec.json can say which --plugin it needs
+        from maskdit.app.run_loading import missing_plugins, plugin_advice
+
+        folder = Path(args.spec).parent if Path(args.spec).is_file() else None
+        advice = plugin_advice(missing_plugins(folder)) if folder is not None else ""
+        raise InputError(*err.lines, *([f"{args.spec}: {advice}"] if advice else [])) from None
+    experiment = Experiment(spec)
+    if main_rank:
+        print(format_table(summarize(experiment)))
+    if args.dry_run:
+        return cli.EXIT_OK
+    run_dir = run_folder(Path(args.runs), spec.name)
+    return run(experiment, run_dir, resume=args.resume, runs=Path(args.runs))
+
+
+def run_folder(runs: Path, name: str) -> Path:
+    """``runs/name``, which must resolve to a folder directly inside ``runs`` (a name such as '..'
+    or a link out of ``runs`` would write over someone else's files)."""
+    folder = runs / name
+    if name in ("", ".", "..") or Path(name).name != name or folder.resolve().parent != runs.resolve():
+        raise InputError(f"name: run folder {folder} does not lie inside {runs}; choose a plain folder name")
+    return folder
+
+
+def resume_lines(info) -> list[str]:
+    """What --resume found: the checkpoints passed over (and why), then where training starts."""
+    lines = [f"warning: passing over {path.name}: {reason}" for path, reason in info.rejected]
+    if info:
+        lines.append(f"resuming from step {info.step} ({info.path})")
+    else:
+        lines.append("no checkpoint to resume: starting from step 0")
+    return lines
+
+
+def run(experiment: Experiment | ExperimentSpec, run_dir: Path, *, resume: bool, runs: Path | None = None) -> int:
+    """Train, sample and evaluate; print where everything is and the final metrics. Under torchrun
+    this opens the process group (NCCL on CUDA, gloo on CPU) and closes it at the end."""
+    from maskdit.app.training_run import run_experiment
+    from maskdit.io.checkpoint import CheckpointError
+    from maskdit.train.distributed import check_batch, context_from_env, init_distributed, shutdown
+    from maskdit.train.loop import NonFiniteError
+
+    experiment = experiment if isinstance(experiment, Experiment) else Experiment(experiment)
+    train = experiment.spec.train
+    # the batch check needs only the environment: fail before any rendezvous
+    check_batch(train.batch_size, train.grad_accumulation, context_from_env().world_size)
+    dist = init_distributed(train.device)
+    logging.basicConfig(level=logging.WARNING if dist.is_main else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+    def report(info) -> None:
+        for line in resume_lines(info):
+            print(line, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    try:
+        result = run_experiment(experiment, run_dir, resume=resume, progress=dist.is_main, dist=dist,
+                                on_resume=report if resume else None)
+    except (InputError, FileExistsError) as err:  # every rank meets the same problem; one report is enough
+        return cli.report(err, quiet=not dist.is_main)
+    except (CheckpointError, NonFiniteError, OSError) as err:
+        return cli.report(err, code=cli.EXIT_FAILED, quiet=not dist.is_main)
+    except KeyboardInterrupt:
+        if dist.is_main:
+            print(interrupted_line(run_dir, runs), file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    finally:
+        shutdown(dist)
+    if not dist.is_main:
+        return cli.EXIT_OK
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\ntrained {result.state.step} steps in {minutes:.1f} min ({result.state.skipped} skipped)")
+    print(f"run folder:  {run_dir}")
+    for name in ("spec.json", "metrics.jsonl", "loss.png", "samples.png", "eval.json"):
+        if (run_dir / name).exists():
+            print(f"  {name:<14} {run_dir / name}")
+    if result.eval is not None:
+        shown = {k: v for k, v in result.eval.items() if isinstance(v, float) and k != "clipped_fraction"}
+        print("metrics:     " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    return cli.EXIT_OK
+
+
+def interrupted_line(run_dir: Path, runs: Path | None) -> str:
+    """The Ctrl-C message: the command that continues this run (its saved spec, its --runs)."""
+    from maskdit.io.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir / "checkpoints")
+    if latest is None or not (run_dir / "spec.json").is_file():
+        return "\ninterrupted before the first checkpoint; nothing to resume"
+    runs = runs if runs is not None else run_dir.parent
+    command = shlex.join(["python", "-m", "maskdit.build", str(run_dir / "spec.json"), "--runs", str(runs), "--resume"])
+    return f"\ninterrupted; checkpoint {latest}; continue with: {command}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
