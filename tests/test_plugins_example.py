@@ -96,7 +96,7 @@ def test_readme_plugins_through_an_entry_point(plugin_dir, tmp_path, capsys):
     dist = plugin_dir / "readme_plugins_ep-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: readme-plugins-ep\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[maskdit.config.plugins]\nreadme = readme_plugins_ep\n")
+    (dist / "entry_points.txt").write_text("[maskdit.plugins]\nreadme = readme_plugins_ep\n")
     spec = _spec(tmp_path)
     assert build.main([spec, "--dry-run"]) == 0  # the installed package's entry point loads the module
     assert "readme_plugins_ep" in sys.modules

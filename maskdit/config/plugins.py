@@ -1,8 +1,8 @@
 """Loading users' plugins, only ever by explicit action: ``--plugin MODULE`` on a command line,
-or the ``maskdit.config.plugins`` entry-point group of an installed package.
+or the ``maskdit.plugins`` entry-point group of an installed package.
 
 A plugin module registers spec classes when imported (``@maskdit.config.registry.register(kind)``); an
-entry point names such a module (``[project.entry-points."maskdit.config.plugins"] mine = "mypkg.plugins"``).
+entry point names such a module (``[project.entry-points."maskdit.plugins"] mine = "mypkg.plugins"``).
 A spec file never triggers an import: it can only name plugins that are already registered.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from maskdit.config.errors import InputError
 
-ENTRY_POINT_GROUP = "maskdit.config.plugins"
+ENTRY_POINT_GROUP = "maskdit.plugins"
 
 
 class PluginLoadError(InputError, ImportError):
