@@ -50,9 +50,10 @@ def gamma_for(sigma_rel: float) -> float:
     whose largest real root is the answer (as in EDM2's released ``sigma_rel_to_gamma``)."""
     if not 0 < sigma_rel <= SIGMA_REL_MAX:
         raise ValueError(f"sigma_rel {sigma_rel:g} is outside (0, {SIGMA_REL_MAX:.4f}] (the profile needs gamma >= 0)")
+    if sigma_rel == SIGMA_REL_MAX:
+        return 0.0  # the root 0 comes out of the eigenvalue solver as +-1e-16
     t = sigma_rel ** -2
-    roots = np.roots([1.0, 7.0, 16.0 - t, 12.0 - t])
-    return max(0.0, float(roots.real.max()))  # at SIGMA_REL_MAX the root 0 may come out as -1e-16
+    return max(0.0, float(np.roots([1.0, 7.0, 16.0 - t, 12.0 - t]).real.max()))
 
 
 @dataclass(frozen=True)
