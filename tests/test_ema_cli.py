@@ -68,6 +68,7 @@ def one_error(capsys) -> str:
     (["--save", "power-0.3"], "--save power-0.3: no such profile"),
     (["--set", "model.depth=2"], "cannot change the model"),
     (["--decay", "0.9", "--max-lost", "0"], "ema-0.9: 0.0% of its weight lies before the first snapshot"),
+    (["--max-lost", "2"], "max_lost is a share"),
 ])
 def test_bad_options_exit_2_with_one_line(run, args, says, capsys):
     assert main([str(run), *args, "--set", "eval.num_samples=0"]) == 2

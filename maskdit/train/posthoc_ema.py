@@ -211,6 +211,8 @@ class AveragePlan:
 def plan_average(snapshots: Snapshots, profile: Profile, *, max_lost: float = MAX_LOST_WEIGHT) -> AveragePlan:
     """The snapshot weights of ``profile``; ValueError if more than ``max_lost`` of its weight lies
     before the first snapshot (the average would then be mostly the first snapshot's)."""
+    if not 0 <= max_lost <= 1:
+        raise ValueError(f"max_lost is a share of the profile's weight, in [0, 1]; got {max_lost}")
     weights, lost = snapshot_weights(profile.position_weights(snapshots.updates[-1]), snapshots.updates)
     if lost > max_lost:
         raise ValueError(f"{profile.name}: {lost:.1%} of its weight lies before the first snapshot (step "

@@ -34,7 +34,8 @@ def test_gamma_inverts_sigma_rel(sigma_rel):
 def test_known_exponents():
     assert gamma_for(SIGMA_REL_MAX) == 0.0  # the uniform average of the whole run
     assert gamma_for(0.083) == pytest.approx(9.0, abs=0.01)  # EMA warm-up's (1 + n) / (10 + n) ~ t^9
-    assert sigma_rel_of(6.94) == pytest.approx(0.10, abs=1e-3)  # EDM2's Table: gamma 6.94 <-> sigma_rel 0.10
+    # EDM2 Sec. 3.1: sigma_rel 0.05 and 0.10 are gamma 16.97 and 6.94
+    assert gamma_for(0.05) == pytest.approx(16.97, abs=0.005) and gamma_for(0.10) == pytest.approx(6.94, abs=0.005)
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.1, 0.3, math.nan])
@@ -154,6 +155,8 @@ def test_bad_runs_are_refused(tmp_path):
         posthoc_ema(late, sigma_rel=0.2)  # t^1.83 over 100 updates: 72% of its weight on updates 1..89
     lost = posthoc_ema(late, sigma_rel=0.2, max_lost=0.9).plan.weight_before_first
     assert lost == pytest.approx(0.89 ** (gamma_for(0.2) + 1), rel=1e-9)
+    with pytest.raises(ValueError, match="max_lost"):
+        posthoc_ema(late, sigma_rel=0.2, max_lost=-0.1)
     for both in ({}, {"sigma_rel": 0.1, "decay": 0.9}):
         with pytest.raises(ValueError, match="exactly one"):
             posthoc_ema(late, **both)
