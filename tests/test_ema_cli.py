@@ -48,7 +48,8 @@ def test_saved_profile_loads_with_load_run_and_samples(run, tmp_path, capsys):
     saved = run / "posthoc" / "power-0.1.safetensors"
     denoiser, spec = load_run(saved)
     assert spec is None and denoiser.spec == load_run(run)[1].model
-    expected = posthoc_ema(run, sigma_rel=0.1).tensors
+    expected = posthoc_ema(run, sigma_rel=0.1).denoiser().state_dict()
+    assert expected.keys() == denoiser.state_dict().keys()
     for name, value in denoiser.state_dict().items():
         assert torch.equal(value, expected[name]), name
     grid = tmp_path / "grid.png"

@@ -247,11 +247,18 @@ def average_snapshots(plan: AveragePlan) -> dict[str, torch.Tensor]:
 
 @dataclass(frozen=True)
 class PosthocAverage:
-    """A rebuilt average: its plan (profile, snapshots, weights, weight before the first) and the
-    averaged raw weights (keys as the checkpoint's ``model`` group)."""
+    """A rebuilt average: its plan (profile, snapshots, weights, weight before the first), the
+    averaged raw weights (keys as the checkpoint's ``model`` group) and the run's model spec."""
 
     plan: AveragePlan
     tensors: dict[str, torch.Tensor]
+    model: ModelSpec | None
+
+    def denoiser(self) -> Denoiser | DDPMDenoiser:
+        """The run's denoiser holding these weights, in eval mode (samples like ``load_run``'s)."""
+        if self.model is None:
+            raise ValueError(f"{self.plan.paths[-1]}: no saved spec, so no model to load the average into")
+        return averaged_denoiser(self.tensors, self.model, source=f"{self.plan.paths[-1].parent} ({self.plan.profile})")
 
 
 def posthoc_ema(run_dir: str | Path, *, sigma_rel: float | None = None, decay: float | None = None,
@@ -272,7 +279,7 @@ def posthoc_ema(run_dir: str | Path, *, sigma_rel: float | None = None, decay: f
             warmup = own.warmup
         profile = EMAProfile(decay, warmup=warmup)
     plan = plan_average(snapshots, profile, max_lost=max_lost)
-    return PosthocAverage(plan=plan, tensors=average_snapshots(plan))
+    return PosthocAverage(plan=plan, tensors=average_snapshots(plan), model=snapshots.model)
 
 
 def averaged_denoiser(tensors: Mapping[str, torch.Tensor], model: ModelSpec, *,

@@ -138,10 +138,13 @@ def test_update_counts_place_the_snapshots(tmp_path):
     run = save_snapshots(tmp_path / "run", [1, 2, 3, 4], lambda step: {"w": torch.zeros(1)}, updates=[1, 2, 2, 3])
     snapshots = read_snapshots(run)
     assert snapshots.steps == (1, 2, 4) and snapshots.updates == (1, 2, 3)
-    assert snapshots.spec is None and snapshots.ema is None
+    assert snapshots.spec is None and snapshots.ema is None and snapshots.model is None
     with pytest.raises(ValueError, match="warmup="):
         posthoc_ema(run, decay=0.1)
-    assert posthoc_ema(run, decay=0.1, warmup=False).plan.profile == "ema-0.1"
+    rebuilt = posthoc_ema(run, decay=0.1, warmup=False)
+    assert rebuilt.plan.profile == "ema-0.1"
+    with pytest.raises(ValueError, match="no saved spec"):
+        rebuilt.denoiser()
 
 
 def test_bad_runs_are_refused(tmp_path):
