@@ -3,6 +3,7 @@
 The most used building blocks are re-exported here; each subpackage has the full set.
 """
 
+from maskdit.app.evaluation import evaluate_denoiser
 from maskdit.app.experiment import Experiment
 from maskdit.app.experiment_spec import ExperimentSpec, load_spec
 from maskdit.app.run_loading import load_run
@@ -45,6 +46,7 @@ from maskdit.samplers import (
     sample_euler,
     sample_heun,
 )
+from maskdit.train import posthoc_ema
 
 __version__ = "0.1.0"
 
@@ -87,4 +89,6 @@ __all__ = [
     "sample_ddpm",
     "sample_ddim",
     "sample_dpmpp_2m",
+    "evaluate_denoiser",
+    "posthoc_ema",
 ]
