@@ -18,7 +18,7 @@ def test_the_console_script_is_the_dispatcher():
 def test_help_lists_every_subcommand_and_each_has_a_module_with_main(capsys):
     assert console.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in ("build", "sample", "evaluate", "export", "fid", "latents"):
+    for name in ("build", "sample", "evaluate", "export", "fid", "latents", "ema"):
         assert f"\n  {name} " in out, name
         module = __import__(f"maskdit.app.commands.{name}", fromlist=["main"])
         assert callable(module.main) and callable(module.parse_args)

@@ -19,6 +19,7 @@ COMMANDS = {
     "export": "write a run's weights as a native, reference DiT/MaskDiT or diffusers model",
     "fid": "Frechet distance between two sets of images (.npz) or their statistics",
     "latents": "encode an image folder to VAE latent shards, or decode sampled latents to images",
+    "ema": "post-hoc EMA: rebuild and score weight averages of a run's kept snapshots",
 }
 
 
