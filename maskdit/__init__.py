@@ -3,9 +3,11 @@
 The most used building blocks are re-exported here; each subpackage has the full set.
 """
 
+from maskdit.app.evaluation import evaluate_denoiser
 from maskdit.app.experiment import Experiment
-from maskdit.app.experiment_spec import ExperimentSpec, load_spec
-from maskdit.app.run_loading import load_run
+from maskdit.app.experiment_spec import ExperimentSpec, load_spec, read_spec, validate_spec
+from maskdit.app.run_loading import load_run, open_run
+from maskdit.config.errors import InputError
 from maskdit.config.registry import Registry, RegistryError
 from maskdit.core import (
     DDPMDenoiser,
@@ -87,4 +89,9 @@ __all__ = [
     "sample_ddpm",
     "sample_ddim",
     "sample_dpmpp_2m",
+    "read_spec",
+    "validate_spec",
+    "open_run",
+    "evaluate_denoiser",
+    "InputError",
 ]
