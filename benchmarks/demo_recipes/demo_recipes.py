@@ -1,85 +1,43 @@
 """Candidate recipes for ``make demo``, over seeds: each recipe is the ``maskdit-demo`` preset (the
 MaskDiT that ``make demo`` ran until 2026-12-05, kept as the base so that every recorded run keeps
-its meaning) plus a few ``--set`` overrides; the ``default`` preset is now the recipe ``dit-d4w96``
-with guidance 2. Every (recipe, seed) trains with ``python -m maskdit.build`` (its own run folder,
-its own eval.json at the recipe's sampler), then its EMA checkpoint is scored at every guidance
-setting by benchmarks/guidance.py (1,000 samples, the same initial noise per row).
+its meaning) with a JSON patch (recipes.py; field path -> JSON value, what ``--set`` applies); the
+``default`` preset is now the recipe ``dit-d4w96`` with guidance 2. Every (recipe, seed) trains
+with ``python -m maskdit.build`` (its own run folder, its own eval.json at the recipe's sampler),
+then its EMA checkpoint is scored at every guidance setting (sweep.py: 1,000 samples, the same
+initial noise per row).
 
-    python benchmarks/demo_recipes.py run --recipes base ema999 --seeds 0 1 --work-dir runs/demo-recipes
-    python benchmarks/demo_recipes.py report
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/demo_recipes/demo_recipes.py run --recipes base ema999 \\
+        --seeds 0 1 --work-dir runs/demo-recipes
+    python benchmarks/demo_recipes/demo_recipes.py report
 
 A recipe that keeps the base preset's model and batch keeps its step counts, so a step costs what
 the base's step costs and only what a step does (its lr, its average) changes; one with another
 model, masking or batch gets the steps that cost at most the base's training FLOPs (sparse steps
-save less time than FLOPs, so this stays within the base's wall-clock). ``run``
-writes --out after every run and every sampler row and skips what it holds, and a training that
-was interrupted resumes from its checkpoint, so the study survives a lost session. Exit codes:
-0 ok, 1 a training failed, 2 bad input.
+save less time than FLOPs, so this stays within the base's wall-clock). ``run`` writes --out after
+every run and every sampler row and skips what it holds, and a training that was interrupted
+resumes from its checkpoint, so the study survives a lost session. Exit codes: 0 ok, 1 a training
+failed, 2 bad input. Results: benchmarks/RESULTS.md, section demo_recipes.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
+import torch
+from recipes import BASE_PRESET, RECIPES, overrides
+from sweep import parse_interval, sweep
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from maskdit.io import atomic_write
 
 HERE = Path(__file__).resolve().parent
-BASE_PRESET = "maskdit-demo"  # what every recipe overrides
-sys.path.insert(0, str(HERE))  # the sibling script below, also when this file is imported by path
-import guidance  # noqa: E402  (one sweep implementation)
-
-# warm-up-stable-decay: the masked phase cools down over its second half to 0.25 x lr
-# (2e-3 -> 5e-4, the unmasking lr), then the unmasking phase anneals linearly to 0
-WSD = ['train.phases.0.lr_decay={"shape": "linear", "fraction": 0.5, "final": 0.25}',
-       'train.phases.1.lr_decay={"shape": "linear", "fraction": 1.0, "final": 0.0}']
-# the preset's EMA before 2026-12-02 (benchmarks/posthoc_ema.py found 0.98 samples far better)
-EMA_999 = ["train.ema.decay=0.999"]
-# the sparsity study's 256-token layout (benchmarks/_qvc_setup.py: patch 2, 6 x 64, DSM only) at the
-# preset's wall-clock: a step there costs ~2x the preset's masked step, so ~half the steps
-PATCH_2 = ["model.patch_size=2", "model.hidden_size=64", "model.num_heads=2", "model.decoder_depth=0",
-           'losses.terms=[{"name": "dsm", "weight": 1.0}]',
-           "train.phases.0.steps=1250", "train.phases.1.steps=125"]
-# plain DiT (no mask, no decoder, DSM only): the sparsity study found it ahead of every sparse
-# method at 64 tokens after ~half its budget; 1,650 steps cost the preset's training FLOPs
-DIT = ["model.decoder_depth=0", 'masking={"name": "none"}', 'losses.terms=[{"name": "dsm", "weight": 1.0}]',
-       'train.phases=[{"name": "dense", "steps": 1650}]']
-RECIPES: dict[str, list[str]] = {
-    "base": [],  # the base preset as it is (make demo's MaskDiT until 2026-12-05)
-    "ema999": EMA_999,
-    "wsd": WSD + EMA_999,  # as it was tested
-    "wsd98": WSD,  # the cool-down with the preset's EMA (0.98)
-    # half the batch, ~1.7x the steps: a step at batch 32 costs ~0.6x one at 64 (masked; ~0.52x unmasked)
-    "b32": ["train.batch_size=32", "train.warmup_steps=400", "train.phases.0.steps=3800",
-            "train.phases.1.steps=560"],
-    # a quarter of the batch, ~3.5x the steps (b32 at seed 1: FID 21.0 against the preset's 37.0)
-    "b16": ["train.batch_size=16", "train.warmup_steps=800", "train.phases.0.steps=7600",
-            "train.phases.1.steps=1100"],
-    "dit": DIT,
-    # DiT at other widths and depths, each at the steps that cost the preset's training FLOPs: every
-    # lr / EMA / batch / method recipe above sat at a median FID of ~21, so the model's size is the
-    # axis left (a smaller model for more steps, or a larger one for fewer)
-    "dit-d4": DIT[:-1] + ["model.depth=4", 'train.phases=[{"name": "dense", "steps": 2450}]'],
-    "dit-d3": DIT[:-1] + ["model.depth=3", 'train.phases=[{"name": "dense", "steps": 3250}]'],
-    "dit-d2": DIT[:-1] + ["model.depth=2", 'train.phases=[{"name": "dense", "steps": 4900}]'],
-    "dit-w96": DIT[:-1] + ["model.hidden_size=96", "model.num_heads=3",
-                           'train.phases=[{"name": "dense", "steps": 2800}]'],
-    "dit-d4w96": DIT[:-1] + ["model.depth=4", "model.hidden_size=96", "model.num_heads=3",
-                             'train.phases=[{"name": "dense", "steps": 4250}]'],
-    "dit-w160": DIT[:-1] + ["model.hidden_size=160", "model.num_heads=5",
-                            'train.phases=[{"name": "dense", "steps": 1080}]'],
-    # the study's best FID at 256 tokens: deferred masking (MicroDiT) after a 2-block patch-mixer
-    "p2-deferred": PATCH_2 + ['model.routing={"start": 2}'],
-    # TREAD routing: blocks 1-4 on the kept half, the rest rejoin before block 5
-    "p2-tread": PATCH_2 + ['model.routing={"start": 1, "end": 5}'],
-}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -90,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     run.add_argument("--work-dir", type=Path, default=Path("runs/demo-recipes"), help="where the run folders go")
     run.add_argument("--cfg", type=float, nargs="+", default=[2.5, 3.0])
-    run.add_argument("--interval", type=guidance.parse_interval, nargs="+", default=[None, (0.1, 8.0)])
+    run.add_argument("--interval", type=parse_interval, nargs="+", default=[None, (0.1, 8.0)])
     run.add_argument("--churn", type=float, nargs="+", default=[0.0], help="EDM's S_churn values to sweep")
     run.add_argument("--num-samples", type=int, default=1000)
     run.add_argument("--threads", type=int, default=2)
@@ -103,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load(path: Path) -> dict:
+def load(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"runs": {}}
     try:
@@ -115,17 +73,16 @@ def load(path: Path) -> dict:
     return data
 
 
-def save(path: Path, data: dict) -> None:
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    partial.replace(path)  # a kill mid-write never leaves half a study
+def save(path: Path, data: dict[str, Any]) -> None:
+    """Atomic: a kill mid-write never leaves half a study."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8"))
 
 
 def train(run_dir: Path, recipe: str, seed: int, threads: int) -> float:
-    """Train one run to the end (resuming a started one); returns its wall-clock seconds."""
+    """Train one run to the end with the command users run (resuming a started one); its seconds."""
     command = [sys.executable, "-m", "maskdit.build", BASE_PRESET, "--runs", str(run_dir.parent),
                "--set", f"name={run_dir.name}", "--set", f"seed={seed}"]
-    for override in RECIPES[recipe]:
+    for override in overrides(RECIPES[recipe]):
         command += ["--set", override]
     if (run_dir / "checkpoints").is_dir():
         command.append("--resume")
@@ -139,15 +96,17 @@ def train(run_dir: Path, recipe: str, seed: int, threads: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
     study = load(args.out)
     for recipe in args.recipes:
+        patch = overrides(RECIPES[recipe])
         for seed in args.seeds:
             name = f"{recipe}-s{seed}"
             run_dir = (args.work_dir / name).resolve()
-            entry = study["runs"].setdefault(name, {"recipe": recipe, "seed": seed, "overrides": RECIPES[recipe]})
-            if entry["overrides"] != RECIPES[recipe]:
+            entry = study["runs"].setdefault(name, {"recipe": recipe, "seed": seed, "overrides": patch})
+            if entry["overrides"] != patch:
                 print(f"error: {args.out}: {name} was run with the overrides {entry['overrides']}, the recipe now "
-                      f"has {RECIPES[recipe]}; move the entry (and {run_dir}) away to run it afresh", file=sys.stderr)
+                      f"has {patch}; move the entry (and {run_dir}) away to run it afresh", file=sys.stderr)
                 return 2
             if "eval" not in entry:
                 if not (run_dir / "eval.json").exists():
@@ -159,30 +118,22 @@ def run(args: argparse.Namespace) -> int:
                         return 1
                 entry["eval"] = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
                 save(args.out, study)
-            sweep_file = run_dir / "guidance.json"
-            code = guidance.main([str(run_dir), "--cfg", *map(str, args.cfg), "--interval",
-                                  *("none" if interval is None else f"{interval[0]:g},{interval[1]:g}"
-                                    for interval in args.interval),
-                                  "--churn", *map(str, args.churn), "--num-samples", str(args.num_samples),
-                                  "--threads", str(args.threads),
-                                  "--out", str(sweep_file)])
-            if code != 0:
-                return code
-            entry["sweep"] = json.loads(sweep_file.read_text(encoding="utf-8"))["rows"]
+            entry["sweep"] = sweep(run_dir, run_dir / "guidance.json", cfgs=args.cfg, intervals=args.interval,
+                                   churns=args.churn, num_samples=args.num_samples)
             save(args.out, study)
     print(format_report(study))
     return 0
 
 
-def sampler_label(row: dict) -> str:
+def sampler_label(row: dict[str, Any]) -> str:
     interval = "all sigmas" if row["interval"] is None else f"sigma in [{row['interval'][0]:g}, {row['interval'][1]:g}]"
     churn = f", S_churn {row['s_churn']:g}" if row.get("s_churn") else ""
     return f"Euler {row['steps']}, cfg {row['cfg']:g}, {interval}{churn}"
 
 
-def format_report(study: dict) -> str:
+def format_report(study: dict[str, Any]) -> str:
     """Per recipe and sampler setting: median FID and class accuracy over seeds, with the range."""
-    cells: dict[tuple[str, str], list[dict]] = {}
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for entry in study["runs"].values():
         for row in entry.get("sweep", []):
             cells.setdefault((entry["recipe"], sampler_label(row)), []).append({**row, "seed": entry["seed"]})
