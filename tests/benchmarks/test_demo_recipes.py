@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict
+from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict, parse_override
 from maskdit.core import training_flops
-from maskdit.app.experiment_spec import parse_override
 from tests.benchmarks.scripts import BENCHMARKS, TINY_MODEL, golden, load_study
 
 TINY = TINY_MODEL + ["train.phases.0.steps=2", "train.phases.1.steps=1", "train.warmup_steps=0",

@@ -256,7 +256,7 @@ def test_unknown_variant_is_refused(qvc):
 
 
 def test_heldout_loss_is_the_weighted_edm_loss_on_a_fixed_grid(qvc):
-    train, setup = qvc["qvc_engine"], qvc["qvc_variants"]
+    setup = qvc["qvc_variants"]
     spec = setup.variant_spec(setup.LAYOUTS["64"], "dit", main_steps=8)
     heldout = HeldOutLoss(spec, grid_size=4)
     noise = spec.losses.noise
