@@ -88,7 +88,7 @@ def two_best(out_dir: Path, layout: str) -> list[str]:
     ratio of their time to DiT's time to the same held-out loss (seed 0's runs)."""
     rows = summarize_layout(records(out_dir, layout))["variants"]
 
-    def key(item):
+    def key(item: tuple[str, dict[str, Any]]) -> tuple[float, float, str]:
         name, row = item
         reach = row["loss_fraction_seconds"]["median"] if row["loss_fraction_seconds"] else math.inf
         final = row["per_seed"].get("0", next(iter(row["per_seed"].values())))["ratio_curve"][-1]["time_ratio"]
