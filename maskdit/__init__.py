@@ -3,7 +3,9 @@
 The most used building blocks are re-exported here; each subpackage has the full set.
 """
 
-from maskdit.app.evaluation import evaluate_denoiser
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from maskdit.app.experiment import Experiment
 from maskdit.app.experiment_spec import ExperimentSpec, load_spec, read_spec, validate_spec
 from maskdit.app.run_loading import load_run, open_run
@@ -48,7 +50,13 @@ from maskdit.samplers import (
     sample_heun,
 )
 
+if TYPE_CHECKING:  # static analysers and IDEs see the real name
+    from maskdit.app.evaluation import evaluate_denoiser
+
 __version__ = "0.1.0"
+
+# names imported on first use (PEP 562): their modules pull in scipy, matplotlib and torchvision
+_LAZY = {"evaluate_denoiser": "maskdit.app.evaluation"}
 
 __all__ = [
     "Experiment",
@@ -95,3 +103,10 @@ __all__ = [
     "evaluate_denoiser",
     "InputError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'maskdit' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
