@@ -24,7 +24,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/train_step.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/train_step/train_step.py
 
 clean:
 	rm -rf $(VENV)

@@ -3,10 +3,13 @@
 The most used building blocks are re-exported here; each subpackage has the full set.
 """
 
-from maskdit.app.evaluation import evaluate_denoiser
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from maskdit.app.experiment import Experiment
-from maskdit.app.experiment_spec import ExperimentSpec, load_spec
-from maskdit.app.run_loading import load_run
+from maskdit.app.experiment_spec import ExperimentSpec, load_spec, read_spec, validate_spec
+from maskdit.app.run_loading import load_run, open_run
+from maskdit.config.errors import InputError
 from maskdit.config.registry import Registry, RegistryError
 from maskdit.core import (
     DDPMDenoiser,
@@ -48,7 +51,13 @@ from maskdit.samplers import (
 )
 from maskdit.train import posthoc_ema
 
+if TYPE_CHECKING:  # static analysers and IDEs see the real name
+    from maskdit.app.evaluation import evaluate_denoiser
+
 __version__ = "0.1.0"
+
+# names imported on first use (PEP 562): their modules pull in scipy, matplotlib and torchvision
+_LAZY = {"evaluate_denoiser": "maskdit.app.evaluation"}
 
 __all__ = [
     "Experiment",
@@ -89,6 +98,17 @@ __all__ = [
     "sample_ddpm",
     "sample_ddim",
     "sample_dpmpp_2m",
+    "read_spec",
+    "validate_spec",
+    "open_run",
     "evaluate_denoiser",
+    "InputError",
     "posthoc_ema",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'maskdit' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -28,6 +28,7 @@ _EXPORTS = {
     "balanced_labels": "generation", "generate_batches": "generation", "image_seed": "generation",
     "FeatureStats": "stats", "FewSamplesWarning": "stats", "RunningStats": "stats", "load_stats": "stats",
     "save_stats": "stats",
+    "HeldOutLoss": "heldout",
 }
 
 __all__ = sorted(_EXPORTS) + ["specs"]
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from maskdit.eval.features import FeatureExtractor, Reference, extract_features
     from maskdit.eval.frechet import SingularCovarianceWarning, frechet_distance
     from maskdit.eval.generation import balanced_labels, generate_batches, image_seed
+    from maskdit.eval.heldout import HeldOutLoss
     from maskdit.eval.images import ImageRangeWarning, prepare_images
     from maskdit.eval.inception import FIDInception, inception_weights_path
     from maskdit.eval.manifolds import knn_radii, precision_recall

@@ -1,5 +1,6 @@
-"""benchmarks/demo_recipes.py: every recipe is a valid spec; a tiny recipe trains, is swept,
-resumes without redoing anything, and the report gives medians over seeds; bad input exits 2."""
+"""benchmarks/demo_recipes/: every recipe is a valid spec and every record was run with its recipe; a
+tiny recipe trains, is swept, resumes without redoing anything, and the report gives medians over
+seeds (the committed record's as before); bad input exits 2."""
 
 from __future__ import annotations
 
@@ -7,17 +8,28 @@ import json
 
 import pytest
 
-from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict
+from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict, parse_override
 from maskdit.core import training_flops
-from tests.benchmarks.scripts import TINY_MODEL, load_script
+from tests.benchmarks.scripts import BENCHMARKS, TINY_MODEL, golden, load_study
 
 TINY = TINY_MODEL + ["train.phases.0.steps=2", "train.phases.1.steps=1", "train.warmup_steps=0",
                      "eval.num_samples=16", "sampler.steps=2"]
+TINY_PATCH = dict(parse_override(item) for item in TINY)  # the same overrides as a JSON patch
 
 
 @pytest.fixture(scope="module")
-def bench():
-    return load_script("demo_recipes")
+def study():
+    return load_study("demo_recipes", "recipes", "sweep", "demo_recipes")
+
+
+@pytest.fixture(scope="module")
+def bench(study):
+    return study["demo_recipes"]
+
+
+@pytest.fixture(scope="module")
+def recipes(study):
+    return study["recipes"]
 
 
 def run_macs(spec: ExperimentSpec) -> float:
@@ -30,25 +42,26 @@ def run_macs(spec: ExperimentSpec) -> float:
     return total
 
 
-def recipe_spec(bench, name: str) -> ExperimentSpec:
-    return ExperimentSpec.model_validate(apply_overrides(load_spec_dict(bench.BASE_PRESET), bench.RECIPES[name]))
+def recipe_spec(recipes, name: str) -> ExperimentSpec:
+    data = load_spec_dict(recipes.BASE_PRESET)
+    return ExperimentSpec.model_validate(apply_overrides(data, recipes.overrides(recipes.RECIPES[name])))
 
 
-def test_every_recipe_is_a_valid_spec_that_costs_what_the_base_costs(bench):
-    base = ExperimentSpec.model_validate(load_spec_dict(bench.BASE_PRESET))
-    assert bench.RECIPES["base"] == []
-    for name in bench.RECIPES:
-        spec = recipe_spec(bench, name)
+def test_every_recipe_is_a_valid_spec_that_costs_what_the_base_costs(recipes):
+    base = ExperimentSpec.model_validate(load_spec_dict(recipes.BASE_PRESET))
+    assert recipes.RECIPES["base"] == {}
+    for name in recipes.RECIPES:
+        spec = recipe_spec(recipes, name)
         # a recipe may change what a step does, never what the run costs
         if (spec.model, spec.train.batch_size) == (base.model, base.train.batch_size):
             assert [p.steps for p in spec.train.phases] == [p.steps for p in base.train.phases], name
         else:  # another model or batch: its steps are sized to the preset's wall-clock, which FLOPs bound from above
             assert 0.7 <= run_macs(spec) / run_macs(base) <= 1.0, name
-    wsd = recipe_spec(bench, "wsd")
+    wsd = recipe_spec(recipes, "wsd")
     assert wsd.train.phases[0].lr_decay.final == 0.25 and wsd.train.phases[1].lr_decay.final == 0.0
 
 
-def test_the_default_preset_is_the_recipe_dit_d4w96_at_guidance_2(bench):
+def test_the_default_preset_is_the_recipe_dit_d4w96_at_guidance_2(recipes):
     """make demo runs what the study measured: the same model, objective, data and training as the
     recipe (the absent decoder's unused width aside), sampled at guidance 2 instead of 2.5."""
     def trained(spec: ExperimentSpec) -> dict:
@@ -56,15 +69,28 @@ def test_the_default_preset_is_the_recipe_dit_d4w96_at_guidance_2(bench):
         del data["name"], data["model"]["decoder_hidden_size"], data["model"]["decoder_num_heads"]
         return data
 
-    default, recipe = ExperimentSpec.model_validate(load_spec_dict("default")), recipe_spec(bench, "dit-d4w96")
+    default, recipe = ExperimentSpec.model_validate(load_spec_dict("default")), recipe_spec(recipes, "dit-d4w96")
     assert default.model.decoder_depth == recipe.model.decoder_depth == 0
     assert default.sampler.cfg_scale == 2.0 and recipe.sampler.cfg_scale == 2.5
     recipe = recipe.model_copy(update={"sampler": recipe.sampler.model_copy(update={"cfg_scale": 2.0})})
     assert trained(default) == trained(recipe)
 
 
-def test_tiny_recipe_trains_sweeps_resumes_and_reports(bench, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(bench.RECIPES, "tiny", TINY + bench.RECIPES["wsd"])
+def test_every_committed_run_was_run_with_its_recipe_as_it_stands(recipes):
+    """A record stores its recipe as --set arguments: the patch, rendered, must still give them."""
+    study = json.loads((BENCHMARKS / "demo_recipes" / "demo_recipes.json").read_text())["runs"]
+    assert len(study) >= 20
+    for name, entry in study.items():
+        assert entry["overrides"] == recipes.overrides(recipes.RECIPES[entry["recipe"]]), name
+
+
+def test_report_reproduces_the_committed_table(bench, capsys):
+    assert bench.main(["report"]) == 0
+    assert capsys.readouterr().out == golden("demo_recipes")
+
+
+def test_tiny_recipe_trains_sweeps_resumes_and_reports(bench, recipes, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(recipes.RECIPES, "tiny", {**TINY_PATCH, **recipes.RECIPES["wsd"]})
     out, work = tmp_path / "study.json", tmp_path / "runs"
     args = ["run", "--recipes", "tiny", "--seeds", "0", "1", "--work-dir", str(work), "--cfg", "2",
             "--interval", "none", "0.1,8", "--num-samples", "12", "--threads", "1", "--out", str(out)]

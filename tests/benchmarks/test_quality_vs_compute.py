@@ -1,33 +1,30 @@
-"""benchmarks/quality_vs_compute.py: the variants, the report arithmetic, a tiny resumable study."""
+"""benchmarks/quality_vs_compute/: the variants, the report arithmetic, a tiny resumable study, and
+the report of the committed records."""
 
-import importlib
 import json
-import sys
-from pathlib import Path
+import shutil
 
 import pytest
 import torch
 
-from maskdit.eval.heldout import HeldOutLoss
+from maskdit import read_spec
+from maskdit.data import build_dataset
+from maskdit.eval import HeldOutLoss
+from tests.benchmarks.scripts import BENCHMARKS, golden, load_study
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+RECORDS = BENCHMARKS / "quality_vs_compute" / "records"
 
 
 @pytest.fixture(scope="module")
 def qvc():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        modules = {name: importlib.import_module(name) for name in
-                   ("_qvc_setup", "_qvc_train", "_qvc_report", "quality_vs_compute")}
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return modules
+    return load_study("quality_vs_compute", "qvc_variants", "qvc_fit", "qvc_engine", "qvc_report",
+                      "quality_vs_compute")
 
 
 @pytest.fixture
 def tiny(qvc, monkeypatch):
     """A 3-block, 16-wide layout with patch 8 (16 tokens): milliseconds per step."""
-    setup = qvc["_qvc_setup"]
+    setup = qvc["qvc_variants"]
     layout = setup.Layout("tiny", patch_size=8, depth=3, hidden_size=16, num_heads=2, train_seconds=1.0)
     monkeypatch.setitem(setup.LAYOUTS, "tiny", layout)
     return layout
@@ -49,7 +46,7 @@ def record(variant, seed, points, fid=None, main_steps=None, dit_step=1.0, step=
 
 
 def test_first_reach_interpolates_between_evaluations(qvc):
-    report = qvc["_qvc_report"]
+    report = qvc["qvc_report"]
     series = [point(1, 10, 100, 0.9), point(2, 20, 200, 0.5), point(3, 30, 300, 0.3)]
     assert report.first_reach(series, 0.4, "seconds") == pytest.approx(25.0)  # halfway from 0.5 to 0.3
     assert report.first_reach(series, 0.9, "macs") == 100.0
@@ -57,7 +54,7 @@ def test_first_reach_interpolates_between_evaluations(qvc):
 
 
 def test_summary_fractions_are_of_dit_final_time_and_flops_per_seed(qvc):
-    report = qvc["_qvc_report"]
+    report = qvc["qvc_report"]
     dit0 = record("dit", 0, [point(10, 50, 1000, 0.8), point(20, 100, 2000, 0.4)],
                   fid={"20": {"best_fid": 30.0, "unguided_fid": 90.0, "best_class_accuracy": 0.9}})
     dit1 = record("dit", 1, [point(10, 50, 1000, 0.8), point(20, 100, 2000, 0.5)],
@@ -82,7 +79,7 @@ def test_summary_fractions_are_of_dit_final_time_and_flops_per_seed(qvc):
 
 
 def test_ratio_curve_compares_with_dit_at_the_same_loss(qvc):
-    report = qvc["_qvc_report"]
+    report = qvc["qvc_report"]
     dit = record("dit", 0, [point(10, 50, 1000, 0.8), point(20, 100, 2000, 0.4)])
     sparse = record("tread", 0, [point(10, 20, 400, 0.9), point(20, 40, 800, 0.6), point(40, 80, 1600, 0.3)])
     curve = report.ratio_curve(sparse, dit)
@@ -94,7 +91,7 @@ def test_ratio_curve_compares_with_dit_at_the_same_loss(qvc):
 
 
 def test_retime_recomputes_point_times_from_another_calibration(qvc):
-    report = qvc["_qvc_report"]
+    report = qvc["qvc_report"]
     tuned = record("maskdit", 0, [{**point(10, 5, 100, 0.5), "tune_steps": 2}])
     (out,) = report.retime([tuned], {"dit": 3.0, "maskdit": 2.0, "maskdit/tune": 4.0, "other": 9.0})
     assert out["points"][0]["seconds"] == 10 * 2.0 + 2 * 4.0
@@ -117,13 +114,13 @@ def test_two_best_ranks_by_reach_then_by_pace_at_the_end(qvc, tmp_path):
 
 
 def test_the_report_waits_for_dit(qvc):
-    report = qvc["_qvc_report"]
+    report = qvc["qvc_report"]
     unfinished = record("dit", 0, [point(10, 50, 1000, 0.8)], main_steps=20)
     assert report.summarize_layout([unfinished])["variants"] == {}
 
 
 def test_variant_specs_differ_only_where_the_recipe_says(qvc):
-    setup = qvc["_qvc_setup"]
+    setup = qvc["qvc_variants"]
     layout = setup.LAYOUTS["64"]
     specs = {name: setup.variant_spec(layout, name, main_steps=100) for name in layout.variants}
     dit = specs["dit"]
@@ -144,7 +141,7 @@ def test_variant_specs_differ_only_where_the_recipe_says(qvc):
 
 
 def test_the_small_layout_is_make_demos_dit_with_its_ema_and_sampler(qvc):
-    setup = qvc["_qvc_setup"]
+    setup = qvc["qvc_variants"]
     layout = setup.LAYOUTS["64s"]
     specs = {name: setup.variant_spec(layout, name, main_steps=100) for name in layout.variants}
     dit = specs["dit"]
@@ -158,14 +155,14 @@ def test_the_small_layout_is_make_demos_dit_with_its_ema_and_sampler(qvc):
 
 def test_the_committed_records_are_what_variant_spec_builds_today(qvc):
     """A record's spec is what a resumed or re-run variant trains: the setup must still build it."""
-    setup = qvc["_qvc_setup"]
+    setup = qvc["qvc_variants"]
 
     def without_later_fields(tree):  # fields added to the spec after a record was written (default None)
         if isinstance(tree, dict):
             return {k: without_later_fields(v) for k, v in tree.items() if k != "lr_decay"}
         return [without_later_fields(v) for v in tree] if isinstance(tree, list) else tree
 
-    paths = sorted((BENCHMARKS / "qvc").glob("*/*-s*.json"))
+    paths = sorted(RECORDS.glob("*/*-s*.json"))
     assert len(paths) >= 10
     for path in paths:
         record = json.loads(path.read_text())
@@ -176,7 +173,7 @@ def test_the_committed_records_are_what_variant_spec_builds_today(qvc):
 
 
 def test_plan_sizes_runs_by_calibrated_step_time(qvc):
-    cli, setup = qvc["quality_vs_compute"], qvc["_qvc_setup"]
+    cli, setup = qvc["quality_vs_compute"], qvc["qvc_variants"]
     calibration = {"seconds_per_step": {"dit": 0.25, "maskdit-0.5": 0.125, "maskdit-0.5/tune": 0.3}}
     plan = cli.make_plan(setup.LAYOUTS["64"], "maskdit-0.5", calibration, 100.0)
     assert plan["main_steps"] == 800 and plan["tune_steps"] == 48
@@ -187,10 +184,8 @@ def test_plan_sizes_runs_by_calibrated_step_time(qvc):
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_record(qvc, tiny, tmp_path):
-    train, setup = qvc["_qvc_train"], qvc["_qvc_setup"]
+    train, setup = qvc["qvc_engine"], qvc["qvc_variants"]
     spec = setup.variant_spec(tiny, "maskdit-0.5", main_steps=8)
-    from maskdit.data import build_dataset
-
     dataset = build_dataset(spec.data)
     heldout = HeldOutLoss(spec, grid_size=2, limit=50)
     plan = {"main_steps": 16, "tune_steps": 2, "eval_steps": [4, 8, 12, 16],
@@ -218,8 +213,6 @@ def test_a_killed_run_resumes_to_the_same_record(qvc, tiny, tmp_path):
     first = whole["points"][0]
     assert first["seconds"] == 4 * 0.25 + 2 * 1.0  # calibrated: main steps + the tuning branch
     # on a fresh machine (checkpoints gone) the run starts over instead of mixing two trainings
-    import shutil
-
     shutil.rmtree(tmp_path / "killed")
     (tmp_path / "killed.json").write_text(json.dumps({**resumed, "points": resumed["points"][:2]}))
     again = run("killed")
@@ -263,7 +256,7 @@ def test_unknown_variant_is_refused(qvc):
 
 
 def test_heldout_loss_is_the_weighted_edm_loss_on_a_fixed_grid(qvc):
-    train, setup = qvc["_qvc_train"], qvc["_qvc_setup"]
+    setup = qvc["qvc_variants"]
     spec = setup.variant_spec(setup.LAYOUTS["64"], "dit", main_steps=8)
     heldout = HeldOutLoss(spec, grid_size=4)
     noise = spec.losses.noise
@@ -271,3 +264,27 @@ def test_heldout_loss_is_the_weighted_edm_loss_on_a_fixed_grid(qvc):
     mean, per_sigma = heldout(ZeroDenoiser())
     expected = [(s**2 + 0.25) / (s * 0.5) ** 2 * float(heldout.images.square().mean()) for s in heldout.sigmas]
     assert per_sigma == pytest.approx(expected, rel=1e-5) and mean == pytest.approx(sum(expected) / 4, rel=1e-5)
+
+
+def test_report_reproduces_the_committed_tables_and_summary(qvc, tmp_path, capsys):
+    """Every committed record still loads; the report prints today's tables and rewrites summary.json
+    as committed (its machine line aside, which names the machine the report ran on)."""
+    out = tmp_path / "records"
+    shutil.copytree(RECORDS, out)
+    assert qvc["quality_vs_compute"].main(["report", "--out-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == golden("quality_vs_compute") + f"wrote {out / 'summary.json'} and {out / 'quality_vs_compute.png'}\n"
+    committed = json.loads((RECORDS / "summary.json").read_text())
+    assert json.loads((out / "summary.json").read_text())["summary"] == committed["summary"]
+
+
+def test_a_variant_is_the_base_preset_with_a_json_patch(qvc):
+    """The one dialect: the patch, rendered as --set arguments, is what the CLI would apply."""
+    setup = qvc["qvc_variants"]
+    patch = setup.variant_patch(setup.LAYOUTS["64s"], "tread-0.5", main_steps=40, tune_steps=0, seed=2, eval_every=10)
+    assert patch["model"]["routing"] == {"start": 1, "end": 3, "fill": "exit"} and patch["train.sample_every"] == 10
+    args = setup.overrides(patch)
+    assert 'train.ema={"decay": 0.98, "warmup": true}' in args
+    spec = read_spec(setup.BASE_PRESET, args)
+    assert spec == setup.variant_spec(setup.LAYOUTS["64s"], "tread-0.5", main_steps=40, seed=2, eval_every=10)
+    assert spec.seed == 2 and [p.steps for p in spec.train.phases] == [40]

@@ -1,4 +1,5 @@
-"""benchmarks/samplers.py on a tiny (untrained) checkpoint: rows per sampler and NFE, the JSON, the table."""
+"""benchmarks/samplers/ on a tiny (untrained) checkpoint: rows per sampler and NFE, the JSON, the table;
+its report of the committed record."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import pytest
 from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict
 from maskdit.core import build_denoiser
 from maskdit.io.checkpoint import save_checkpoint
-from tests.benchmarks.scripts import TINY_MODEL, load_script
+from tests.benchmarks.scripts import TINY_MODEL, golden, load_study, run_script
 
 TINY = TINY_MODEL
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("samplers")
+    return load_study("samplers", "samplers")["samplers"]
 
 
 @pytest.fixture()
@@ -59,3 +60,19 @@ def test_steps_for_nfe_picks_the_nearest(bench):
     assert bench.steps_for_nfe("heun", 9, 3.0, "native") == 5
     assert bench.steps_for_nfe("heun", 6, 3.0, "native") == 3  # 5 and 7 are equally near: the cheaper
     assert bench.steps_for_nfe("ddpm", 19, 3.0, "native") == 19
+
+
+def test_report_reproduces_the_committed_table():
+    """As the docstring runs it: a script in its study folder, the library from the public API."""
+    done = run_script("samplers", "report")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == golden("samplers")
+
+
+def test_each_run_is_the_checkpoints_spec_with_a_json_patch(bench):
+    spec = ExperimentSpec.model_validate(apply_overrides(load_spec_dict("default"), TINY))
+    section = bench.sampler_section("ddim", 7, 2.0, "native")
+    run = bench.run_spec(spec, section, 20, 3)
+    assert run.sampler.name == "ddim" and run.sampler.steps == 7 and run.sampler.eta == 0.0 and run.seed == 3
+    assert (run.eval.num_samples, run.eval.grid_per_class, tuple(run.eval.metrics)) == (20, 0, bench.METRICS)
+    assert run.model == spec.model and run.train == spec.train  # nothing else moves

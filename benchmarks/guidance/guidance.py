@@ -9,33 +9,34 @@ gamma = min(S_churn / steps, sqrt 2 - 1) before each step) as a third axis of th
 ``--noise-seed`` draws the initial noise from other seeds than the run's: the same weights scored
 with several noise seeds measure the evaluation's own spread, apart from the training's.
 
-    python benchmarks/guidance.py runs/default                              # the default grid
-    python benchmarks/guidance.py runs/default --cfg 3 4 --interval none 0.3,5 --weights ema model
-    python benchmarks/guidance.py runs/default --cfg 3 --interval 0.1,8 --churn 0 2 4
-    python benchmarks/guidance.py runs/default --cfg 2.5 --interval 0.1,8 --churn 4 --noise-seed 0 1 2
+    python benchmarks/guidance/guidance.py runs/default                     # the default grid
+    python benchmarks/guidance/guidance.py runs/default --cfg 3 4 --interval none 0.3,5 --weights ema model
+    python benchmarks/guidance/guidance.py runs/default --cfg 3 --interval 0.1,8 --churn 0 2 4
+    python benchmarks/guidance/guidance.py runs/default --cfg 2.5 --interval 0.1,8 --churn 4 --noise-seed 0 1 2
+    python benchmarks/guidance/report.py [RECORD]                            # the tables of a record
 
-Writes --out (default benchmarks/guidance.json) after every row and skips the rows it already
-holds for the same checkpoint, so an interrupted sweep resumes. Exit codes: 0 ok, 2 bad input.
+Writes --out (default guidance.json next to this file) after every row and skips the rows it already
+holds for the same checkpoint, so an interrupted sweep resumes. Each row's spec is the run's with a
+JSON patch (field path -> value, what ``--set`` applies). Exit codes: 0 ok, 2 bad input.
+Results: benchmarks/RESULTS.md, section guidance_interval.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-from maskdit.app.evaluation import evaluate_denoiser  # noqa: E402
-from maskdit.app.experiment import Experiment  # noqa: E402
-from maskdit.app.run_loading import open_run  # noqa: E402
-from maskdit.io.weight_files import CheckpointError  # noqa: E402
+from maskdit import Experiment, ExperimentSpec, evaluate_denoiser, open_run, validate_spec
+from maskdit.eval import Evaluator
+from maskdit.interop import CheckpointError
+from maskdit.io import atomic_write
 
 
 def parse_interval(text: str) -> tuple[float, float] | None:
@@ -65,14 +66,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seeds of the samples' initial noise (default: the run's seed)")
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "guidance.json")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "guidance.json")
     args = parser.parse_args(argv)
     if min(args.cfg) < 0 or min(args.churn) < 0 or args.num_samples < 1:
         parser.error("--cfg and --churn must be >= 0 and --num-samples >= 1")
     return args
 
 
-def row_key(row: dict) -> tuple:
+def row_key(row: dict[str, Any]) -> tuple:
     return (row["checkpoint"], row["weights"], row["steps"], row["cfg"], tuple(row["interval"] or ()), row["num_samples"],
             row.get("s_churn", 0.0),  # sweeps written before --churn existed are deterministic
             row.get("noise_seed"))  # None: the run's seed (rows from before --noise-seed too)
@@ -104,11 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                    "s_churn": s_churn, "noise_seed": noise_seed, "num_samples": args.num_samples}
             if row_key(row) in done:
                 continue
-            sampled = at_sampler(spec, cfg=cfg, interval=interval, s_churn=s_churn, steps=steps,
-                                 num_samples=args.num_samples)
-            if noise_seed is not None:  # the run's seed otherwise: every row from the same noise
-                sampled = sampled.model_copy(update={"seed": noise_seed})
-            experiment = Experiment(sampled)
+            experiment = Experiment(at_sampler(spec, cfg=cfg, interval=interval, s_churn=s_churn, steps=steps,
+                                               num_samples=args.num_samples, noise_seed=noise_seed))
             evaluator = evaluator or experiment.evaluator()
             row.update(score(loaded.denoiser, experiment, evaluator))
             rows.append(row)
@@ -123,18 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def at_sampler(spec, *, cfg: float, interval: tuple[float, float] | None, s_churn: float, steps: int,
-               num_samples: int):
-    """``spec`` sampling with this guidance, interval, churn and step count, scoring ``num_samples``."""
-    sampler = spec.sampler.model_copy(update={"cfg_scale": cfg, "cfg_interval": interval, "steps": steps,
-                                              "s_churn": s_churn})
-    return spec.model_copy(update={
-        "sampler": sampler,
-        "eval": spec.eval.model_copy(update={"num_samples": num_samples, "grid_per_class": 0}),
-    })
+def at_sampler(spec: ExperimentSpec, *, cfg: float, interval: tuple[float, float] | None, s_churn: float,
+               steps: int, num_samples: int, noise_seed: int | None = None) -> ExperimentSpec:
+    """``spec`` sampling with this guidance, interval, churn and step count, scoring ``num_samples``,
+    from the initial noise of ``noise_seed`` (None: the run's seed, so every row starts from the same)."""
+    patch: dict[str, Any] = {"sampler.cfg_scale": cfg, "sampler.cfg_interval": list(interval) if interval else None,
+                             "sampler.steps": steps, "eval.num_samples": num_samples, "eval.grid_per_class": 0}
+    if s_churn or "s_churn" in type(spec.sampler).model_fields:  # a deterministic sampler has no churn to set
+        patch["sampler.s_churn"] = s_churn
+    if noise_seed is not None:
+        patch["seed"] = noise_seed
+    return validate_spec(spec.model_dump(mode="json"), [f"{path}={json.dumps(value)}" for path, value in patch.items()])
 
 
-def score(denoiser: torch.nn.Module, experiment: Experiment, evaluator) -> dict:
+def score(denoiser: torch.nn.Module, experiment: Experiment, evaluator: Evaluator) -> dict[str, Any]:
     """FID, class accuracy, precision and recall of ``denoiser``'s samples, and the seconds taken."""
     started = time.perf_counter()
     record = evaluate_denoiser(denoiser, experiment, evaluator=evaluator)
@@ -142,7 +142,7 @@ def score(denoiser: torch.nn.Module, experiment: Experiment, evaluator) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def read_rows(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows of a sweep file ([] when there is none); ValueError when it is not one."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))["rows"] if path.exists() else []
@@ -150,15 +150,15 @@ def read_rows(path: Path) -> list[dict]:
         raise ValueError(f"{path}: not a sweep written by this script ({error}); move it away") from None
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
-    path.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8"))
 
 
-LEAD = {"weights": lambda row: row["weights"], "steps": lambda row: f"{row['steps']}",
+LEAD: dict[str, Callable[[dict[str, Any]], str]] = {"weights": lambda row: row["weights"], "steps": lambda row: f"{row['steps']}",
         "noise seed": lambda row: "run's" if row.get("noise_seed") is None else str(row["noise_seed"])}
 
 
-def format_table(rows: list[dict], lead: dict = LEAD) -> str:
+def format_table(rows: list[dict[str, Any]], lead: dict[str, Callable[[dict[str, Any]], str]] = LEAD) -> str:
     """Markdown table of sweep rows, best FID first; ``lead``: the first columns (header -> cell)."""
     head = " | ".join(lead)
     lines = [f"| {head} | cfg | interval | S_churn | FID | class acc | precision | recall |",

@@ -20,34 +20,42 @@ Sigma schedules (``--schedule``):
   * ``karras``: every sampler on the Karras schedule, so only the update rule differs (ddim with
     eta 0 is then the same Euler step as euler, up to rounding).
 
-    python benchmarks/samplers.py                      # default: 5 samplers x 4 NFE, 500 samples
-    python benchmarks/samplers.py --quick              # 100 samples, NFE 5 and 19
-    python benchmarks/samplers.py --samplers heun ddim --nfe 9 39 --num-samples 1000
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/samplers/samplers.py   # 5 samplers x 4 NFE, 500 samples
+    python benchmarks/samplers/samplers.py --quick              # 100 samples, NFE 5 and 19
+    python benchmarks/samplers/samplers.py --samplers heun ddim --nfe 9 39 --num-samples 1000
+    python benchmarks/samplers/report.py                        # the table of the committed record
 
-Writes benchmarks/samplers.json (rewritten after every run, so an interrupted benchmark keeps what
-it measured) and benchmarks/samplers.png (FID and class accuracy vs NFE, log x, one curve per
-sampler). Seconds per run are wall time of sampling plus scoring on this machine. OpenMP threads
-wait passively unless OMP_WAIT_POLICY is set (see train_step.py). Exit codes: 0 ok, 2 bad input.
+Writes samplers.json next to this file (rewritten after every run, so an interrupted benchmark
+keeps what it measured) and samplers.png (FID and class accuracy vs NFE, log x, one curve per
+sampler). Seconds per run are wall time of sampling plus scoring on this machine (set
+OMP_WAIT_POLICY=PASSIVE on a shared machine, as train_step does). Exit codes: 0 ok, 2 bad input.
+Each run's spec is the checkpoint's with a JSON patch (field path -> value, what ``--set`` applies).
+Results: benchmarks/RESULTS.md, section samplers.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from pydantic import TypeAdapter
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _steps import machine  # noqa: E402  (the benchmarks' shared helpers)
+from maskdit import Experiment, ExperimentSpec, InputError, evaluate_denoiser, open_run, validate_spec
+from maskdit.io import atomic_write
+from maskdit.samplers import Sampler, build_sampler
+from maskdit.samplers import specs as sampler_specs
 
 SAMPLER_NAMES = ("heun", "euler", "dpmpp_2m", "ddim", "ddpm")
 EDM_SAMPLERS = ("heun", "euler", "dpmpp_2m")
@@ -55,9 +63,16 @@ DEFAULT_CHECKPOINT = Path("runs/default/checkpoints/step-00002600")
 DEFAULT_NFE, QUICK_NFE = (5, 9, 19, 39), (5, 19)
 DEFAULT_SAMPLES, QUICK_SAMPLES = 500, 100
 METRICS = ("fid", "class_accuracy")
+EXIT_BAD_INPUT = 2
+SAMPLER_SPEC = TypeAdapter(sampler_specs.SamplerSpec)
 
 
-def sampler_section(name: str, steps: int, cfg_scale: float, schedule: str) -> dict:
+def patched(spec: ExperimentSpec, patch: dict[str, Any]) -> ExperimentSpec:
+    """``spec`` with a JSON patch (field path -> JSON value) applied and validated, as ``--set`` does."""
+    return validate_spec(spec.model_dump(mode="json"), [f"{path}={json.dumps(value)}" for path, value in patch.items()])
+
+
+def sampler_section(name: str, steps: int, cfg_scale: float, schedule: str) -> dict[str, Any]:
     """The sampler spec section (as a dict) of one benchmark run."""
     section: dict = {"name": name, "steps": steps, "cfg_scale": cfg_scale}
     if name in EDM_SAMPLERS or schedule == "karras":
@@ -69,15 +84,11 @@ def sampler_section(name: str, steps: int, cfg_scale: float, schedule: str) -> d
     return section
 
 
-def build_section(section: dict, null_label: int | None):
-    """(validated sampler spec, ready Sampler) for a sampler section."""
-    from pydantic import TypeAdapter
-
-    from maskdit.app.experiment import sampler_for
-    from maskdit.samplers.specs import SamplerSpec
-
-    spec = TypeAdapter(SamplerSpec).validate_python(section)
-    return spec, sampler_for(spec, null_label or 0)  # a model's null label is its number of classes
+def build_section(section: dict[str, Any], null_label: int | None) -> tuple[Any, Sampler]:
+    """(validated sampler spec, ready Sampler) for a sampler section; a model's null label is its
+    number of classes (None: unconditional)."""
+    spec = SAMPLER_SPEC.validate_python(section)
+    return spec, build_sampler(spec, null_label=null_label or None)
 
 
 def steps_for_nfe(name: str, target: int, cfg_scale: float, schedule: str, null_label: int | None = None) -> int:
@@ -94,7 +105,8 @@ def steps_for_nfe(name: str, target: int, cfg_scale: float, schedule: str, null_
     return best[2]
 
 
-def plan(samplers, targets, cfg_scale: float, schedule: str, null_label: int | None) -> list[dict]:
+def plan(samplers: list[str], targets: list[int], cfg_scale: float, schedule: str,
+         null_label: int | None) -> list[dict[str, Any]]:
     """One entry per (target NFE, sampler): its sampler section and reported NFE; ordered by NFE so
     an interrupted benchmark has compared all samplers at the low NFE first."""
     entries = []
@@ -109,36 +121,28 @@ def plan(samplers, targets, cfg_scale: float, schedule: str, null_label: int | N
     return entries
 
 
-def load_checkpoint_for_benchmark(path: Path):
+def load_checkpoint_for_benchmark(path: Path) -> tuple[ExperimentSpec, torch.nn.Module, int | None]:
     """(experiment spec, EMA denoiser in eval mode, training step) of a training checkpoint or run folder."""
-    from maskdit.app.run_loading import open_run
-    from maskdit.config.errors import InputError
-
     loaded = open_run(path, "ema")
     if loaded.spec is None:
         raise InputError(f"{path}: holds no experiment spec; give a training checkpoint or run folder")
     return loaded.spec, loaded.denoiser, loaded.step
 
 
-def run_spec(spec, section: dict, num_samples: int, seed: int):
+def run_spec(spec: ExperimentSpec, section: dict[str, Any], num_samples: int, seed: int) -> ExperimentSpec:
     """The experiment spec of one run: the checkpoint's, with this sampler and eval section."""
-    from maskdit.app.experiment_spec import ExperimentSpec
-
-    data = spec.model_dump(mode="json")
-    data["sampler"] = section
-    data["seed"] = seed
-    data["eval"] = {**data["eval"], "num_samples": num_samples, "metrics": list(METRICS), "grid_per_class": 0}
-    return ExperimentSpec.model_validate(data)
+    return patched(spec, {"sampler": section, "seed": seed, "eval.num_samples": num_samples,
+                          "eval.metrics": list(METRICS), "eval.grid_per_class": 0})
 
 
-def format_row(row: dict) -> str:
+def format_row(row: dict[str, Any]) -> str:
     fid = f"{row['fid']:9.2f}" if row.get("fid") is not None else f"{'-':>9s}"
     acc = f"{row['class_accuracy']:9.3f}" if row.get("class_accuracy") is not None else f"{'-':>9s}"
     return (f"{row['sampler']:9s} {row['schedule']:7s} {row['steps']:5d} {row['nfe']:4d} {fid} {acc} "
             f"{row['seconds']:8.1f}")
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict[str, Any]]) -> str:
     header = f"{'sampler':9s} {'sched':7s} {'steps':>5s} {'NFE':>4s} {'FID':>9s} {'class acc':>9s} {'seconds':>8s}"
     lines = [header, "-" * len(header)]
     ordered = sorted(rows, key=lambda r: (SAMPLER_NAMES.index(r["sampler"]) if r["sampler"] in SAMPLER_NAMES else 99,
@@ -147,10 +151,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_plot(rows: list[dict], path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def write_plot(rows: list[dict[str, Any]], path: Path) -> Path:
     fig = Figure(figsize=(10, 4), layout="tight")  # no pyplot: no global backend or figure state
     FigureCanvasAgg(fig)
     ax_fid, ax_acc = fig.subplots(1, 2)
@@ -171,7 +172,7 @@ def write_plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def parse_args(argv):
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                         help=f"training checkpoint or run folder (default {DEFAULT_CHECKPOINT})")
@@ -187,7 +188,7 @@ def parse_args(argv):
     parser.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every run")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("samplers.json"),
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().with_name("samplers.json"),
                         help="JSON to write; the plot goes next to it with suffix .png")
     args = parser.parse_args(argv)
     args.nfe = list(args.nfe or (QUICK_NFE if args.quick else DEFAULT_NFE))
@@ -197,11 +198,9 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from maskdit.app.cli import EXIT_BAD_INPUT
-    from maskdit.config.errors import InputError
 
     if not args.checkpoint.exists():
         print(f"error: checkpoint {args.checkpoint} not found (train one with `make demo` / python -m maskdit.build, "
@@ -215,15 +214,11 @@ def main(argv=None) -> int:
     cfg_scale = spec.sampler.cfg_scale if args.cfg is None else args.cfg
     null_label = spec.model.num_classes or None
     entries = plan(args.samplers, args.nfe, cfg_scale, args.schedule, null_label)
-
-    from maskdit.app.evaluation import evaluate_denoiser
-    from maskdit.app.experiment import Experiment
-
     base = run_spec(spec, entries[0]["section"], args.num_samples, args.seed)
     started = time.perf_counter()
     evaluator = Experiment(base).evaluator()
     evaluator_s = time.perf_counter() - started
-    command = "python benchmarks/samplers.py " + " ".join(sys.argv[1:] if argv is None else map(str, argv))
+    command = "python benchmarks/samplers/samplers.py " + " ".join(sys.argv[1:] if argv is None else map(str, argv))
     result = {
         "command": command.strip(), "checkpoint": str(args.checkpoint), "step": step,
         "machine": machine(), "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
@@ -252,11 +247,11 @@ def main(argv=None) -> int:
                "sigma_last_nonzero": entry["sigma_last"], "sampler_spec": run.sampler.model_dump(mode="json")}
         result["rows"].append(row)
         result["wall_s"] = round(time.perf_counter() - started, 2)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, result)
         print(format_row(row), flush=True)
     result["complete"] = True
     result["wall_s"] = round(time.perf_counter() - started, 2)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, result)
     plot = write_plot(result["rows"], args.out.with_suffix(".png"))
     print()
     print(format_table(result["rows"]))
@@ -265,11 +260,24 @@ def main(argv=None) -> int:
     return 0
 
 
-def _nan(value):
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+
+
+def machine() -> str:
+    """The CPU's model name as lscpu reports it."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def _nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def _finite(value):
+def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 

@@ -11,62 +11,58 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from _qvc_setup import Layout, variant_spec
+from qvc_fit import fit
+from qvc_variants import Layout, patched, variant_spec
 from safetensors.torch import load_file, save_file
 
-from maskdit.app.evaluation import evaluate_denoiser
-from maskdit.app.experiment import Experiment
-from maskdit.app.experiment_spec import ExperimentSpec
+from maskdit import Experiment, ExperimentSpec, evaluate_denoiser
 from maskdit.core import training_flops
-from maskdit.eval.heldout import HeldOutLoss
-from maskdit.io import checkpoint as ckpt
+from maskdit.eval import Evaluator, HeldOutLoss
+from maskdit.io import atomic_write, latest_checkpoint
 
 CFG_SWEEP = (1.0, 2.0, 3.0, 4.0)  # 1 = unguided
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic: a reader (or a later sitting after a kill) sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8"))
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def machine() -> str:
+    """The CPU's model name as lscpu reports it."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
 # ---- calibration ------------------------------------------------------------------------------
-def step_intervals(spec: ExperimentSpec, dataset, work_dir: Path, *, skip: int) -> list[float]:
+def step_intervals(spec: ExperimentSpec, dataset: Any, work_dir: Path, *, skip: int) -> list[float]:
     """Seconds between consecutive training steps of a throwaway run of ``spec``, leaving out the
     first ``skip`` steps (start-up, the phase switch of a tuning timing)."""
     stamps: list[float] = []
-    experiment = Experiment(spec)
-
-    def stamped(phase):
-        loss = experiment.loss_for_phase(phase)
-
-        def call(*args, **kwargs):
-            stamps.append(time.perf_counter())  # the loss is called once per step, at its start
-            return loss(*args, **kwargs)
-
-        return call
-
     shutil.rmtree(work_dir, ignore_errors=True)
-    experiment.trainer(work_dir, dataset=dataset, loss_for_phase=stamped).fit()
+    fit(spec, work_dir, dataset=dataset, on_step=lambda: stamps.append(time.perf_counter()))
     shutil.rmtree(work_dir, ignore_errors=True)
     return [b - a for a, b in zip(stamps[skip:], stamps[skip + 1:])]
 
 
-def calibrate(layout: Layout, names: list[str], dataset, work_dir: Path, *, steps: int = 16, rounds: int = 3,
+def calibrate(layout: Layout, names: list[str], dataset: Any, work_dir: Path, *, steps: int = 16, rounds: int = 3,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Median seconds per step of every variant's main and tuning step, timed in ``rounds``
     interleaved rounds (variant A, B, ..., then again), so slow drift of the machine hits all alike."""
@@ -88,7 +84,7 @@ def calibrate(layout: Layout, names: list[str], dataset, work_dir: Path, *, step
 
 
 # ---- one variant ------------------------------------------------------------------------------
-def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], dataset, heldout: HeldOutLoss,
+def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], dataset: Any, heldout: HeldOutLoss,
                 record_path: Path, work_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train one (layout, variant, seed) for ``plan['main_steps']`` steps, recording a ready model's
     held-out loss at each evaluation step, resuming from the run's checkpoint and its record.
@@ -133,30 +129,34 @@ def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], d
 
     def tuned(step: int) -> torch.nn.Module:
         """A tuning branch from the main run's checkpoint at ``step``: ``tune_steps`` unmasked DSM steps."""
-        source = ckpt.latest_checkpoint(main_dir / "checkpoints")
+        missing = RuntimeError(f"no checkpoint of step {step} in {main_dir} to branch the tuning from")
+        source = latest_checkpoint(main_dir / "checkpoints")
+        if source is None:
+            raise missing
         branch_spec = variant_spec(layout, name, main_steps=step, tune_steps=tune_steps, seed=seed)
         branch_dir = work_dir / "branch"
         shutil.rmtree(branch_dir, ignore_errors=True)
-        trainer = Experiment(branch_spec).trainer(branch_dir, dataset=dataset)  # its weights come from the checkpoint
-        if source is None or not trainer.resume(source) or trainer.state.step != step:
-            raise RuntimeError(f"no checkpoint of step {step} in {main_dir} to branch the tuning from")
-        trainer.fit()
-        model = trainer.ema_model()
+
+        def at_step(resumed: int | None, _: torch.nn.Module | None) -> None:
+            if resumed != step:
+                raise missing
+
+        model = fit(branch_spec, branch_dir, dataset=dataset, resume=source, on_start=at_step)  # weights: the checkpoint's
         shutil.rmtree(branch_dir, ignore_errors=True)
         return model
 
-    if len(done) < len(eval_steps):
-        trainer = Experiment(spec).trainer(main_dir, dataset=dataset, on_sample=on_point)
-        if trainer.resume():
-            log(f"  {layout.name}/{name} s{seed}: resumed at step {trainer.state.step}")
-            on_point(trainer.state.step, trainer.ema_model())  # a point its checkpoint was written for
+    def on_start(step: int | None, ema_model: torch.nn.Module | None) -> None:
+        if step is not None:
+            log(f"  {layout.name}/{name} s{seed}: resumed at step {step}")
+            on_point(step, ema_model)  # a point its checkpoint was written for
         elif record["points"]:
             # the checkpoint is gone (a fresh machine): start over rather than mix two trainings' points
             log(f"  {layout.name}/{name} s{seed}: no checkpoint in {main_dir}; its {len(done)} points are dropped")
             record["points"], record["measured_train_seconds"] = [], 0.0
             done.clear()
-        if trainer.state.step < main_steps:
-            trainer.fit()
+
+    if len(done) < len(eval_steps):
+        fit(spec, main_dir, dataset=dataset, resume=True, on_start=on_start, on_evaluation=on_point)
     return record
 
 
@@ -170,15 +170,13 @@ def ready_model(layout: Layout, record: dict[str, Any], step: int, work_dir: Pat
     return denoiser.eval()
 
 
-def fid_sweep(denoiser: torch.nn.Module, spec: ExperimentSpec, evaluator, *, num_samples: int,
+def fid_sweep(denoiser: torch.nn.Module, spec: ExperimentSpec, evaluator: Evaluator, *, num_samples: int,
               sampler_steps: int, cfgs: tuple[float, ...] = CFG_SWEEP) -> dict[str, Any]:
     """Digits FID and class accuracy at each guidance scale (Euler, ``sampler_steps``); the best FID."""
     results = {}
     for cfg in cfgs:
-        at = spec.model_copy(update={
-            "sampler": spec.sampler.model_copy(update={"cfg_scale": cfg, "steps": sampler_steps}),
-            "eval": spec.eval.model_copy(update={"num_samples": num_samples, "grid_per_class": 0}),
-        })
+        at = patched(spec.model_dump(mode="json"), {"sampler.cfg_scale": cfg, "sampler.steps": sampler_steps,
+                                                    "eval.num_samples": num_samples, "eval.grid_per_class": 0})
         record = evaluate_denoiser(denoiser, Experiment(at), evaluator=evaluator)
         results[f"{cfg:g}"] = {"fid": record["fid"], "class_accuracy": record["class_accuracy"]}
     best = min(results, key=lambda key: results[key]["fid"])

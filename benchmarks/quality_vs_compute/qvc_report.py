@@ -13,6 +13,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 
 def first_reach(points: list[dict[str, Any]], target: float, key: str, metric: str = "heldout_loss") -> float | None:
     """``key`` (seconds or macs) where ``metric`` first gets to ``target`` or below, interpolated
@@ -171,9 +174,6 @@ def format_ratio_curves(summary: dict[str, Any]) -> str:
 
 
 def plot(records_by_layout: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     layouts = [name for name, records in records_by_layout.items() if records]
     figure = Figure(figsize=(15, 4.2 * max(len(layouts), 1)), layout="constrained")
     FigureCanvasAgg(figure)

@@ -6,70 +6,71 @@ bf16 autocast, SDPA restricted to flash attention, torch.compile off (``eager+bf
 from ``--start-batch`` until torch.cuda.OutOfMemoryError, then bisecting (multiples of 8), capped
 at ``--max-batch``. The search runs eager; the compiled run reuses that batch (halving only if
 it does not fit), so both rows of a configuration share one batch. One step = mask, EDM forward,
-DSM + 0.1 x MAE loss, backward AND the AdamW step (weights, gradients and Adam moments in fp32).
+DSM + 0.1 x MAE loss (the library's objective, steps.py), backward AND the AdamW step (weights, gradients and Adam moments in fp32).
 
-    python benchmarks/gpu.py            # one H100: about 5-8 min, most of it compilation
-    python benchmarks/gpu.py --tiny     # CPU smoke test: tiny models, batch 2, eager only, seconds
-                                        # (writes gpu_tiny.json; add --variants eager+bf16 compiled+bf16
-                                        # to smoke-test compilation too, 1-2 min on 2 cores)
+    benchmarks/train_step/gpu.sh                      # one H100: about 5-8 min, most of it compilation
+    python benchmarks/train_step/gpu.py --tiny        # CPU smoke test: tiny models, batch 2, eager only,
+                                                      # seconds (writes gpu_tiny.json; add --variants
+                                                      # eager+bf16 compiled+bf16 to smoke-test compilation)
 
 Prints images/s (batch / median step time) and peak memory (torch.cuda.max_memory_allocated over
-one step, GiB) per GPU, and writes benchmarks/gpu.json (``--out``) with the device name, torch and
-CUDA versions and the command. On a CPU (``--tiny``) there is no flash kernel and no allocator
+one step, GiB) per GPU, and writes gpu.json next to this file (``--out``) with the device name, torch
+and CUDA versions and the command. gpu.sh sets PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (less
+fragmentation near OOM) and OMP_WAIT_POLICY=PASSIVE; this script warns when the latter is unset. On a CPU (``--tiny``) there is no flash kernel and no allocator
 peak: the SDPA backend is left unrestricted and memory is parameters + gradients + Adam moments +
 tensors saved for backward; the output says so.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import gc
+import json
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # less fragmentation near OOM
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # CPU --tiny on a shared machine (see train_step.py)
-
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _steps import (  # noqa: E402
-    compiled_sharing_weights,
-    format_table,
+import torch
+from measure import (
     machine,
-    make_step,
     peak_cuda_bytes,
     saved_activation_bytes,
     state_bytes,
     sync,
     timed_ms,
     timing_row,
+    warn_if_spinning,
 )
+from steps import compiled_sharing_weights, make_step
+from table import format_table
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from maskdit.core import ModelSpec, build_denoiser  # noqa: E402,I001
+from maskdit.core import ModelSpec, build_denoiser
+from maskdit.io import atomic_write
 
 CONFIGS = (("MaskDiT-XL/2", (0.5, 0.0)), ("DiT-XL/2", (0.0,)))
 TINY_MODEL = {"input_size": 16, "depth": 1, "hidden_size": 64, "num_heads": 2, "decoder_depth": 1,
               "decoder_hidden_size": 32, "decoder_num_heads": 1, "num_classes": 10}
 
 
-def flash_only():
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+Attention = Callable[[], AbstractContextManager] | None
 
+
+def flash_only() -> AbstractContextManager:
     return sdpa_kernel(SDPBackend.FLASH_ATTENTION)
 
 
-def free(device) -> None:
+def free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
 
-def fits(denoiser, ratio, batch, generator, optimizer, attention) -> bool:
+def fits(denoiser: torch.nn.Module, ratio: float, batch: int, generator: torch.Generator,
+         optimizer: torch.optim.Optimizer, attention: Attention) -> bool:
     """Whether one full step (forward, backward, AdamW) at ``batch`` runs without running out of memory."""
     device = next(denoiser.parameters()).device
     ok = True
@@ -85,7 +86,7 @@ def fits(denoiser, ratio, batch, generator, optimizer, attention) -> bool:
     return ok
 
 
-def largest_batch(try_batch, start: int, cap: int) -> int:
+def largest_batch(try_batch: Callable[[int], bool], start: int, cap: int) -> int:
     """Double from ``start`` until ``try_batch`` fails or ``cap``; bisect between (multiples of 8). 0: nothing fits."""
     lo, hi, batch = 0, None, start
     while hi is None:
@@ -110,7 +111,9 @@ def largest_batch(try_batch, start: int, cap: int) -> int:
     return lo
 
 
-def measure(denoiser, model, optimizer, preset, variant, ratio, batch, args, generator, attention) -> dict:
+def measure(denoiser: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer, preset: str,
+            variant: str, ratio: float, batch: int, args: argparse.Namespace, generator: torch.Generator,
+            attention: Attention) -> dict[str, Any]:
     device = next(model.parameters()).device
     step = make_step(denoiser, ratio, variant, batch, generator, optimizer=optimizer, attention=attention)
     t0 = time.perf_counter()
@@ -127,7 +130,8 @@ def measure(denoiser, model, optimizer, preset, variant, ratio, batch, args, gen
             "warmup_s": warmup_s}
 
 
-def run_preset(preset, ratios, args, device, attention, notes) -> list[dict]:
+def run_preset(preset: str, ratios: tuple[float, ...], args: argparse.Namespace, device: torch.device,
+               attention: Attention, notes: list[str]) -> list[dict[str, Any]]:
     spec = ModelSpec(preset=preset, **(TINY_MODEL if args.tiny else {}))
     model = build_denoiser(spec, generator=torch.Generator().manual_seed(0)).to(device)
     fused = device.type == "cuda"
@@ -169,7 +173,7 @@ def run_preset(preset, ratios, args, device, attention, notes) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny models, fixed batch, eager only")
     parser.add_argument("--device", default=None, help="default: cuda, or cpu with --tiny")
@@ -182,7 +186,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-batch", type=int, default=1024)
     parser.add_argument("--budget-s", type=float, default=480, help="skip configurations started after this")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default benchmarks/gpu.json (gpu_tiny.json with --tiny, not to overwrite a GPU run)")
+                        help="default gpu.json next to this file (gpu_tiny.json with --tiny, not to overwrite a GPU run)")
     args = parser.parse_args(argv)
     args.started = time.perf_counter()
     args.out = args.out or Path(__file__).with_name("gpu_tiny.json" if args.tiny else "gpu.json")
@@ -195,6 +199,7 @@ def main(argv=None) -> int:
     args.steps = args.steps or (2 if args.tiny else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 3)
     on_cuda = device.type == "cuda"
+    warn_if_spinning()
     args.memory_scale = 1.0 if on_cuda else 1 / 1024  # table in GiB on CUDA, MiB for the tiny CPU models
     if on_cuda:
         torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in fp32
@@ -213,7 +218,7 @@ def main(argv=None) -> int:
     for preset, ratios in CONFIGS:
         rows += run_preset(preset, ratios, args, device, attention, notes)
     result = {
-        "command": "python benchmarks/gpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python benchmarks/train_step/gpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": machine(device), "device_type": device.type, "torch": torch.__version__,
         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if on_cuda else None,
         "sdpa": "flash attention only" if on_cuda else "unrestricted (CPU)", "autocast": "bf16",
@@ -223,7 +228,7 @@ def main(argv=None) -> int:
         "steps": args.steps, "warmup": args.warmup, "max_batch": args.max_batch,
         "wall_s": time.perf_counter() - args.started, "notes": notes, "rows": rows,
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8"))
     print()
     label = "peak GiB" if on_cuda else "p+g+adam+saved MiB"
     print(format_table(rows, "memory_GiB", label, args.memory_scale))

@@ -6,16 +6,19 @@ until 2026-12-05), the layout's EMA and sampler (STUDY_EMA, the demo's until 202
 the committed records stay comparable; the "64s" layout, added later, uses today's); they differ only
 in the model's routing (where tokens leave and rejoin, what fills them), the decoder (MaskDiT
 only), the mask ratio, what the loss covers, and whether the model needs unmasked tuning before
-it is used.
+it is used. Each variant is the ``maskdit-demo`` preset with one JSON patch (field path -> JSON value,
+what ``python -m maskdit.build --set`` applies).
 """
 
 from __future__ import annotations
 
-import copy
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from maskdit.app.experiment_spec import ExperimentSpec, load_spec_dict
+from maskdit import ExperimentSpec, read_spec, validate_spec
+
+BASE_PRESET = "maskdit-demo"
 
 DSM = [{"name": "dsm", "weight": 1.0}]
 DSM_MAE = [{"name": "dsm", "weight": 1.0}, {"name": "mae", "weight": 0.1}]
@@ -95,30 +98,48 @@ LAYOUTS = {
 }
 
 
-def variant_spec(layout: Layout, name: str, *, main_steps: int, tune_steps: int = 0, seed: int = 0,
-                 eval_every: int | None = None, num_samples: int = 1000, sampler_steps: int = 9,
-                 cfg_scale: float = 1.0) -> ExperimentSpec:
-    """The experiment spec of one variant: ``main_steps`` of its recipe, then (a tuning branch)
-    ``tune_steps`` unmasked DSM steps at the tuning lr."""
+def overrides(patch: dict[str, Any]) -> list[str]:
+    """A JSON patch as the ``--set FIELD=VALUE`` arguments that apply it."""
+    return [f"{path}={json.dumps(value)}" for path, value in patch.items()]
+
+
+def patched(data: dict[str, Any], patch: dict[str, Any]) -> ExperimentSpec:
+    """A spec document with a JSON patch applied and validated, as ``--set`` does."""
+    return validate_spec(data, overrides(patch))
+
+
+def variant_patch(layout: Layout, name: str, *, main_steps: int, tune_steps: int = 0, seed: int = 0,
+                  eval_every: int | None = None, num_samples: int = 1000, sampler_steps: int = 9,
+                  cfg_scale: float = 1.0) -> dict[str, Any]:
+    """The JSON patch of one variant over the base preset: ``main_steps`` of its recipe, then (a
+    tuning branch) ``tune_steps`` unmasked DSM steps at the tuning lr."""
     variant = layout.variants[name]
-    data = copy.deepcopy(load_spec_dict("maskdit-demo"))
     model = layout.model()
     if variant.model.get("decoder"):
         model.update(layout.decoder())
     if "routing" in variant.model:
         model["routing"] = variant.model["routing"]
-    data.update(name=f"qvc-{layout.name}-{name}", seed=seed, model=model)
-    data["masking"] = {"name": "random", "ratio": variant.ratio} if variant.ratio else {"name": "none"}
-    data["losses"] = {**data["losses"], "terms": variant.terms}
-    data["sampler"] = {"name": "euler", "steps": sampler_steps, "cfg_scale": cfg_scale, **dict(layout.sampler)}
     phases = [{"name": "main", "steps": main_steps}]
     if tune_steps:
         phases.append({"name": "tune", "steps": tune_steps, "masking": {"name": "none"}, "loss_terms": DSM,
                        "lr": TUNE_LR})
-    every = eval_every or main_steps + tune_steps
-    data["train"] = {**data["train"], "phases": phases, "checkpoint_every": every, "keep_checkpoints": 1,
-                     "sample_every": eval_every, "log_every": 50,
-                     "ema": {"decay": layout.ema[0], "warmup": layout.ema[1]}}
-    data["eval"] = {**data["eval"], "num_samples": num_samples, "batch_size": 250,
-                    "metrics": ["fid", "class_accuracy"], "grid_per_class": 10}
-    return ExperimentSpec.model_validate(data)
+    return {
+        "name": f"qvc-{layout.name}-{name}", "seed": seed, "model": model,
+        "masking": {"name": "random", "ratio": variant.ratio} if variant.ratio else {"name": "none"},
+        "losses.terms": variant.terms,
+        "sampler": {"name": "euler", "steps": sampler_steps, "cfg_scale": cfg_scale, **dict(layout.sampler)},
+        "train.phases": phases, "train.checkpoint_every": eval_every or main_steps + tune_steps,
+        "train.keep_checkpoints": 1, "train.sample_every": eval_every, "train.log_every": 50,
+        "train.ema": {"decay": layout.ema[0], "warmup": layout.ema[1]},
+        "eval.num_samples": num_samples, "eval.batch_size": 250, "eval.metrics": ["fid", "class_accuracy"],
+        "eval.grid_per_class": 10,
+    }
+
+
+def variant_spec(layout: Layout, name: str, *, main_steps: int, tune_steps: int = 0, seed: int = 0,
+                 eval_every: int | None = None, num_samples: int = 1000, sampler_steps: int = 9,
+                 cfg_scale: float = 1.0) -> ExperimentSpec:
+    """The experiment spec of one variant: the base preset with its :func:`variant_patch`."""
+    patch = variant_patch(layout, name, main_steps=main_steps, tune_steps=tune_steps, seed=seed, eval_every=eval_every,
+                          num_samples=num_samples, sampler_steps=sampler_steps, cfg_scale=cfg_scale)
+    return read_spec(BASE_PRESET, overrides(patch))

@@ -1,7 +1,7 @@
 """Training-step speed and memory of MaskDiT layouts, masked (r = 0.5) vs unmasked, side by side.
 
-One step = draw a mask, EDM preconditioned forward, DSM loss over visible patches + 0.1 x MAE loss
-over masked patches (Zheng et al. 2024, sec. 3.2), backward (no optimiser step unless ``--optimizer``, as in
+One step = the library's MaskDiT objective (steps.py: draw a mask, EDM preconditioned forward, DSM
+loss over visible patches + 0.1 x MAE loss over masked patches, Zheng et al. 2024, sec. 3.2), backward (no optimiser step unless ``--optimizer``, as in
 the recorded timings of the reference code, REFERENCE_MS). All configurations of one interleave group run
 round-robin in ONE process, so machine noise hits all of them alike; the table shows medians (and
 minima) of the timed steps, images/s (batch / median step time) and memory.
@@ -15,56 +15,49 @@ configuration). On the CPU torch keeps no allocator peak, so the column is ``p+g
 parameter + gradient (+ optimiser state) bytes + the distinct tensors autograd saves for backward,
 a measured lower bound of the step's peak (temporaries are not counted).
 
-    python benchmarks/train_step.py                 # default: 3 S/2 presets x 2 ratios x 4 variants, ~6 min
-    python benchmarks/train_step.py --repeats 9 --presets MaskDiT-S/2 DiT-S/2
-    python benchmarks/train_step.py --presets all   # DiT, MaskDiT, MaskDiT-lite at S/B/L/XL /2, batch 2
-    python benchmarks/train_step.py --device cuda   # same suite on a GPU (see gpu.py for the paper scale)
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/train_step/train_step.py   # 3 S/2 presets x 2 ratios x 4 variants, ~6 min
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/train_step/train_step.py --repeats 9 --presets MaskDiT-S/2 DiT-S/2
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/train_step/train_step.py --presets all   # S/B/L/XL /2, batch 2
+    python benchmarks/train_step/train_step.py --device cuda   # same suite on a GPU (gpu.py: the paper scale)
+    python benchmarks/train_step/report.py            # the tables of the committed records
 
 ``--presets all`` runs 12 presets x 2 ratios x 4 variants at batch 2 with 3 timed steps, one preset
 at a time (the models would not fit in memory together; interleaving is within a preset). On the
 2-core CPU box this is estimated at 45-60 min (about 3.3 train TMAC per round at ~100 GMAC/s fp32
 and ~60 GMAC/s bf16, 5 rounds, plus compilation) and needs about 8 GiB of memory at XL.
 
-Writes benchmarks/train_step.json next to this file (``--out`` elsewhere). OpenMP threads wait
-passively unless OMP_WAIT_POLICY is set: on a shared machine, spinning threads of a descheduled
-OpenMP team made every step about 3x slower and the timings useless (measured here); alone on a
-machine the setting hardly matters.
+Writes train_step.json next to this file (``--out`` elsewhere). Set OMP_WAIT_POLICY=PASSIVE on the
+command line (the runner warns when it is unset): on a shared machine, spinning threads of a
+descheduled OpenMP team made every step about 3x slower and the timings useless (measured here);
+alone on a machine the setting hardly matters. Results: benchmarks/RESULTS.md, section train_step.
 """
 
 from __future__ import annotations
 
+import argparse
+import gc
+import json
 import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
-
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _steps import (  # noqa: E402
-    VARIANTS,
-    compiled_sharing_weights,
-    format_table,
+import torch
+from measure import (
     machine,
-    make_step,
     peak_cuda_bytes,
     saved_activation_bytes,
     state_bytes,
     timed_ms,
     timing_row,
+    warn_if_spinning,
 )
+from steps import VARIANTS, Step, compiled_sharing_weights, make_step
+from table import format_table, memory_label
 
-from maskdit.core import (  # noqa: E402,I001
-    MODEL_PRESETS,
-    ModelSpec,
-    build_denoiser,
-)
+from maskdit.core import MODEL_PRESETS, ModelSpec, build_denoiser
+from maskdit.io import atomic_write
 
 REFERENCE_MS = {"MaskDiT-S/2": {0.5: 2126.0, 0.0: 2615.0}}  # the reference MaskDiT code, timed on a 2-core CPU, recorded
 DEFAULT_PRESETS = ["MaskDiT-S/2", "DiT-S/2", "MaskDiT-lite-S/2"]
@@ -79,7 +72,8 @@ def resolve_presets(names: list[str]) -> list[str]:
     return [f"{family}-{size}/2" for size in ALL_SIZES for family in families if f"{family}-{size}/2" in MODEL_PRESETS]
 
 
-def build_configs(preset, args, generator, optimizer=False):
+def build_configs(preset: str, args: argparse.Namespace, generator: torch.Generator,
+                  optimizer: bool = False) -> list[tuple[str, str, float, Step, torch.nn.Module, Any]]:
     """(preset, variant, ratio, step, model, optimiser) for every variant x ratio of one preset.
 
     Compiled variants are shallow copies whose blocks are compiled; they share the eager model's
@@ -102,7 +96,7 @@ def build_configs(preset, args, generator, optimizer=False):
     return configs
 
 
-def run_group(configs, args):
+def run_group(configs: list[tuple], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Warm up, measure memory, then time every configuration round-robin. Returns rows."""
     memory, warm_s = {}, {}
     for preset, variant, ratio, step, model, opt in configs:
@@ -130,7 +124,7 @@ def run_group(configs, args):
     return rows
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=DEFAULT_PRESETS,
                         help="preset names, or 'all' (every family at S/B/L/XL, patch 2)")
@@ -158,6 +152,7 @@ def main(argv=None) -> int:
     args.model = dict(_field(v) for v in args.model)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda but torch.cuda.is_available() is False")
+    warn_if_spinning()
     torch.set_num_threads(args.threads)
     generator = torch.Generator(device=args.device).manual_seed(0)
 
@@ -171,10 +166,11 @@ def main(argv=None) -> int:
         gc.collect()
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
-    summary = summarize(rows, args)
+    summary = summarize(rows, presets=args.presets, variants=args.variants, ratios=args.ratios,
+                        interleave=args.interleave, device=args.device, model_overrides=args.model)
     on_cuda = args.device.startswith("cuda")
     result = {
-        "command": "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python benchmarks/train_step/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine(args.device), "device": args.device, "threads": args.threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "batch": args.batch, "torch": torch.__version__,
         "optimizer_step": args.optimizer, "interleave": args.interleave, "model_overrides": args.model,
@@ -184,9 +180,8 @@ def main(argv=None) -> int:
         "rows": rows, "summary": summary, "reference_recorded_ms": {k: {str(r): v for r, v in d.items()}
                                                                     for k, d in REFERENCE_MS.items()},
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    label = "peak MiB" if on_cuda else ("p+g+adam+saved MiB" if args.optimizer else "p+g+saved MiB")
-    print(format_table(rows, "memory_MiB", label, 1.0))
+    atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8"))
+    print(format_table(rows, "memory_MiB", memory_label(args.device, args.optimizer), 1.0))
     print()
     for line in summary["lines"]:
         print(line)
@@ -204,16 +199,17 @@ def _field(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _lookup(rows, preset, variant, ratio):
+def _lookup(rows: list[dict[str, Any]], preset: str, variant: str, ratio: float) -> dict[str, Any] | None:
     return next((r for r in rows if (r["preset"], r["variant"], r["mask_ratio"]) == (preset, variant, ratio)), None)
 
 
-def summarize(rows, args) -> dict:
+def summarize(rows: list[dict[str, Any]], *, presets: list[str], variants: list[str], ratios: list[float],
+              interleave: str, device: str, model_overrides: dict[str, Any]) -> dict[str, Any]:
     """Ratios the targets are stated in: masked/unmasked time vs FLOPs, lite vs DiT, ours vs reference."""
     lines, checks = [], {}
-    masked, unmasked = max(args.ratios), min(args.ratios)
-    for preset in args.presets:
-        for variant in args.variants:
+    masked, unmasked = max(ratios), min(ratios)
+    for preset in presets:
+        for variant in variants:
             a, b = _lookup(rows, preset, variant, masked), _lookup(rows, preset, variant, unmasked)
             if a and b and masked != unmasked:
                 time_ratio = a["median_ms"] / b["median_ms"]
@@ -222,19 +218,19 @@ def summarize(rows, args) -> dict:
                 checks[f"{preset} {variant} time/FLOP ratio"] = ok
                 lines.append(f"{preset:18s} {variant:14s} r={masked:g}/r={unmasked:g}: time {time_ratio:.2f}, "
                              f"FLOPs {flop_ratio:.2f} ({'within' if ok else 'NOT within'} 15%)")
-    for variant in args.variants:
-        for lite in [p for p in args.presets if "lite" in p]:
+    for variant in variants:
+        for lite in [p for p in presets if "lite" in p]:
             dit = lite.replace("MaskDiT-lite-", "DiT-")
             a, b = _lookup(rows, lite, variant, masked), _lookup(rows, dit, variant, unmasked)
             if a and b:
                 speedup = b["median_ms"] / a["median_ms"]
                 checks[f"{lite} masked vs {dit} unmasked, {variant}"] = speedup >= 1.6
-                apart = ", NOT interleaved: separate groups" if args.interleave == "preset" else ""
+                apart = ", NOT interleaved: separate groups" if interleave == "preset" else ""
                 lines.append(f"{lite} r={masked:g} vs {dit} r={unmasked:g} ({variant}): {speedup:.2f}x faster "
                              f"(target >= 1.6x{apart})")
-    comparable = args.device == "cpu" and not args.model  # the recorded figures: CPU, unchanged presets
+    comparable = device == "cpu" and not model_overrides  # the recorded figures: CPU, unchanged presets
     for preset, recorded in REFERENCE_MS.items() if comparable else ():
-        for variant in [v for v in args.variants if not v.endswith("bf16")]:
+        for variant in [v for v in variants if not v.endswith("bf16")]:
             for ratio, ref_ms in recorded.items():
                 row = _lookup(rows, preset, variant, ratio)
                 if row:

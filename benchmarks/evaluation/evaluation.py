@@ -1,11 +1,12 @@
 """Measure the digits metric and the cost of an evaluation on this machine.
 
-    python scripts/benchmark_evaluation.py [--repeats 3] [--json benchmarks/evaluation.json]
+    python benchmarks/evaluation/evaluation.py [--repeats 3] [--json PATH]   # writes evaluation.json here
+    python benchmarks/evaluation/report.py                                   # the table of the record
 
 Prints a table: the shipped classifier's held-out accuracy; digits FID / precision / recall /
 class accuracy of real and degraded digits against the held-out split; the time to score
 1,000 samples (median of --repeats), to build the reference, and the Frechet distance itself
-at 128-d (digits) and 2048-d (Inception) feature sizes.
+at 128-d (digits) and 2048-d (Inception) feature sizes. Results: benchmarks/RESULTS.md, section evaluation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +26,12 @@ import torch.nn.functional as F
 
 from maskdit.data import MNIST5k
 from maskdit.eval import FeatureStats, Reference, evaluate_samples, frechet_distance, load_digits_classifier
+from maskdit.io import atomic_write
+
+HERE = Path(__file__).resolve().parent
 
 
-def timed(fn, repeats: int) -> tuple[object, float]:
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
     times, result = [], None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -43,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/evaluation.json"))
+    parser.add_argument("--json", type=Path, default=HERE / "evaluation.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -78,22 +84,31 @@ def main(argv: list[str] | None = None) -> int:
         b = FeatureStats.from_features(rng.normal(size=(dim * 2, dim)) + 0.1)
         _, fd_seconds[dim] = timed(lambda: frechet_distance(a, b), 1 if dim > 128 else args.repeats)
 
-    print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
-    print(f"classifier held-out accuracy: {accuracy:.4f} (1000 digits)\n")
-    print(f"{'samples vs held-out':<20} {'FID':>9} {'precision':>9} {'recall':>7} {'class acc':>9}")
-    for name, r in rows.items():
-        print(f"{name:<20} {r['fid']:9.2f} {r['precision']:9.3f} {r['recall']:7.3f} {r['class_accuracy']:9.3f}")
-    print(f"\nscore 1000 samples (FID + precision/recall + class acc): {eval_seconds:.2f}s (median of {args.repeats})")
-    print(f"score 1000 samples (FID + class acc):                   {fid_only:.2f}s")
-    print(f"build the held-out reference (1000 digits):              {ref_seconds:.2f}s")
-    print(f"Frechet distance 128-d: {fd_seconds[128] * 1000:.0f} ms; 2048-d: {fd_seconds[2048]:.1f}s")
     result = {"heldout_accuracy": accuracy, "cases": rows, "eval_1000_seconds": eval_seconds,
               "eval_1000_fid_class_seconds": fid_only, "reference_seconds": ref_seconds,
-              "frechet_seconds": {str(k): v for k, v in fd_seconds.items()}, "threads": torch.get_num_threads()}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+              "frechet_seconds": {str(k): v for k, v in fd_seconds.items()}, "threads": torch.get_num_threads(),
+              "repeats": args.repeats}
+    print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
+    print(format_report(result))
+    atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8"))
     print(f"wrote {args.json}")
     return 0
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The classifier's accuracy, the metric of each case and the evaluation's costs, from a record
+    (records written before ``repeats`` was stored used the default, 3)."""
+    lines = [f"classifier held-out accuracy: {result['heldout_accuracy']:.4f} (1000 digits)", "",
+             f"{'samples vs held-out':<20} {'FID':>9} {'precision':>9} {'recall':>7} {'class acc':>9}"]
+    for name, r in result["cases"].items():
+        lines.append(f"{name:<20} {r['fid']:9.2f} {r['precision']:9.3f} {r['recall']:7.3f} {r['class_accuracy']:9.3f}")
+    frechet = result["frechet_seconds"]
+    lines += ["", f"score 1000 samples (FID + precision/recall + class acc): {result['eval_1000_seconds']:.2f}s "
+                  f"(median of {result.get('repeats', 3)})",
+              f"score 1000 samples (FID + class acc):                   {result['eval_1000_fid_class_seconds']:.2f}s",
+              f"build the held-out reference (1000 digits):              {result['reference_seconds']:.2f}s",
+              f"Frechet distance 128-d: {frechet['128'] * 1000:.0f} ms; 2048-d: {frechet['2048']:.1f}s"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

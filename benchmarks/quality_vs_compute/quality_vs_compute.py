@@ -1,6 +1,6 @@
 """Quality against training compute on the digits: DiT and four token-sparsity methods.
 
-Variants (benchmarks/_qvc_setup.py), all on the same encoder of a layout, same recipe otherwise:
+Variants (qvc_variants.py: JSON patches of the maskdit-demo preset), all on the same encoder of a layout, same recipe otherwise:
 
   dit             DiT: no mask, DSM
   maskdit-R       MaskDiT (Zheng et al. 2024): drop a fraction R after the embedding, + 2-block
@@ -26,36 +26,41 @@ How it cannot fool us:
   digits FID (1,000 samples, Euler 9) unguided and best over cfg {2, 3, 4}, with class accuracy,
   at the final point and where the held-out loss first reaches DiT's final value.
 - Seeds: the plan runs seed 0 of every variant, then seed 1 of DiT and of the two best.
-- Resumable: each run's record (benchmarks/qvc/<layout>/<variant>-s<seed>.json) is rewritten
+- Resumable: each run's record (records/<layout>/<variant>-s<seed>.json next to this file) is rewritten
   after every evaluation and its checkpoint kept under --work-dir, so a killed study continues
   where it stopped, in another sitting or on a fresh machine (copy runs/qvc along, or the
   unfinished run starts over).
 
-    python benchmarks/quality_vs_compute.py calibrate --layout 64   # ~3 min, idle machine
-    python benchmarks/quality_vs_compute.py run --layout 64         # the plan; resumes; ~2.5 h
-    python benchmarks/quality_vs_compute.py run --layout 256        # DiT, MaskDiT 0.5, the two best
-    python benchmarks/quality_vs_compute.py run --layout 64s --threads 1 --cfgs 1 1.5 2 2.5 3
-    python benchmarks/quality_vs_compute.py report                  # table, summary.json, plot
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/quality_vs_compute/quality_vs_compute.py calibrate --layout 64
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/quality_vs_compute/quality_vs_compute.py run --layout 64
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/quality_vs_compute/quality_vs_compute.py run --layout 256
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/quality_vs_compute/quality_vs_compute.py run --layout 64s \
+        --threads 1 --cfgs 1 1.5 2 2.5 3
+    python benchmarks/quality_vs_compute/quality_vs_compute.py report       # table, summary.json, plot
+
+(calibrate: ~3 min on an idle machine; the 64-token plan ~2.5 h, resumable.) OMP_WAIT_POLICY=PASSIVE
+is set on the command line, before torch starts its OpenMP runtime; calibrate and run warn when it is
+unset. Results: benchmarks/RESULTS.md, section sparsity_study (first_study/: the records of the
+script's first version, section quality_vs_compute).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from qvc_engine import calibrate, fid_sweep, machine, read_json, ready_model, run_variant, write_json
+from qvc_report import format_ratio_curves, format_table, plot, retime, summarize_layout
+from qvc_variants import LAYOUTS, Layout, patched, variant_spec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _qvc_report import format_ratio_curves, format_table, plot, retime, summarize_layout  # noqa: E402
-from _qvc_setup import LAYOUTS, Layout, variant_spec  # noqa: E402
-from _qvc_train import HeldOutLoss, calibrate, fid_sweep, read_json, ready_model, run_variant, write_json  # noqa: E402
-from _steps import machine  # noqa: E402
-
-from maskdit.app.experiment import Experiment
+from maskdit import Experiment
+from maskdit.eval import Evaluator, HeldOutLoss
 
 HERE = Path(__file__).resolve().parent
 TUNE_FRACTION = 0.06  # of a run's main steps: the tuning branch at every point
@@ -83,7 +88,7 @@ def two_best(out_dir: Path, layout: str) -> list[str]:
     ratio of their time to DiT's time to the same held-out loss (seed 0's runs)."""
     rows = summarize_layout(records(out_dir, layout))["variants"]
 
-    def key(item):
+    def key(item: tuple[str, dict[str, Any]]) -> tuple[float, float, str]:
         name, row = item
         reach = row["loss_fraction_seconds"]["median"] if row["loss_fraction_seconds"] else math.inf
         final = row["per_seed"].get("0", next(iter(row["per_seed"].values())))["ratio_curve"][-1]["time_ratio"]
@@ -102,12 +107,20 @@ def default_plan(out_dir: Path, layout: str) -> list[tuple[str, int]]:
     return first + [("dit", 1)] + [(name, 1) for name in two_best(out_dir, layout)]
 
 
-def load_calibration(args, layout: Layout, dataset, *, force: bool = False) -> dict[str, Any]:
+def warn_if_spinning() -> None:
+    """Say so when OMP_WAIT_POLICY is unset: calibrated step times are only trusted with PASSIVE."""
+    if "OMP_WAIT_POLICY" not in os.environ:
+        print("warning: OMP_WAIT_POLICY is unset; on a shared machine spinning OpenMP threads can make steps "
+              "~3x slower. Calibrate with: OMP_WAIT_POLICY=PASSIVE python ...", file=sys.stderr)
+
+
+def load_calibration(args: argparse.Namespace, layout: Layout, dataset: Any, *, force: bool = False) -> dict[str, Any]:
     path = args.out_dir / layout.name / "calibration.json"
     existing = read_json(path)
     if existing is not None and not force:
         return existing
     print(f"calibrating layout {layout.name} ({len(layout.variants)} variants, interleaved)", flush=True)
+    warn_if_spinning()
     result = calibrate(layout, list(layout.variants), dataset, args.work_dir / layout.name,
                        steps=args.calibration_steps, rounds=args.calibration_rounds)
     result.update(machine=machine(), torch=torch.__version__)
@@ -117,7 +130,8 @@ def load_calibration(args, layout: Layout, dataset, *, force: bool = False) -> d
     return result
 
 
-def finish_fids(args, layout: Layout, record: dict[str, Any], record_path: Path, evaluator) -> None:
+def finish_fids(args: argparse.Namespace, layout: Layout, record: dict[str, Any], record_path: Path,
+                evaluator: Evaluator) -> None:
     """FID sweeps at the final point and where the held-out loss first reaches DiT's final value."""
     final = max(record["points"], key=lambda p: p["step"])
     steps = [final["step"]]
@@ -144,7 +158,7 @@ def finish_fids(args, layout: Layout, record: dict[str, Any], record_path: Path,
     write_json(record_path, record)
 
 
-def command_run(args) -> int:
+def command_run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     for name in args.layout:
         layout = LAYOUTS[name]
@@ -152,7 +166,7 @@ def command_run(args) -> int:
         dataset = Experiment(probe).dataset
         calibration = load_calibration(args, layout, dataset)
         heldout = HeldOutLoss(probe, limit=args.heldout_images)
-        scored = probe.model_copy(update={"eval": probe.eval.model_copy(update={"metrics": ("fid", "class_accuracy")})})
+        scored = patched(probe.model_dump(mode="json"), {"eval.metrics": ["fid", "class_accuracy"]})
         evaluator = Experiment(scored).evaluator()
         todo = [(v, s) for v in args.variants for s in args.seeds] if args.variants else None
         index = 0
@@ -175,7 +189,7 @@ def command_run(args) -> int:
     return command_report(args)
 
 
-def command_calibrate(args) -> int:
+def command_calibrate(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     for name in args.layout:
         layout = LAYOUTS[name]
@@ -184,7 +198,7 @@ def command_calibrate(args) -> int:
     return 0
 
 
-def command_report(args) -> int:
+def command_report(args: argparse.Namespace) -> int:
     by_layout = {name: [r for r in records(args.out_dir, name) if r is not None] for name in LAYOUTS}
     summary = {}
     for name, layout_records in by_layout.items():
@@ -222,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     for command in ("run", "calibrate", "report"):
         sub = commands.add_parser(command)
-        sub.add_argument("--out-dir", type=Path, default=HERE / "qvc", help="records, calibration, summary, plot")
+        sub.add_argument("--out-dir", type=Path, default=HERE / "records", help="records, calibration, summary, plot")
         sub.add_argument("--work-dir", type=Path, default=Path("runs/qvc"), help="checkpoints and ready models")
         sub.add_argument("--layout", nargs="+", default=["64"], choices=list(LAYOUTS))
         sub.add_argument("--threads", type=int, default=2)

@@ -1,0 +1,52 @@
+"""The study's one use of the Trainer: train a spec in a run folder, resuming, with the three hooks it needs.
+
+Every Trainer call of the study is in :func:`fit`, so that the Trainer API (today: ``Experiment.trainer``
+with ``loss_for_phase`` and ``on_sample``; soon: per-phase objectives and typed callbacks) is switched
+here in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maskdit import Experiment, ExperimentSpec
+
+OnStart = Callable[[int | None, torch.nn.Module | None], None]
+OnEvaluation = Callable[[int, torch.nn.Module], None]
+
+
+def fit(spec: ExperimentSpec, run_dir: Path, *, dataset: Any, resume: bool | Path = False,
+        on_start: OnStart | None = None, on_step: Callable[[], None] | None = None,
+        on_evaluation: OnEvaluation | None = None) -> torch.nn.Module:
+    """Train ``spec`` in ``run_dir`` to its last step; returns the EMA model.
+
+    ``resume``: True (the newest valid checkpoint of ``run_dir``), a checkpoint folder (e.g. another
+    run's, to branch from), or False. ``on_start(step, ema_model)`` is told where training starts
+    (``None, None``: from scratch); ``on_step()`` is called at the start of every training step (the
+    loss is computed once per step); ``on_evaluation(step, ema_model)`` every ``train.sample_every`` steps.
+    """
+    experiment = Experiment(spec)
+
+    def stamped(phase: Any) -> Callable[..., Any]:  # today's hook into every step: a wrapped loss
+        loss = experiment.loss_for_phase(phase)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            on_step()
+            return loss(*args, **kwargs)
+
+        return call
+
+    trainer = experiment.trainer(run_dir, dataset=dataset, loss_for_phase=stamped if on_step else None,
+                                 on_sample=on_evaluation)
+    resumed = bool(trainer.resume(resume if isinstance(resume, Path) else None)) if resume else False
+    if on_start is not None and resumed:
+        on_start(trainer.state.step, trainer.ema_model())
+    elif on_start is not None:
+        on_start(None, None)
+    if trainer.state.step < spec.train.total_steps:
+        trainer.fit()
+    return trainer.ema_model()
