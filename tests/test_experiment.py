@@ -55,7 +55,7 @@ def test_the_trainers_loss_passes_labels_only_to_a_class_conditional_model(num_c
     spec = ExperimentSpec.model_validate({"model": {**MODEL, "num_classes": num_classes}, "sampler": {"name": "heun"},
                                           "train": {"steps": 1, "batch_size": 4}})
     experiment = Experiment(spec)
-    loss = experiment.loss_for_phase(phases_of(spec.train)[0])
+    loss = experiment.objectives()[phases_of(spec.train)[0].name]
     model, labels = Recorder(), torch.tensor([1, 2, 3, 4])
     loss(model, torch.randn(4, 1, 32, 32), labels, step=0, generator=torch.Generator().manual_seed(0))
     assert (model.labels[0] is None) == (num_classes == 0)
