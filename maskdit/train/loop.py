@@ -1,9 +1,12 @@
-"""The training loop: phases, AdamW, warm-up, clipping, accumulation, autocast, EMA, non-finite
-step skipping, atomic checkpoints with exact resume, JSON-lines metrics and a progress bar.
+"""The training loop: phases (each with the objective it is given), AdamW, warm-up, clipping,
+accumulation, autocast, EMA, non-finite step skipping, atomic checkpoints with exact resume,
+JSON-lines metrics, a progress bar, and the callbacks (after each step, every N steps with the
+EMA model, after each checkpoint).
 
 Under torchrun (a :class:`DistContext` with world size W > 1) the same loop runs data-parallel:
 each rank takes its contiguous rows of every global micro-batch, the network is wrapped in DDP
-(or sharded with FSDP2), and rank 0 alone writes metrics, checkpoints and sample grids. The EMA
+(or sharded with FSDP2), and rank 0 alone writes metrics and checkpoints and runs the every-N
+hooks (sample grids, evaluations). The EMA
 is updated on every rank from identical (DDP) or sharded (FSDP2) weights, so no rank needs a
 broadcast. Checkpoints hold full tensors, so N ranks' checkpoints resume on M ranks.
 
