@@ -65,7 +65,7 @@ def test_heldout_lines_at_every_nth_step_equal_the_heldout_loss_of_that_steps_em
 
 
 def test_evaluating_leaves_training_untouched(evaluated, tmp_path):
-    spec, run_dir = evaluated
+    _, run_dir = evaluated
     plain = spec_with(eval={"every": None})
     train_run(Experiment(plain), tmp_path / "tiny")
     trained = [r for r in lines(run_dir) if "loss" in r]
