@@ -1,6 +1,6 @@
 """Experiment: the parts an :class:`~maskdit.app.experiment_spec.ExperimentSpec` describes, assembled in one place.
 
-The training job, the dry-run summary, ``sample``, ``evaluate`` and the benchmarks all take
+A training run, the dry-run summary, ``sample``, ``evaluate`` and the benchmarks all take
 their parts from here, so a spec means the same run wherever it is used. A part is built when
 first asked for: a dry run never loads the dataset, an evaluation never builds an objective.
 """
