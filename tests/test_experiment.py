@@ -50,12 +50,22 @@ def test_each_phase_gets_its_masking_and_terms_else_the_experiments():
     assert isinstance(experiment.masking(), RandomMasking)
 
 
+def test_the_trainer_is_given_one_objective_per_phase_by_name():
+    experiment = Experiment(load_spec("maskdit-demo"))
+    objectives = experiment.objectives()
+    assert list(objectives) == [phase.name for phase in phases_of(experiment.spec.train)] == ["masked", "unmasking"]
+    assert isinstance(objectives["masked"].masking, RandomMasking)
+    assert isinstance(objectives["unmasking"].masking, NoMasking)
+    trainer = experiment.trainer("unused", model=torch.nn.Linear(1, 1), dataset=[(None, 0)] * 64)
+    assert trainer.objectives.keys() == objectives.keys()
+
+
 @pytest.mark.parametrize("num_classes", [0, 10])
 def test_the_trainers_loss_passes_labels_only_to_a_class_conditional_model(num_classes):
     spec = ExperimentSpec.model_validate({"model": {**MODEL, "num_classes": num_classes}, "sampler": {"name": "heun"},
                                           "train": {"steps": 1, "batch_size": 4}})
     experiment = Experiment(spec)
-    loss = experiment.loss_for_phase(phases_of(spec.train)[0])
+    loss = experiment.objectives()[phases_of(spec.train)[0].name]
     model, labels = Recorder(), torch.tensor([1, 2, 3, 4])
     loss(model, torch.randn(4, 1, 32, 32), labels, step=0, generator=torch.Generator().manual_seed(0))
     assert (model.labels[0] is None) == (num_classes == 0)

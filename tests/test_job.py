@@ -5,7 +5,8 @@ import json
 import pytest
 
 from maskdit.app.experiment_spec import ExperimentSpec
-from maskdit.app.training_run import run_experiment
+from maskdit.app.experiment import Experiment
+from maskdit.app.training_run import train_run
 from maskdit.app.commands.build import main
 from maskdit.io import checkpoint as ckpt
 from maskdit.train.compile import compile_model
@@ -26,7 +27,7 @@ TINY = {
 
 def test_tiny_run_on_digits_lowers_loss_and_writes_every_output(tmp_path):
     spec = ExperimentSpec.model_validate(TINY)
-    result = run_experiment(spec, tmp_path / "tiny")
+    result = train_run(Experiment(spec), tmp_path / "tiny")
     history = result.state.history
     assert len(history) == 30 and result.state.skipped == 0
     assert sum(history[-6:]) / 6 < 0.8 * sum(history[:6]) / 6

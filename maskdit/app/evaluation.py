@@ -1,8 +1,9 @@
 """One evaluation of a denoiser as an experiment spec describes it: sample, score, write outputs.
 
-Used by ``python -m maskdit.evaluate`` and by the main job after (or during) training. Outputs
+Used by ``python -m maskdit.evaluate`` and by a training run after (or during) training. Outputs
 in ``out_dir``: ``samples.png`` (one row per class), ``eval.json`` (this evaluation), a line
-appended to ``metrics.jsonl``, and ``eval_metrics.png`` once the file holds several evaluations.
+appended to ``metrics.jsonl``, and ``eval_metrics.png`` (the metrics and the held-out loss
+against step) once the file holds several evaluations.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from maskdit.data.cache import atomic_write
 from maskdit.eval.evaluator import Evaluator
 from maskdit.eval.generation import generate_batches
-from maskdit.eval.plots import plot_metrics
+from maskdit.eval.plots import DEFAULT_KEYS, plot_metrics
 from maskdit.eval.records import append_metrics, read_metrics
 from maskdit.io.images import save_class_grid
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 METRICS_FILE, EVAL_FILE, GRID_FILE, PLOT_FILE = "metrics.jsonl", "eval.json", "samples.png", "eval_metrics.png"
+#: the records eval_metrics.png draws (metrics.jsonl's "kind"), and the values, one panel each
+PLOTTED_KINDS, PLOTTED_KEYS = ("eval", "heldout"), ("heldout_loss", *DEFAULT_KEYS)
 
 
 def evaluation_metrics(spec: Any) -> tuple[str, ...]:
@@ -116,7 +119,15 @@ def write_outputs(record: dict[str, Any], out_dir: Path, images: list[torch.Tens
     written["eval"] = atomic_write(out_dir / EVAL_FILE,
                                    lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8"))
     written["metrics"] = append_metrics(out_dir / METRICS_FILE, record)
-    evaluations = [r for r in read_metrics(out_dir / METRICS_FILE) if r.get("kind") == "eval" and r.get("step") is not None]
-    if len(evaluations) >= 2:
-        written["plot"] = plot_metrics(evaluations, out_dir / PLOT_FILE)
+    plot = plot_evaluations(out_dir)
+    if plot is not None:
+        written["plot"] = plot
     return written
+
+
+def plot_evaluations(out_dir: Path) -> Path | None:
+    """eval_metrics.png from the evaluation and held-out lines of ``out_dir``/metrics.jsonl that
+    have a step, once there are two (None before)."""
+    records = [r for r in read_metrics(out_dir / METRICS_FILE)
+               if r.get("kind") in PLOTTED_KINDS and r.get("step") is not None]
+    return plot_metrics(records, out_dir / PLOT_FILE, keys=PLOTTED_KEYS) if len(records) >= 2 else None

@@ -1,13 +1,14 @@
 """Experiment: the parts an :class:`~maskdit.app.experiment_spec.ExperimentSpec` describes, assembled in one place.
 
-The training job, the dry-run summary, ``sample``, ``evaluate`` and the benchmarks all take
+A training run, the dry-run summary, ``sample``, ``evaluate`` and the benchmarks all take
 their parts from here, so a spec means the same run wherever it is used. A part is built when
 first asked for: a dry run never loads the dataset, an evaluation never builds an objective.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,16 +19,18 @@ from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.config.registry import plugin_modules
 from maskdit.core import build_denoiser
 from maskdit.data import build_dataset
-from maskdit.losses import Objective, build_objective
+from maskdit.losses import Objective, ObjectiveOutput, build_objective
 from maskdit.masking import build_masking
 from maskdit.samplers import Sampler, build_sampler
+from maskdit.train.callbacks import Callbacks
+from maskdit.train.distributed import DistContext
+from maskdit.train.loop import Trainer
+from maskdit.train.objectives import TrainingObjective
+from maskdit.train.phases import phases_of
 from maskdit.train.specs import PhaseSpec
 
-if TYPE_CHECKING:  # heavy imports, made where the part is built
+if TYPE_CHECKING:  # scipy and matplotlib (the metrics), imported where the evaluator is built
     from maskdit.eval.evaluator import Evaluator
-    from maskdit.train.distributed import DistContext
-    from maskdit.train.loop import Trainer
-    from maskdit.train.phases import Phase
 
 
 def sampler_for(sampler: Any, num_classes: int) -> Sampler:
@@ -71,17 +74,16 @@ class Experiment:
                                patch_size=spec.model.patch_size, num_classes=spec.model.num_classes,
                                loss_tokens=spec.model.routing.loss_tokens)
 
-    def loss_for_phase(self, phase: Phase) -> Callable[..., Any]:
-        """The Trainer's loss for a phase: the phase's objective, given the labels only when the
-        model is class-conditional (an unconditional model's data may still carry labels)."""
-        objective = self.objective(phase.spec)
+    def objectives(self) -> dict[str, TrainingObjective]:
+        """Phase name -> what the Trainer optimises in that phase: the phase's :meth:`objective`,
+        given the data's labels only when the model is class-conditional (an unconditional
+        model's data may still carry labels)."""
         conditional = self.spec.model.num_classes > 0
-
-        def loss(model, images, labels, *, step, generator, rows=None, total=None):
-            return objective(model, images, labels if conditional else None, generator=generator, step=step,
-                             rows=rows, total=total)
-
-        return loss
+        built: dict[str, TrainingObjective] = {}
+        for phase in phases_of(self.spec.train):
+            objective = self.objective(phase.spec)
+            built[phase.name] = objective if conditional else WithoutLabels(objective)
+        return built
 
     @cached_property
     def run_record(self) -> dict[str, Any]:
@@ -90,18 +92,16 @@ class Experiment:
         return {"spec": self.spec.model_dump(mode="json"), "plugins": plugin_modules(self.spec)}
 
     def trainer(self, run_dir: str | Path, *, model: torch.nn.Module | None = None, dataset: Any = None,
-                loss_for_phase: Callable[[Phase], Any] | None = None, dist: DistContext | None = None,
-                progress: bool = False, on_sample: Callable[[int, torch.nn.Module], None] | None = None) -> Trainer:
+                objectives: Mapping[str, TrainingObjective] | None = None, callbacks: Callbacks | None = None,
+                dist: DistContext | None = None, progress: bool = False) -> Trainer:
         """The Trainer of this experiment writing to ``run_dir``. ``model`` (default: a fresh
         :meth:`denoiser`), ``dataset`` (e.g. one shared by several experiments on the same data)
-        and ``loss_for_phase`` (e.g. a timed wrapper of :meth:`loss_for_phase`) replace the parts
-        built here."""
-        from maskdit.train.loop import Trainer
-
+        and ``objectives`` (default: :meth:`objectives`; e.g. timed wrappers of them) replace the
+        parts built here; ``callbacks`` are the Trainer's hooks (step, every N steps, checkpoint)."""
         return Trainer(self.spec.train, model if model is not None else self.denoiser(),
                        dataset if dataset is not None else self.dataset,
-                       loss_for_phase if loss_for_phase is not None else self.loss_for_phase, Path(run_dir),
-                       seed=self.spec.seed, run_record=self.run_record, on_sample=on_sample, progress=progress,
+                       objectives if objectives is not None else self.objectives(), Path(run_dir),
+                       seed=self.spec.seed, run_record=self.run_record, callbacks=callbacks, progress=progress,
                        dist=dist)
 
     # ---- sampling and evaluation ----------------------------------------------------------
@@ -112,12 +112,14 @@ class Experiment:
     @cached_property
     def metrics(self) -> tuple[str, ...]:
         """The eval section's metrics that apply to this model (class accuracy needs classes)."""
+        # deferred: the evaluation module imports matplotlib (its plots), which training never needs
         from maskdit.app.evaluation import evaluation_metrics
 
         return evaluation_metrics(self.spec)
 
     def evaluator(self, *, device: str | torch.device = "cpu") -> Evaluator:
         """The networks and reference the metrics need, loaded on ``device``."""
+        # deferred: the evaluator imports scipy (FID), which training never needs
         from maskdit.eval.evaluator import build_evaluator
 
         return build_evaluator(self.spec.eval.model_copy(update={"metrics": self.metrics}), self.spec.data,
@@ -125,3 +127,14 @@ class Experiment:
 
     def _masking_spec(self, phase: PhaseSpec | None):
         return phase.masking if phase is not None and phase.masking is not None else self.spec.masking
+
+
+@dataclass(frozen=True)
+class WithoutLabels:
+    """An unconditional model's training objective: the data's labels are not passed on."""
+
+    objective: Objective
+
+    def __call__(self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
+                 **options: Any) -> ObjectiveOutput:
+        return self.objective(model, images, None, **options)

@@ -64,6 +64,10 @@ class EvalSpec(SpecModel):
     precision_recall_k: int = Field(3, ge=1, le=100, description="k of the k-NN manifolds (Kynkaanniemi et al. 2019)")
     grid_per_class: int = Field(10, ge=0, le=100, description="samples per class row of samples.png (0 = no grid)")
     quantize: bool = Field(True, description="round samples to 8-bit levels before the metrics, as a saved PNG would be")
+    metrics_during_training: bool = Field(
+        False, description="also compute the metrics at each evaluation during training (needs every; the held-out "
+                           "loss and the sample grid are always written)"
+    )
 
     @property
     def reference_is_split(self) -> bool:
@@ -77,4 +81,7 @@ class EvalSpec(SpecModel):
             raise ValueError("precision_recall needs reference features: use a dataset split as reference, not an .npz")
         if len(set(self.metrics)) != len(self.metrics):
             raise ValueError(f"metrics listed twice: {list(self.metrics)}")
+        if self.metrics_during_training and (self.every is None or self.num_samples == 0):
+            raise ValueError("metrics_during_training needs evaluations during training (every) that draw samples "
+                             "(num_samples > 0)")
         return self

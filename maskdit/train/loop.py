@@ -1,9 +1,12 @@
-"""The training loop: phases, AdamW, warm-up, clipping, accumulation, autocast, EMA, non-finite
-step skipping, atomic checkpoints with exact resume, JSON-lines metrics and a progress bar.
+"""The training loop: phases (each with the objective it is given), AdamW, warm-up, clipping,
+accumulation, autocast, EMA, non-finite step skipping, atomic checkpoints with exact resume,
+JSON-lines metrics, a progress bar, and the callbacks (after each step, every N steps with the
+EMA model, after each checkpoint).
 
 Under torchrun (a :class:`DistContext` with world size W > 1) the same loop runs data-parallel:
 each rank takes its contiguous rows of every global micro-batch, the network is wrapped in DDP
-(or sharded with FSDP2), and rank 0 alone writes metrics, checkpoints and sample grids. The EMA
+(or sharded with FSDP2), and rank 0 alone writes metrics and checkpoints and runs the every-N
+hooks (sample grids, evaluations). The EMA
 is updated on every rank from identical (DDP) or sharded (FSDP2) weights, so no rank needs a
 broadcast. Checkpoints hold full tensors, so N ranks' checkpoints resume on M ranks.
 
@@ -17,11 +20,11 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,26 +33,18 @@ from tqdm import tqdm
 from maskdit.config import json_input as jsonio
 from maskdit.io import checkpoint as ckpt
 from maskdit.io.jsonl import append_jsonl, plot_losses, truncate_jsonl
+from maskdit.losses.objective import ObjectiveOutput
 from maskdit.train import parallel as par
 from maskdit.train.batches import BatchStream
+from maskdit.train.callbacks import Callbacks, StepResult
 from maskdit.train.compile import compile_model
 from maskdit.train.distributed import DistContext, check_batch, mean_over_ranks
 from maskdit.train.ema import EMA
+from maskdit.train.objectives import TrainingObjective, objectives_by_phase
 from maskdit.train.phases import Phase, learning_rate, phase_at, phases_of
 from maskdit.train.specs import TrainSpec
 
 log = logging.getLogger(__name__)
-
-
-class StepLoss(Protocol):
-    """What the loop trains on: per-sample totals [B] and the unweighted parts, for one batch.
-
-    In a distributed run the loop also passes ``rows`` and ``total``: this rank holds rows ``rows``
-    of a global micro-batch of ``total``, so the loss draws the global batch's randomness and
-    keeps its rows (as :class:`~maskdit.losses.Objective` does); single-process runs never pass them."""
-
-    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, step: int,
-                 generator: torch.Generator, rows: slice | None = None, total: int | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -82,25 +77,31 @@ class TrainState:
 
 
 class Trainer:
-    """Runs ``train`` (a train section) on ``model`` with the loss that ``loss_for_phase(phase)``
-    returns, its data order and generator seeded with ``seed``.
+    """Runs ``train`` (a train section) on ``model``, each phase on its objective, with its data
+    order and generator seeded with ``seed``.
 
-    ``run_dir`` receives checkpoints/, metrics.jsonl and loss.png. ``run_record`` is JSON that
-    every checkpoint's state also holds (the job's: the experiment spec under ``"spec"``, so a
-    checkpoint is enough to rebuild the run, and the plugin modules it names under ``"plugins"``);
-    resuming refuses a checkpoint whose recorded spec has another ``model`` section.
-    ``on_sample(step, ema_model)`` is called every ``train.sample_every`` steps (on rank 0) (e.g.
-    to write a sample grid). ``dist`` places this process in a torchrun launch (default: a single
-    process).
+    ``objectives``: phase name -> :class:`TrainingObjective` (every phase of ``train``, by name;
+    ``"train"`` when it has no phases), or one objective for every phase. ``run_dir`` receives
+    checkpoints/, metrics.jsonl and loss.png. ``run_record`` is JSON that every checkpoint's state
+    also holds (the experiment spec under ``"spec"``, so a checkpoint is enough to rebuild the run,
+    and the plugin modules it names under ``"plugins"``); resuming refuses a checkpoint whose
+    recorded spec has another ``model`` section. ``callbacks`` are told of each step, run every N
+    steps with the EMA model, and told of each checkpoint (:class:`~maskdit.train.callbacks.Callbacks`).
+    ``dist`` places this process in a torchrun launch (default: a single process).
     """
 
-    def __init__(self, train: TrainSpec, model: nn.Module, dataset, loss_for_phase: Callable[[Phase], StepLoss],
-                 run_dir: Path, *, seed: int, run_record: Mapping[str, Any] | None = None,
-                 on_sample: Callable[[int, nn.Module], None] | None = None, progress: bool = False,
-                 dist: DistContext | None = None) -> None:
+    def __init__(self, train: TrainSpec, model: nn.Module, dataset: Any,
+                 objectives: Mapping[str, TrainingObjective] | TrainingObjective, run_dir: str | Path, *, seed: int,
+                 run_record: Mapping[str, Any] | None = None, callbacks: Callbacks | None = None,
+                 progress: bool = False, dist: DistContext | None = None) -> None:
         if not isinstance(train, TrainSpec):
             raise TypeError(f"Trainer takes the train section (spec.train), got {type(train).__name__}")
+        if callbacks is not None and not isinstance(callbacks, Callbacks):
+            raise TypeError(f"callbacks must be a Callbacks, got {type(callbacks).__name__}")
         self.train, self.seed = train, seed
+        self.phases = phases_of(self.train)
+        self.objectives = objectives_by_phase(objectives, self.phases)
+        self.callbacks = callbacks if callbacks is not None else Callbacks()
         self.run_record = dict(run_record or {})
         clash = sorted(set(self.run_record) & _STATE_KEYS)
         if clash:
@@ -113,8 +114,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.loss_for_phase, self.on_sample, self.progress = loss_for_phase, on_sample, progress
-        self.phases = phases_of(self.train)
+        self.progress = progress
         micro = self.train.batch_size // self.train.grad_accumulation  # global micro-batch
         self.stream = BatchStream(dataset, micro, seed=seed)
         self.rows = self.dist.rows(micro) if self.dist.is_distributed else None  # this rank's rows of each micro-batch
@@ -226,87 +226,97 @@ class Trainer:
         main = self.dist.is_main
         bar = tqdm(total=total, initial=self.state.step, disable=not (self.progress and main), dynamic_ncols=True,
                    unit="step")
-        phase, loss_fn = None, None
+        phase = None
         window_start, window_images = time.perf_counter(), 0
         try:
             while self.state.step < total:
                 step = self.state.step
                 current = phase_at(self.phases, step)
                 if current is not phase:
-                    phase, loss_fn = current, self.loss_for_phase(current)
+                    phase = current
                     if main:
                         log.info("phase %s: steps %d..%d", phase.name, phase.start, phase.stop - 1)
-                lr = learning_rate(self.train, phase, step)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                loss, parts, grad_norm, extra = self._step(loss_fn, step)
+                    group["lr"] = learning_rate(self.train, phase, step)
+                result = self._step(phase, step)
+                for hook in self.callbacks.on_step:
+                    hook(result)
                 window_images += self.train.batch_size
                 bar.update(1)
-                if math.isfinite(loss):
-                    bar.set_postfix(loss=f"{loss:.4f}", phase=phase.name)
-                if main and (self.state.step % self.train.log_every == 0 or self.state.step == total):
-                    elapsed = time.perf_counter() - window_start
-                    self._log(step, phase, loss, parts, lr, grad_norm, extra, window_images / max(elapsed, 1e-9))
+                if not result.skipped:
+                    bar.set_postfix(loss=f"{result.loss:.4f}", phase=phase.name)
+                if main and (result.step % self.train.log_every == 0 or result.step == total):
+                    self._log(result, window_images / max(time.perf_counter() - window_start, 1e-9))
                     window_start, window_images = time.perf_counter(), 0
-                if self.state.step % self.train.checkpoint_every == 0 or self.state.step == total:
-                    self.save()
-                if self.on_sample is not None and self.train.sample_every and self.state.step % self.train.sample_every == 0:
-                    averaged = self.main_ema_model()
-                    if averaged is not None:
-                        self.on_sample(self.state.step, averaged)
+                if result.step % self.train.checkpoint_every == 0 or result.step == total:
+                    path = self.save()
+                    for hook in self.callbacks.on_checkpoint if path is not None else ():
+                        hook(result.step, path)
+                self._evaluate(result.step)
         finally:
             bar.close()  # also on Ctrl-C, before the CLI prints the resume command
         if main:
             plot_losses(self.metrics_path, self.run_dir / "loss.png")
 
-    def _step(self, loss_fn: StepLoss, step: int) -> tuple[float, dict[str, float], float, dict[str, Any]]:
+    def _step(self, phase: Phase, step: int) -> StepResult:
+        """One optimizer step, read top to bottom: each micro-batch's batch -> loss -> backward; then,
+        once, the means -> clip -> optimizer step -> EMA (or a skip, when anything is non-finite)."""
         self.optimizer.zero_grad(set_to_none=True)
+        sums, names, mask_ratio = self._forward_backward(self.objectives[phase.name], step)
+        # rank 0 logs the global means; a non-finite loss on any rank makes all skip
+        values = mean_over_ranks(sums, self.dist).tolist()  # the step's one host synchronisation
+        loss, parts = values[0], dict(zip(names, values[1:]))
+        grad_norm = self._unscale_and_clip() if math.isfinite(loss) else float("nan")
+        skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))
+        if skipped:
+            self._skip(step)  # raises NonFiniteError after too many in a row
+        self._updating = True  # from here to the step count, an interrupt would leave a half-updated state
+        if not skipped:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.ema.update(self.model)
+        self.state.step += 1
+        self._rng_at_step = self.generator.get_state()
+        self._updating = False
+        if not skipped:
+            self.state.consecutive_skips = 0
+            self.state.history.append(loss)
+        return StepResult(step=step + 1, phase=phase.name, lr=self.optimizer.param_groups[0]["lr"],
+                          loss=float("nan") if skipped else loss, parts={} if skipped else parts,
+                          grad_norm=grad_norm, mask_ratio=mask_ratio, skipped=skipped,
+                          total_skipped=self.state.skipped)
+
+    def _forward_backward(self, objective: TrainingObjective, step: int) -> tuple[torch.Tensor, list[str], float]:
+        """Every micro-batch of step ``step``: batch -> loss -> backward (gradients accumulate).
+        Returns the sums of the micro-batches' means on the device (float64 [1 + parts]: the loss,
+        then each part), the parts' names, and the share of tokens the last mask dropped."""
         accumulation = self.train.grad_accumulation
-        sums, names, extra = None, [], {}  # float64 [1 + parts] on the device: the means, read once per step
+        sums, names, mask_ratio = None, [], 0.0
         for micro in range(accumulation):
             images, labels = self.stream.batch(step * accumulation + micro, rows=self.rows)
             images, labels = images.to(self.device), labels.to(self.device)
             with par.no_sync(self.wrapped, self.parallel, self.dist, sync=micro == accumulation - 1):
                 with self._autocast():
-                    result = loss_fn(self.forward_model, images, labels, step=step, generator=self.generator,
-                                     **self.shard)
+                    result = objective(self.forward_model, images, labels, step=step, generator=self.generator,
+                                       **self.shard)
+                if not isinstance(result, ObjectiveOutput):
+                    raise TypeError(f"a training objective returns an ObjectiveOutput, got {type(result).__name__}")
                 loss = result.total.float().mean()
-                self.scaler.scale(loss / accumulation).backward()  # a non-finite loss is skipped below
+                self.scaler.scale(loss / accumulation).backward()  # a non-finite loss is skipped by _step
             names = list(result.parts)
             means = torch.stack([loss.detach(), *(value.detach().float().mean() for value in result.parts.values())])
             means = means.double() / accumulation
             sums = means if sums is None else sums + means
-            if hasattr(result, "mask"):  # the objective's output carries the mask it drew (None: all kept)
-                extra["mask_ratio"] = result.mask.ratio if result.mask is not None else 0.0
-        # rank 0 logs the global means; a non-finite loss on any rank makes all skip
-        values = mean_over_ranks(sums, self.dist).tolist()  # the step's one host synchronisation
-        total, parts_sum = values[0], dict(zip(names, values[1:]))
-        finite = math.isfinite(total)
-        grad_norm = float("nan")
-        if finite:
-            self.scaler.unscale_(self.optimizer)
-            clip = self.train.grad_clip if self.train.grad_clip is not None else float("inf")
-            grad_norm = par.to_float(torch.nn.utils.clip_grad_norm_(self.trainable, clip))
-            finite = math.isfinite(grad_norm)
-        if not finite:
-            skipped = self._skip(step, total if math.isfinite(total) else float("nan"))
-            self._updating = True
-            self.state.step += 1
-            self._rng_at_step = self.generator.get_state()
-            self._updating = False
-            return skipped, {}, grad_norm, extra
-        self._updating = True  # from here to the step count, an interrupt would leave a half-updated state
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.ema.update(self.model)
-        self.state.step += 1
-        self._rng_at_step = self.generator.get_state()
-        self._updating = False
-        self.state.consecutive_skips = 0
-        self.state.history.append(total)
-        return total, parts_sum, grad_norm, extra
+            mask_ratio = result.mask.ratio if result.mask is not None else 0.0  # None: every token kept
+        return sums, names, mask_ratio
 
-    def _skip(self, step: int, loss: float) -> float:
+    def _unscale_and_clip(self) -> float:
+        """The global gradient norm before clipping (clipped to ``train.grad_clip`` when set)."""
+        self.scaler.unscale_(self.optimizer)
+        clip = self.train.grad_clip if self.train.grad_clip is not None else float("inf")
+        return par.to_float(torch.nn.utils.clip_grad_norm_(self.trainable, clip))
+
+    def _skip(self, step: int) -> None:
         """Drop this step's gradients: weights, EMA and optimizer state stay as they were."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler.is_enabled():
@@ -322,7 +332,15 @@ class Trainer:
                 f"{self.state.consecutive_skips} consecutive steps had a non-finite loss or gradient (last at step "
                 f"{step}); stopping. The last good checkpoint is in {self.ckpt_dir}. Try a lower lr, grad_clip, or bf16."
             )
-        return float("nan")
+
+    def _evaluate(self, step: int) -> None:
+        """The ``on_evaluation`` hooks due at ``step``, on rank 0, sharing one EMA copy."""
+        due = self.callbacks.evaluations_due(step)
+        if not due:
+            return
+        averaged = self.main_ema_model()  # every rank calls it: FSDP2 gathers the shards
+        for entry in due if averaged is not None else ():
+            entry.hook(step, averaged)
 
     def _autocast(self):
         if self.train.precision == "fp32":
@@ -330,12 +348,12 @@ class Trainer:
         dtype = torch.bfloat16 if self.train.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _log(self, step, phase, loss, parts, lr, grad_norm, extra, images_per_second) -> None:
-        record = {"step": step + 1, "phase": phase.name, "loss": loss, "parts": parts, "lr": lr,
-                  "grad_norm": grad_norm, "img_per_s": round(images_per_second, 2), "skipped": self.state.skipped,
-                  **extra}
+    def _log(self, result: StepResult, images_per_second: float) -> None:
+        record = {"step": result.step, "phase": result.phase, "loss": result.loss, "parts": result.parts,
+                  "lr": result.lr, "grad_norm": result.grad_norm, "img_per_s": round(images_per_second, 2),
+                  "skipped": result.total_skipped, "mask_ratio": result.mask_ratio}
         append_jsonl(self.metrics_path, record)
-        log.info("step %d loss %.5f lr %.3g", step + 1, loss, lr)
+        log.info("step %d loss %.5f lr %.3g", result.step, result.loss, result.lr)
 
     # ---- outputs --------------------------------------------------------------------------
     def save(self) -> Path | None:
@@ -378,3 +396,4 @@ class Trainer:
             for name, value in full.items():
                 state[name].copy_(value.to(state[name].dtype))
         return averaged.eval()
+

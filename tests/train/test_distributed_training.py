@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from maskdit.app.experiment_spec import ExperimentSpec
-from maskdit.app.training_run import run_experiment
+from maskdit.app.experiment import Experiment
+from maskdit.app.training_run import train_run
 from maskdit.io import checkpoint as ckpt
 from maskdit.io.jsonl import read_jsonl
 
@@ -49,7 +50,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("dist")
     spec_path = root / "tiny.json"
     spec_path.write_text(json.dumps(SPEC))
-    single = run_experiment(ExperimentSpec.model_validate(SPEC), root / "one" / "tiny")
+    single = train_run(Experiment(ExperimentSpec.model_validate(SPEC)), root / "one" / "tiny")
     return root, spec_path, single
 
 
@@ -86,6 +87,6 @@ def test_two_ranks_match_one_and_resume_on_one(setup, parallel):
     resumed_dir = root / f"{parallel}-resumed" / "tiny"
     (resumed_dir / "checkpoints").mkdir(parents=True)
     shutil.copytree(ckpt.step_dir(two / "checkpoints", 2), ckpt.step_dir(resumed_dir / "checkpoints", 2))
-    resumed = run_experiment(ExperimentSpec.model_validate(SPEC), resumed_dir, resume=True)
+    resumed = train_run(Experiment(ExperimentSpec.model_validate(SPEC)), resumed_dir, resume=True)
     assert resumed.state.history == pytest.approx(single.state.history[2:], rel=1e-5)
     assert_close_groups(checkpoint(resumed_dir, 4), checkpoint(one, 4))

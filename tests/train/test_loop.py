@@ -2,7 +2,6 @@
 
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 
 from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.io import checkpoint as ckpt
+from maskdit.losses import ObjectiveOutput
 from maskdit.train.loop import NonFiniteError, Trainer
 
 MODEL = {"input_size": 32, "in_channels": 1, "patch_size": 4, "depth": 1, "hidden_size": 8, "num_heads": 1,
@@ -36,25 +36,26 @@ class ToyNet(nn.Module):
         return self.net(x).view_as(x)
 
 
-def denoise_loss(nan_at=(), interrupt_at=None, record=None):
-    """Denoise with noise from the trainer's generator, so the RNG state matters for resume."""
+def denoise_loss(nan_at=(), interrupt_at=None, record=None, phases=("train",)):
+    """Denoise with noise from the trainer's generator, so the RNG state matters for resume: the
+    objective of each phase in ``phases``; ``record`` receives a phase's name at its first call."""
 
-    def for_phase(phase):
-        if record is not None:
-            record.append(phase.name)
-
+    def for_phase(name):
         def loss(model, images, labels, *, step, generator):
+            if record is not None and name not in record:
+                record.append(name)
             if step == interrupt_at:
                 raise KeyboardInterrupt
             noise = torch.randn(images.shape, generator=generator)
             err = (model(images + 0.5 * noise) - images).pow(2).flatten(1).mean(1)
             if step in nan_at:
                 err = err * float("nan")
-            return SimpleNamespace(total=err, parts={"mse": err})
+            return ObjectiveOutput(total=err, parts={"mse": err}, sigma=torch.full_like(err, 0.5), mask=None,
+                                   labels=None)
 
         return loss
 
-    return for_phase
+    return {name: for_phase(name) for name in phases}
 
 
 def make_spec(**train):
@@ -64,10 +65,10 @@ def make_spec(**train):
                                           "losses": {"terms": [{"name": "dsm"}]}, "train": {**base, **train}})
 
 
-def trainer(tmp_path, loss_for_phase, **train):
+def trainer(tmp_path, objectives, **train):
     torch.manual_seed(0)  # only the toy net's init uses the global RNG; the library never does
     spec = make_spec(**train)
-    return Trainer(spec.train, ToyNet(), ToyData(), loss_for_phase, tmp_path / "run", seed=spec.seed)
+    return Trainer(spec.train, ToyNet(), ToyData(), objectives, tmp_path / "run", seed=spec.seed)
 
 
 def record_lrs(t: Trainer) -> list[float]:
@@ -75,9 +76,9 @@ def record_lrs(t: Trainer) -> list[float]:
     lrs = []
     original = t._step
 
-    def spy(loss_fn, step):
+    def spy(phase, step):
         lrs.append(t.optimizer.param_groups[0]["lr"])
-        return original(loss_fn, step)
+        return original(phase, step)
 
     t._step = spy
     return lrs
@@ -139,10 +140,10 @@ def test_nonfinite_step_is_skipped_and_never_reaches_weights(tmp_path):
     snapshots = {}
     original = t._step
 
-    def spy(loss_fn, step):
+    def spy(phase, step):
         snapshots[step] = {k: v.clone() for k, v in t.model.state_dict().items()}
         ema = {k: v.clone() for k, v in t.ema.state_dict().items()}
-        out = original(loss_fn, step)
+        out = original(phase, step)
         if step == 3:
             snapshots["after"] = t.model.state_dict()
             snapshots["ema_same"] = all(torch.equal(ema[k], v) for k, v in t.ema.state_dict().items())
@@ -171,7 +172,8 @@ def test_phases_switch_loss_and_lr_at_the_right_step(tmp_path):
     seen = []
     phases = [{"name": "masked", "steps": 5, "masking": {"name": "random", "ratio": 0.5}},
               {"name": "unmask", "steps": 3, "masking": {"name": "none"}, "lr": 0.001}]
-    t = trainer(tmp_path, denoise_loss(record=seen), steps=None, phases=phases, log_every=1, warmup_steps=2)
+    t = trainer(tmp_path, denoise_loss(record=seen, phases=("masked", "unmask")), steps=None, phases=phases,
+                log_every=1, warmup_steps=2)
     lrs = record_lrs(t)
     t.fit()
     assert seen == ["masked", "unmask"]

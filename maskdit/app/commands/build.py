@@ -18,9 +18,19 @@ from pathlib import Path
 
 from maskdit.app import cli
 from maskdit.app.experiment import Experiment
-from maskdit.app.experiment_spec import ExperimentSpec, json_schema, preset_names, read_spec
+from maskdit.app.experiment_spec import json_schema, preset_names, read_spec
+from maskdit.app.run_loading import missing_plugins, plugin_advice
 from maskdit.app.summary import format_table, summarize
+from maskdit.app.training_run import train_run
 from maskdit.config.errors import InputError
+from maskdit.io.checkpoint import CheckpointError, latest_checkpoint
+from maskdit.train.distributed import (
+    check_batch,
+    context_from_env,
+    init_distributed,
+    shutdown,
+)
+from maskdit.train.loop import NonFiniteError, ResumeInfo
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,8 +47,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli.command(parse_args)
 def main(args: argparse.Namespace) -> int:
-    from maskdit.train.distributed import context_from_env
-
     main_rank = context_from_env().is_main  # torchrun's RANK; only rank 0 prints
     if args.schema:
         if main_rank:
@@ -47,8 +55,6 @@ def main(args: argparse.Namespace) -> int:
     try:
         spec = read_spec(args.spec, args.overrides)
     except InputError as err:  # a run's saved spec.json can say which --plugin it needs
-        from maskdit.app.run_loading import missing_plugins, plugin_advice
-
         folder = Path(args.spec).parent if Path(args.spec).is_file() else None
         advice = plugin_advice(missing_plugins(folder)) if folder is not None else ""
         raise InputError(*err.lines, *([f"{args.spec}: {advice}"] if advice else [])) from None
@@ -70,7 +76,7 @@ def run_folder(runs: Path, name: str) -> Path:
     return folder
 
 
-def resume_lines(info) -> list[str]:
+def resume_lines(info: ResumeInfo) -> list[str]:
     """What --resume found: the checkpoints passed over (and why), then where training starts."""
     lines = [f"warning: passing over {path.name}: {reason}" for path, reason in info.rejected]
     if info:
@@ -80,15 +86,10 @@ def resume_lines(info) -> list[str]:
     return lines
 
 
-def run(experiment: Experiment | ExperimentSpec, run_dir: Path, *, resume: bool, runs: Path | None = None) -> int:
-    """Train, sample and evaluate; print where everything is and the final metrics. Under torchrun
-    this opens the process group (NCCL on CUDA, gloo on CPU) and closes it at the end."""
-    from maskdit.app.training_run import run_experiment
-    from maskdit.io.checkpoint import CheckpointError
-    from maskdit.train.distributed import check_batch, context_from_env, init_distributed, shutdown
-    from maskdit.train.loop import NonFiniteError
-
-    experiment = experiment if isinstance(experiment, Experiment) else Experiment(experiment)
+def run(experiment: Experiment, run_dir: Path, *, resume: bool, runs: Path | None = None) -> int:
+    """The command's side of :func:`~maskdit.app.training_run.train_run`: open the process group
+    under torchrun (NCCL on CUDA, gloo on CPU) and close it at the end, print where everything is
+    and the final metrics, and turn errors into one line and an exit code."""
     train = experiment.spec.train
     # the batch check needs only the environment: fail before any rendezvous
     check_batch(train.batch_size, train.grad_accumulation, context_from_env().world_size)
@@ -96,14 +97,14 @@ def run(experiment: Experiment | ExperimentSpec, run_dir: Path, *, resume: bool,
     logging.basicConfig(level=logging.WARNING if dist.is_main else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
 
-    def report(info) -> None:
+    def report(info: ResumeInfo) -> None:
         for line in resume_lines(info):
             print(line, file=sys.stderr, flush=True)
 
     started = time.perf_counter()
     try:
-        result = run_experiment(experiment, run_dir, resume=resume, progress=dist.is_main, dist=dist,
-                                on_resume=report if resume else None)
+        result = train_run(experiment, run_dir, resume=resume, progress=dist.is_main, dist=dist,
+                           on_resume=report if resume else None)
     except (InputError, FileExistsError) as err:  # every rank meets the same problem; one report is enough
         return cli.report(err, quiet=not dist.is_main)
     except (CheckpointError, NonFiniteError, OSError) as err:
@@ -119,7 +120,7 @@ def run(experiment: Experiment | ExperimentSpec, run_dir: Path, *, resume: bool,
     minutes = (time.perf_counter() - started) / 60
     print(f"\ntrained {result.state.step} steps in {minutes:.1f} min ({result.state.skipped} skipped)")
     print(f"run folder:  {run_dir}")
-    for name in ("spec.json", "metrics.jsonl", "loss.png", "samples.png", "eval.json"):
+    for name in ("spec.json", "metrics.jsonl", "loss.png", "samples.png", "eval.json", "eval_metrics.png"):
         if (run_dir / name).exists():
             print(f"  {name:<14} {run_dir / name}")
     if result.eval is not None:
@@ -130,8 +131,6 @@ def run(experiment: Experiment | ExperimentSpec, run_dir: Path, *, resume: bool,
 
 def interrupted_line(run_dir: Path, runs: Path | None) -> str:
     """The Ctrl-C message: the command that continues this run (its saved spec, its --runs)."""
-    from maskdit.io.checkpoint import latest_checkpoint
-
     latest = latest_checkpoint(run_dir / "checkpoints")
     if latest is None or not (run_dir / "spec.json").is_file():
         return "\ninterrupted before the first checkpoint; nothing to resume"
