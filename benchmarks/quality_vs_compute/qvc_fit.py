@@ -1,8 +1,7 @@
 """The study's one use of the Trainer: train a spec in a run folder, resuming, with the three hooks it needs.
 
-Every Trainer call of the study is in :func:`fit`, so that the Trainer API (today: ``Experiment.trainer``
-with ``loss_for_phase`` and ``on_sample``; soon: per-phase objectives and typed callbacks) is switched
-here in one place.
+Every Trainer call of the study is in :func:`fit`: ``Experiment.trainer`` with per-phase objectives
+(wrapped to stamp the start of each step) and an every-N-steps evaluation callback.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from maskdit import Experiment, ExperimentSpec
+from maskdit.train import Callbacks, Every
 
 OnStart = Callable[[int | None, torch.nn.Module | None], None]
 OnEvaluation = Callable[[int, torch.nn.Module], None]
@@ -31,17 +31,17 @@ def fit(spec: ExperimentSpec, run_dir: Path, *, dataset: Any, resume: bool | Pat
     """
     experiment = Experiment(spec)
 
-    def stamped(phase: Any) -> Callable[..., Any]:  # today's hook into every step: a wrapped loss
-        loss = experiment.loss_for_phase(phase)
-
+    def stamped(objective: Any) -> Callable[..., Any]:  # the objective is called once, at the start of each step
         def call(*args: Any, **kwargs: Any) -> Any:
             on_step()
-            return loss(*args, **kwargs)
+            return objective(*args, **kwargs)
 
         return call
 
-    trainer = experiment.trainer(run_dir, dataset=dataset, loss_for_phase=stamped if on_step else None,
-                                 on_sample=on_evaluation)
+    objectives = {name: stamped(o) for name, o in experiment.objectives().items()} if on_step else None
+    every = [Every(spec.train.sample_every, on_evaluation)] if on_evaluation and spec.train.sample_every else []
+    trainer = experiment.trainer(run_dir, dataset=dataset, objectives=objectives,
+                                 callbacks=Callbacks(on_evaluation=every))
     resumed = bool(trainer.resume(resume if isinstance(resume, Path) else None)) if resume else False
     if on_start is not None and resumed:
         on_start(trainer.state.step, trainer.ema_model())

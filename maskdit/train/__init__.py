@@ -1,5 +1,6 @@
-"""maskdit.train"""
+"""maskdit.train: the training loop and its hooks, EMA and post-hoc EMA."""
 
+from maskdit.train.callbacks import Callbacks, Every, StepResult
 from maskdit.train.posthoc_ema import (
     SIGMA_REL_MAX,
     AveragePlan,
@@ -19,6 +20,9 @@ from maskdit.train.posthoc_ema import (
 )
 
 __all__ = [
+    "Callbacks",
+    "Every",
+    "StepResult",
     "SIGMA_REL_MAX",
     "AveragePlan",
     "EMAProfile",
