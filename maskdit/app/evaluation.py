@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from maskdit.data.cache import atomic_write
+from maskdit.io.files import atomic_write
 from maskdit.eval.evaluator import Evaluator
 from maskdit.eval.generation import generate_batches
 from maskdit.eval.plots import plot_metrics

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from maskdit.app.evaluation import evaluate_denoiser
 from maskdit.app.experiment import Experiment
 from maskdit.app.experiment_spec import ExperimentSpec
-from maskdit.data.cache import atomic_write
+from maskdit.io.files import atomic_write
 from maskdit.eval.generation import generate_batches
 from maskdit.io import checkpoint as ckpt
 from maskdit.io.images import save_class_grid

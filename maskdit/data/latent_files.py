@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from maskdit.data.cache import atomic_write
+from maskdit.io.files import atomic_write
 
 LATENT_KEYS = ("latents", "samples", "arr_0")
 LABEL_KEYS = ("labels", "arr_1")

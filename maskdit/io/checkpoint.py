@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from maskdit.config import json_input as jsonio
-from maskdit.data.shards import file_sha256
+from maskdit.io.files import file_sha256
 
 FORMAT = "maskdit-checkpoint-v1"
 TENSORS, STATE = "tensors.safetensors", "state.json"

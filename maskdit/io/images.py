@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from maskdit.data.cache import atomic_write
+from maskdit.io.files import atomic_write
 
 
 def class_grid(images: torch.Tensor, labels: torch.Tensor, *, num_classes: int, per_class: int = 10) -> torch.Tensor:
