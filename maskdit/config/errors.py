@@ -34,6 +34,12 @@ class InputError(ValueError):
         return cls(*validation_lines(err, data, prefix=prefix))
 
 
+
+class CheckpointError(InputError, RuntimeError):
+    """A checkpoint or weights file that cannot be written, read, or does not fit the model; the
+    message names the file and why. An InputError (reading a damaged file is bad input: exit 2), and
+    a RuntimeError as a failed checkpoint write of a training run has always been (its command: 1)."""
+
 def validation_lines(err: ValidationError, data: Any = None, *, prefix: str = "") -> list[str]:
     """One 'path: problem (got value)' line per pydantic error; paths are the user's field names
     (``prefix``: where ``data`` sits in a larger document, e.g. 'sampler')."""
