@@ -112,7 +112,9 @@ class SamplerSpecBase(SpecModel):
     @property
     def sigma_min(self) -> float:
         """Smallest nonzero noise level visited."""
-        from maskdit.samplers import build_sigmas  # local import: the package imports this module
+        from maskdit.samplers import (
+            build_sigmas,  # local import: the package imports this module
+        )
 
         return float(build_sigmas(self.schedule, self.steps)[-2])
 
