@@ -1,6 +1,6 @@
 """Datasets: the registered dataset plugins, the embedded MNIST-5k digits, image folders and VAE latents.
 
-Image folders (torchvision, PIL) and latents are imported when first built, so importing the
+torchvision's ImageFolder is imported when an image folder is first listed, so importing the
 spec stays light. Datasets that need randomness per draw (random flips, the latent z draw)
 offer ``dataset.draw(ids, generator=g) -> (x, labels)``; see :mod:`maskdit.data.latent_dataset`.
 """
