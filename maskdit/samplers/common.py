@@ -62,13 +62,20 @@ class Start(NamedTuple):
 
 def start(x: torch.Tensor, sigmas: torch.Tensor, labels: torch.Tensor | None, dtype: torch.dtype | None,
           noise_sampler: NoiseSampler | None = None, generator: torch.Generator | None = None) -> Start:
-    """The prelude every sampler shares: the input checks, the float64 state and sigmas, the
-    dtype the denoiser is called in, and the noise source (see :func:`resolve_noise_sampler`)."""
+    """The prelude every sampler shares: :func:`prepare`, then the noise source (see
+    :func:`resolve_noise_sampler`)."""
+    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
+    return Start(state, sigmas, model_dtype, resolve_noise_sampler(noise_sampler, generator, x))
+
+
+def prepare(x: torch.Tensor, sigmas: torch.Tensor, labels: torch.Tensor | None,
+            dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """The checks and set-up of :func:`start` without the noise: (float64 state, float64 sigmas
+    on x's device, the dtype the denoiser is called in and the result returned in)."""
     check_inputs(x, sigmas)
     check_labels(labels, x.shape[0])
     model_dtype = check_dtype(dtype, x)
-    return Start(x.to(torch.float64), sigmas.to(device=x.device, dtype=torch.float64), model_dtype,
-                 resolve_noise_sampler(noise_sampler, generator, x))
+    return x.to(torch.float64), sigmas.to(device=x.device, dtype=torch.float64), model_dtype
 
 
 def steps(sigmas: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
@@ -81,8 +88,13 @@ def report(callback: Callback | None, i: int, x: torch.Tensor, sigma: torch.Tens
            sigma_next: torch.Tensor, denoised: torch.Tensor) -> None:
     """Tell ``callback`` (if any) about step i: see :data:`Callback`."""
     if callback is not None:
-        callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "sigma_next": sigma_next,
-                  "denoised": denoised})
+        callback(step_info(i, x, sigma, sigma_hat, sigma_next, denoised))
+
+
+def step_info(i: int, x: torch.Tensor, sigma: torch.Tensor, sigma_hat: torch.Tensor, sigma_next: torch.Tensor,
+              denoised: torch.Tensor) -> dict[str, Any]:
+    """What a :data:`Callback` is told after step i."""
+    return {"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "sigma_next": sigma_next, "denoised": denoised}
 
 
 def check_labels(labels: torch.Tensor | None, batch_size: int) -> None:
