@@ -113,11 +113,12 @@ def plugin_advice(modules: list[str]) -> str:
 
 def load_run(path: str | Path, weights: Weights = "ema", *, device: str | torch.device = "cpu"
              ) -> tuple[Denoiser | DDPMDenoiser, ExperimentSpec | None]:
-    """``(denoiser, spec)`` from a run folder, checkpoint folder, native export or diffusers folder.
+    """``(denoiser, spec)`` from a run folder, checkpoint folder, native export, diffusers folder
+    or reference MaskDiT / DiT checkpoint file (its architecture inferred from the shapes).
 
     The denoiser is in eval mode on ``device``; ``spec`` is the run's ExperimentSpec (None for an
     export, which holds only the model: its spec is ``denoiser.spec``). ``weights`` picks the EMA
-    (default, what the paper samples with) or the raw weights of a training checkpoint."""
+    (default, what the paper samples with) or the raw weights of a checkpoint."""
     loaded = open_run(path, weights, device=device)
     return loaded.denoiser, loaded.spec
 
