@@ -207,7 +207,7 @@ def make_reference(path: Path, vae_dir: Path, extractor) -> None:
 
     from maskdit.app.commands import fid
     from maskdit.data.latent_dataset import LatentDataset
-    from maskdit.data.latent_files import write_adm_npz
+    from maskdit.io.images import write_adm_npz
     from maskdit.data.vae import decode_latents, load_vae
     from maskdit.eval.stats import FewSamplesWarning
 

@@ -131,6 +131,17 @@ def test_resume_says_where_it_starts_and_falls_back_past_a_corrupt_checkpoint(tm
     assert [r["step"] for r in read_jsonl(tmp_path / "tiny" / "metrics.jsonl")] == list(range(1, 11))
 
 
+def test_resume_with_no_valid_checkpoint_fails_with_exit_1(tmp_path, capsys):
+    spec = spec_file(tmp_path)
+    assert main([spec, "--runs", str(tmp_path)]) == 0
+    for folder in ckpt.list_checkpoints(tmp_path / "tiny" / "checkpoints"):
+        (folder / ckpt.TENSORS).write_bytes(b"not safetensors")  # every checkpoint fails its checksum
+    capsys.readouterr()
+    assert main([spec, "--runs", str(tmp_path), "--resume"]) == 1  # a failed run, not bad input (2)
+    err = capsys.readouterr().err
+    assert "error: no valid checkpoint under" in err and "Traceback" not in err
+
+
 def test_ctrl_c_saves_and_prints_a_resume_command_that_works(tmp_path, capsys, monkeypatch):
     from maskdit.train import loop
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from maskdit.data.cache import atomic_write
 from maskdit.eval.evaluator import Evaluator
 from maskdit.eval.generation import generate_batches
 from maskdit.eval.plots import DEFAULT_KEYS, plot_metrics
 from maskdit.eval.records import append_metrics, read_metrics
+from maskdit.io.files import atomic_write
 from maskdit.io.images import save_class_grid
 
 if TYPE_CHECKING:

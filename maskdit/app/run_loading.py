@@ -1,28 +1,40 @@
 """``load_run``: a ready denoiser (and its experiment spec) from whatever a run left behind.
 
-Accepted: a run folder (its newest checkpoint), a ``checkpoints/`` folder, one checkpoint
-folder (``step-XXXXXXXX``), a native export (``model.safetensors`` + ``model.json``), or a
-diffusers ``DiTTransformer2DModel`` folder. Weights with NaN or inf are refused everywhere, so a
+The one loader of "a path -> a denoiser": the library's ``load_run``, ``python -m maskdit.sample``,
+``evaluate`` and ``export`` all read models here. Accepted: a run folder (its newest checkpoint),
+a ``checkpoints/`` folder, one checkpoint folder (``step-XXXXXXXX``), a native export
+(``model.safetensors`` + ``model.json``), a diffusers ``DiTTransformer2DModel`` folder, or a
+reference MaskDiT / DiT checkpoint file (torch or safetensors; the architecture fields its shapes
+do not fix come from ``architecture``). Weights with NaN or inf are refused everywhere, so a
 corrupt model never samples an all-black grid.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import ValidationError
 
 from maskdit.app.experiment_spec import ExperimentSpec
+from maskdit.config.errors import CheckpointError
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.factory import build_model, wrap
+from maskdit.interop.diffusers import is_diffusers_folder, load_diffusers
+from maskdit.interop.native import load_native
+from maskdit.interop.reference import load_reference_dit, load_reference_maskdit
 from maskdit.interop.strict import load_strict
-from maskdit.io.weight_files import CheckpointError
+from maskdit.io.checkpoint import STATE, latest_checkpoint, load_checkpoint, read_state
+from maskdit.io.weight_files import read_checkpoint
 
 Weights = Literal["ema", "model"]
+#: how to read a path: "train" what this library writes (a run, checkpoint or diffusers folder; a
+#: file: a native export), "reference" a reference checkpoint whose keys say MaskDiT or DiT.
+Format = Literal["auto", "train", "native", "reference", "reference-maskdit", "reference-dit"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +51,6 @@ class LoadedRun:
 
 def resolve_checkpoint(path: Path) -> Path:
     """A checkpoint folder, or the newest checkpoint of a run folder / checkpoints folder."""
-    from maskdit.io.checkpoint import STATE, latest_checkpoint
-
     if (path / STATE).is_file():
         return path
     for root in (path / "checkpoints", path):
@@ -50,36 +60,46 @@ def resolve_checkpoint(path: Path) -> Path:
     raise CheckpointError(f"{path}: not a maskdit checkpoint, run folder, native export or diffusers folder")
 
 
-def open_run(path: str | Path, weights: Weights = "ema", *, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load ``path`` (see the module docstring) with the ``weights`` of a training checkpoint
-    (``'ema'`` samples best; exports hold one set). Raises CheckpointError naming the file."""
-    from maskdit.interop.diffusers import is_diffusers_folder, load_diffusers
-    from maskdit.interop.native import load_native
+def detect_format(path: Path) -> Format:
+    """What ``path`` holds, from its kind and name alone: a folder "train", a ``.safetensors`` file
+    "native", another file "reference". A missing path raises CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return "train"
+    return "native" if path.suffix == ".safetensors" else "reference"
 
+
+def open_run(path: str | Path, weights: Weights = "ema", *, device: str | torch.device = "cpu",
+             format: Format = "auto", architecture: Mapping[str, Any] | None = None) -> LoadedRun:
+    """Load ``path`` (see the module docstring) with the ``weights`` of a training or reference
+    checkpoint (``'ema'`` samples best; exports hold one set). ``format`` says how to read it
+    (default: :func:`detect_format`); ``architecture`` holds ModelSpec fields (or ``preset``) for
+    a reference checkpoint. Raises CheckpointError naming the file."""
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
     path = Path(path)
-    if not path.exists():
+    if format == "auto":
+        format = detect_format(path)
+    elif format != "native" and not path.exists():  # a native export names its missing file itself
         raise CheckpointError(f"{path}: no such file or folder")
-    if path.is_file() or path.suffix == ".safetensors":
-        denoiser = load_native(path)
+    if format.startswith("reference"):
+        denoiser = _open_reference(path, format, weights, architecture or {})
         return LoadedRun(denoiser.to(device).eval(), None, None, path, path.parent)
+    if format == "native" or path.is_file() or path.suffix == ".safetensors":
+        return LoadedRun(load_native(path).to(device).eval(), None, None, path, path.parent)
     if is_diffusers_folder(path):
-        denoiser = load_diffusers(path)
-        return LoadedRun(denoiser.to(device).eval(), None, None, path, path)
+        return LoadedRun(load_diffusers(path).to(device).eval(), None, None, path, path)
     return _open_checkpoint(resolve_checkpoint(path), weights, device)
 
 
 def missing_plugins(run_dir: str | Path) -> list[str]:
     """The plugin modules the newest checkpoint of a run folder records that this process has not
     imported ([] when there is no readable checkpoint): what reading its spec back needs."""
-    from maskdit.io.checkpoint import CheckpointError as TrainCheckpointError
-    from maskdit.io.checkpoint import latest_checkpoint, read_state
-
     newest = latest_checkpoint(Path(run_dir) / "checkpoints")
     try:
         recorded = read_state(newest).get("plugins", []) if newest is not None else []
-    except TrainCheckpointError:
+    except CheckpointError:
         return []
     return [module for module in recorded if module not in sys.modules]
 
@@ -93,23 +113,32 @@ def plugin_advice(modules: list[str]) -> str:
 
 def load_run(path: str | Path, weights: Weights = "ema", *, device: str | torch.device = "cpu"
              ) -> tuple[Denoiser | DDPMDenoiser, ExperimentSpec | None]:
-    """``(denoiser, spec)`` from a run folder, checkpoint folder, native export or diffusers folder.
+    """``(denoiser, spec)`` from a run folder, checkpoint folder, native export, diffusers folder
+    or reference MaskDiT / DiT checkpoint file (its architecture inferred from the shapes).
 
     The denoiser is in eval mode on ``device``; ``spec`` is the run's ExperimentSpec (None for an
     export, which holds only the model: its spec is ``denoiser.spec``). ``weights`` picks the EMA
-    (default, what the paper samples with) or the raw weights of a training checkpoint."""
+    (default, what the paper samples with) or the raw weights of a checkpoint."""
     loaded = open_run(path, weights, device=device)
     return loaded.denoiser, loaded.spec
 
 
-def _open_checkpoint(folder: Path, weights: Weights, device) -> LoadedRun:
-    from maskdit.io.checkpoint import CheckpointError as TrainCheckpointError
-    from maskdit.io.checkpoint import load_checkpoint
-
+def _open_reference(path: Path, format: Format, weights: Weights, architecture: Mapping[str, Any]
+                    ) -> Denoiser | DDPMDenoiser:
+    """A reference checkpoint file; "reference" reads MaskDiT's when every key has its "model." prefix."""
+    checkpoint = read_checkpoint(path)
+    if format == "reference":
+        state = next((checkpoint[k] for k in ("ema", "model") if isinstance(checkpoint.get(k), dict)), checkpoint)
+        format = "reference-maskdit" if state and all(str(k).startswith("model.") for k in state) else "reference-dit"
+    loader = load_reference_maskdit if format == "reference-maskdit" else load_reference_dit
     try:
-        checkpoint = load_checkpoint(folder)
-    except TrainCheckpointError as err:
-        raise CheckpointError(str(err)) from None
+        return loader(checkpoint, which=weights, **architecture)
+    except (ValueError, TypeError) as err:  # the loader names the in-memory "checkpoint"; say which file
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def _open_checkpoint(folder: Path, weights: Weights, device: str | torch.device) -> LoadedRun:
+    checkpoint = load_checkpoint(folder)
     data = checkpoint.state.get("spec")
     if not isinstance(data, dict):
         raise CheckpointError(f"{folder}: the checkpoint holds no experiment spec")

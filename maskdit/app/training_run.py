@@ -20,8 +20,8 @@ from tqdm import tqdm
 from maskdit.app.evaluation import evaluate_denoiser
 from maskdit.app.experiment import Experiment
 from maskdit.app.training_hooks import training_callbacks
-from maskdit.data.cache import atomic_write
 from maskdit.io import checkpoint as ckpt
+from maskdit.io.files import atomic_write
 from maskdit.io.runlock import RunLock
 from maskdit.train.distributed import DistContext
 from maskdit.train.loop import ResumeInfo, TrainState

@@ -13,7 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+MAX_QUOTE = 200  # characters of a bad value an error line quotes
 _LONG_QUOTE = re.compile(r"'([^']{200,})'")  # a bad value a validator quoted in full
+
+
+def short(value: Any, limit: int = MAX_QUOTE) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, so an error line stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class InputError(ValueError):
@@ -34,11 +41,15 @@ class InputError(ValueError):
         return cls(*validation_lines(err, data, prefix=prefix))
 
 
+
+class CheckpointError(InputError, RuntimeError):
+    """A checkpoint or weights file that cannot be written, read, or does not fit the model; the
+    message names the file and why. An InputError (reading a damaged file is bad input: exit 2), and
+    a RuntimeError as a failed checkpoint write of a training run has always been (its command: 1)."""
+
 def validation_lines(err: ValidationError, data: Any = None, *, prefix: str = "") -> list[str]:
     """One 'path: problem (got value)' line per pydantic error; paths are the user's field names
     (``prefix``: where ``data`` sits in a larger document, e.g. 'sampler')."""
-    from maskdit.config.json_input import short  # jsonio's errors are InputErrors: imported here, not at the top
-
     lines = []
     for problem in err.errors(include_url=False):
         path = ".".join(part for part in (prefix, user_path(problem["loc"], data)) if part) or "spec"

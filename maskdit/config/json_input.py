@@ -13,21 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from maskdit.config.errors import InputError
+from maskdit.config.errors import InputError, short  # short: callers quote values as jsonio.short
 
 SPEC_MAX_BYTES = 1 << 20  # a spec is a few KiB; 1 MiB leaves room for long phase lists
 STATE_MAX_BYTES = 64 << 20
-MAX_QUOTE = 200
 
 
 class JSONInputError(InputError):
     """JSON that cannot be accepted; the message names the source and the problem in one line."""
-
-
-def short(value: Any, limit: int = MAX_QUOTE) -> str:
-    """``repr(value)`` cut to about ``limit`` characters, so an error line stays one readable line."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from maskdit.core.blocks import Attention, DiTBlock, Mlp
 from maskdit.core.compiled import compile_blocks
-from maskdit.core.denoiser import DDPMDenoiser, Denoiser, linear_alphas_cumprod
+from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.embeddings import PatchEmbed, TimestepEmbedder, sincos_2d
 from maskdit.core.factory import build_denoiser, build_model, wrap
 from maskdit.core.flops import FlopBreakdown, flops_per_forward, forward_breakdown, sampling_flops, training_flops
@@ -47,5 +47,4 @@ __all__ = [
     "DecoderEntry",
     "FinalLayer",
     "sincos_2d",
-    "linear_alphas_cumprod",
 ]

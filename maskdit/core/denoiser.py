@@ -18,6 +18,7 @@ from torch import nn
 
 from maskdit.core.specs import ModelSpec
 from maskdit.masking.mask import Mask
+from maskdit.processes.vp import ddpm_sigmas
 
 _TORCH_NN = os.path.dirname(nn.__file__)
 
@@ -120,14 +121,6 @@ class Denoiser(_Preconditioned):
         return (c_skip * x + c_out * out[:, : self.in_channels].to(x.dtype)).to(x.dtype)
 
 
-def linear_alphas_cumprod(
-    num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
-) -> torch.Tensor:
-    """alpha-bar_t for DDPM's linear beta schedule (Ho et al. 2020, sec. 4), float64 [num_steps]."""
-    betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
-    return torch.cumprod(1.0 - betas, dim=0)
-
-
 class DDPMDenoiser(_Preconditioned):
     """An epsilon-prediction network on DDPM timesteps, seen as a sigma-space denoiser.
 
@@ -144,8 +137,7 @@ class DDPMDenoiser(_Preconditioned):
         self, net: nn.Module, spec: ModelSpec, *, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
     ) -> None:
         super().__init__(net, spec)
-        alphas_cumprod = linear_alphas_cumprod(num_steps, beta_start, beta_end)
-        sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
+        sigmas = ddpm_sigmas(num_steps, beta_start, beta_end)  # DDPM's linear betas (Ho et al. 2020, sec. 4)
         self.register_buffer("log_sigmas", sigmas.log(), persistent=False)  # [num_steps], increasing
 
     @property

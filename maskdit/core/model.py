@@ -20,6 +20,7 @@ from torch import nn
 from maskdit.core.blocks import DiTBlock
 from maskdit.core.embeddings import PatchEmbed, TimestepEmbedder, sincos_2d
 from maskdit.core.layers import DecoderEntry, FinalLayer
+from maskdit.core.registries import LABEL_EMBEDDERS
 from maskdit.core.specs import ModelSpec
 from maskdit.masking.mask import Mask
 
@@ -50,8 +51,6 @@ class MaskDiT(nn.Module):
         width, dec_width = spec.hidden_size, spec.decoder_hidden_size
         last_width = dec_width if spec.decoder_depth else width
         if label_embedder is None:
-            from maskdit.core.registries import LABEL_EMBEDDERS
-
             label_embedder = LABEL_EMBEDDERS.build(spec.label_embedder)
         with torch.device("meta"):
             self.x_embedder = PatchEmbed(spec.in_channels, width, spec.patch_size)

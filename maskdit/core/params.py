@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from maskdit.core.factory import build_model
 from maskdit.core.specs import ModelSpec
 
 
@@ -16,8 +17,6 @@ def count_parameters(model: nn.Module | ModelSpec, *, include_frozen: bool = Tru
     ``include_frozen=False`` counts only what the optimiser updates.
     """
     if isinstance(model, ModelSpec):
-        from maskdit.core.factory import build_model  # local: build imports this module's siblings
-
         model = build_model(model, device=torch.device("meta"))
     total = sum(p.numel() for p in model.parameters() if include_frozen or p.requires_grad)
     if include_frozen:

@@ -1,6 +1,6 @@
 """Datasets: the registered dataset plugins, the embedded MNIST-5k digits, image folders and VAE latents.
 
-Image folders (torchvision, PIL) and latents are imported when first built, so importing the
+torchvision's ImageFolder is imported when an image folder is first listed, so importing the
 spec stays light. Datasets that need randomness per draw (random flips, the latent z draw)
 offer ``dataset.draw(ids, generator=g) -> (x, labels)``; see :mod:`maskdit.data.latent_dataset`.
 """
@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from maskdit.config.registry import Registry, registry
 from maskdit.data import specs
-from maskdit.data.cache import atomic_write, cache_dir
+from maskdit.data.cache import cache_dir
 from maskdit.data.mnist5k import MNIST5k, load_mnist5k_raw, mnist5k_source, split_indices, to_model_range
 
 #: the registered datasets: spec.build() -> Dataset
@@ -32,6 +32,5 @@ __all__ = [
     "split_indices",
     "to_model_range",
     "cache_dir",
-    "atomic_write",
     "specs",
 ]

@@ -23,7 +23,6 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from maskdit.data.cache import atomic_write
 from maskdit.data.imagefolder import CorruptImageError, list_image_folder, prepare_image
 from maskdit.data.shards import (
     DTYPES,
@@ -33,12 +32,12 @@ from maskdit.data.shards import (
     ShardRecord,
     SourceRecord,
     VaeRecord,
-    file_sha256,
     read_manifest,
     read_record,
     shard_name,
 )
 from maskdit.data.vae import downsampling, encode_posterior, scaling_factor, vae_config, vae_config_sha256
+from maskdit.io.files import atomic_write, file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 def list_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], list[str]]:
     """(path, class index) of every image under ``root/<class>/``, sorted, and the sorted class names."""
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # deferred: torchvision is heavy; only listing needs it
 
     root = Path(root)
     if not root.is_dir():

@@ -1,4 +1,4 @@
-"""Files of sampled latents in, images out: what ``python -m maskdit.latents decode`` reads and writes.
+"""Files of sampled latents: what ``python -m maskdit.latents decode`` reads.
 
 Input (``.npz``, ``.pt``/``.pth`` or ``.safetensors``): float latents as the diffusion model made
 them (already multiplied by the VAE scale factor), [N, C, h, w] (channels-last [N, h, w, C] is
@@ -6,21 +6,17 @@ recognised too), under the key ``latents``, ``samples`` or ``arr_0``; optional i
 ``labels`` or ``arr_1``. A ``.pt`` file may also be a bare tensor; it is loaded with
 ``weights_only=True`` (no code is unpickled).
 
-Output: an ADM-style ``.npz`` (``arr_0`` uint8 [N, H, W, 3], ``arr_1`` labels when given) and a
-PNG grid.
+The images decoded from them are written by :mod:`maskdit.io.images` (ADM's ``.npz`` and a grid).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.utils import save_image
-
-from maskdit.data.cache import atomic_write
+from safetensors.torch import load_file
 
 LATENT_KEYS = ("latents", "samples", "arr_0")
 LABEL_KEYS = ("labels", "arr_1")
@@ -49,8 +45,6 @@ def load_latent_samples(path: str | os.PathLike, *, channels: int) -> tuple[torc
         else:
             arrays = dict(loaded) if isinstance(loaded, dict) else {}
     elif suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         arrays = load_file(path)
     else:
         raise ValueError(f"{path}: unknown sample file type {suffix!r} (use .npz, .pt or .safetensors)")
@@ -69,33 +63,3 @@ def load_latent_samples(path: str | os.PathLike, *, channels: int) -> tuple[torc
         if len(labels) != len(z):
             raise ValueError(f"{path}: {len(labels)} labels for {len(z)} latents")
     return z.float().contiguous(), labels
-
-
-def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
-    """[-1, 1] float [N, C, H, W] -> uint8 [N, H, W, C], rounding (x + 1) * 127.5 as ADM does."""
-    pixels = images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).contiguous().numpy()  # [N, C, H, W] -> [N, H, W, C]
-
-
-def write_adm_npz(path: str | os.PathLike, images: torch.Tensor | np.ndarray, labels: torch.Tensor | None = None) -> Path:
-    """Images as ADM's evaluation batch: arr_0 uint8 NHWC (+ arr_1 labels). ``images`` is float
-    [N, 3, H, W] in [-1, 1], or already uint8 [N, H, W, 3] (see :func:`to_uint8_nhwc`)."""
-    pixels = images if isinstance(images, np.ndarray) else to_uint8_nhwc(images)
-    if pixels.dtype != np.uint8 or pixels.ndim != 4:
-        raise ValueError(f"expected uint8 [N, H, W, C] pixels, got {pixels.dtype} {pixels.shape}")
-    arrays = {"arr_0": pixels}
-    if labels is not None:
-        arrays["arr_1"] = labels.numpy()
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-
-    return atomic_write(path, write)
-
-
-def write_png_grid(path: str | os.PathLike, images: torch.Tensor) -> Path:
-    """Images [N, 3, H, W] in [-1, 1] as a near-square PNG grid."""
-    columns = math.ceil(math.sqrt(len(images)))
-    pixels = images.clamp(-1, 1).add(1).div(2)  # [-1, 1] -> [0, 1]
-    return atomic_write(path, lambda tmp: save_image(pixels, tmp, nrow=columns, padding=2, format="png"))

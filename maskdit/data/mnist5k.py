@@ -24,7 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
-from maskdit.data.cache import atomic_write, cache_dir
+from maskdit.data.cache import cache_dir
+from maskdit.io.files import atomic_write
 
 NUM_DIGITS = 5000
 SIDE = 28

@@ -14,7 +14,6 @@ the OS page cache instead of being copied into every process's memory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mmap
 import os
@@ -28,6 +27,7 @@ from pydantic import AfterValidator, Field, ValidationError
 from maskdit.config import json_input as jsonio
 from maskdit.config.spec_model import SpecModel
 from maskdit.data.errors import DataError
+from maskdit.io.files import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT = "maskdit-latents"
@@ -44,14 +44,6 @@ class ShardError(DataError):
 
 def shard_name(k: int) -> str:
     return f"shard-{k:05d}.safetensors"
-
-
-def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class VaeRecord(SpecModel):

@@ -8,6 +8,9 @@ from pydantic import Field
 
 from maskdit.config.registry import one_of, register
 from maskdit.config.spec_model import SpecModel
+from maskdit.data.imagefolder import ImageFolderDataset
+from maskdit.data.latent_dataset import LatentDataset
+from maskdit.data.mnist5k import MNIST5k
 
 
 @register("dataset")
@@ -35,10 +38,8 @@ class MNIST5kSpec(SpecModel):
     def describe(self) -> str:
         return f"mnist5k ({self.split})"
 
-    def build(self, **context: Any):
-        from maskdit.data.mnist5k import MNIST5k as Built
-
-        return Built.from_spec(self)
+    def build(self, **context: Any) -> MNIST5k:
+        return MNIST5k.from_spec(self)
 
 
 @register("dataset")
@@ -67,10 +68,8 @@ class ImageFolderSpec(SpecModel):
     def describe(self) -> str:
         return f"imagefolder {self.path}"
 
-    def build(self, **context: Any):
-        from maskdit.data.imagefolder import ImageFolderDataset as Built
-
-        return Built.from_spec(self)
+    def build(self, **context: Any) -> ImageFolderDataset:
+        return ImageFolderDataset.from_spec(self)
 
 
 @register("dataset")
@@ -94,10 +93,8 @@ class LatentsSpec(SpecModel):
     def describe(self) -> str:
         return f"latents {self.path}"
 
-    def build(self, **context: Any):
-        from maskdit.data.latent_dataset import LatentDataset as Built
-
-        return Built.from_spec(self)
+    def build(self, **context: Any) -> LatentDataset:
+        return LatentDataset.from_spec(self)
 
 
 #: a registered dataset (a JSON object naming it; it has ``channels``, ``resolution``,

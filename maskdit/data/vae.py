@@ -22,7 +22,7 @@ DEFAULT_SCALE = 0.18215
 def load_vae(path: str | os.PathLike, *, device: str | torch.device = "cpu"):
     """The AutoencoderKL saved (``save_pretrained``) in the local folder ``path``, frozen, in eval mode."""
     try:
-        from diffusers import AutoencoderKL
+        from diffusers import AutoencoderKL  # deferred: diffusers is optional and heavy
     except ImportError:
         raise ImportError("latent encoding and decoding need diffusers: pip install diffusers") from None
     path = Path(path)

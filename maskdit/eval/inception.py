@@ -35,7 +35,9 @@ from torchvision.models.inception import (
     InceptionE,
 )
 
+from maskdit.config.errors import CheckpointError, InputError
 from maskdit.data.cache import cache_dir
+from maskdit.io.weight_files import read_checkpoint
 
 WEIGHTS_ENV = "MASKDIT_INCEPTION_WEIGHTS"
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -106,9 +108,10 @@ def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors only, never pickled code: a pickle that needs code (or a garbage file) is a ValueError
     naming the file (:func:`maskdit.io.weight_files.read_checkpoint`)."""
-    from maskdit.io.weight_files import read_checkpoint
-
-    state = read_checkpoint(path)
+    try:
+        state = read_checkpoint(path)
+    except CheckpointError as err:  # the metric's weights are input, not a checkpoint of the run: exit 2 anywhere
+        raise InputError(*err.lines) from None
     if not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise ValueError(f"{path}: the Inception weights must be a flat state dict of tensors")
     return state

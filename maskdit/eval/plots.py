@@ -10,7 +10,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from maskdit.data.cache import atomic_write
+from maskdit.io.files import atomic_write
 
 DEFAULT_KEYS = ("fid", "class_accuracy", "precision", "recall")
 

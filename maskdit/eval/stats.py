@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskdit.data.cache import atomic_write
+from maskdit.io.files import atomic_write
 
 
 class FewSamplesWarning(UserWarning):

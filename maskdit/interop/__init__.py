@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from maskdit.config.errors import CheckpointError
 from maskdit.interop.infer import infer_architecture
 from maskdit.interop.native import load_native, read_native_spec, save_native
 from maskdit.interop.reference import (
@@ -11,7 +12,7 @@ from maskdit.interop.reference import (
     load_reference_maskdit,
 )
 from maskdit.interop.strict import check_state, load_strict
-from maskdit.io.weight_files import CheckpointError, read_checkpoint
+from maskdit.io.weight_files import read_checkpoint
 
 __all__ = [
     "CheckpointError",

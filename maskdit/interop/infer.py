@@ -11,7 +11,8 @@ import math
 import re
 from typing import Any
 
-from maskdit.io.weight_files import CheckpointError, StateDict
+from maskdit.config.errors import CheckpointError
+from maskdit.io.weight_files import StateDict
 
 
 def _shape(state: StateDict, key: str, ndim: int, source: str) -> tuple[int, ...]:

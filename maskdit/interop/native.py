@@ -15,11 +15,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from maskdit.config import json_input as jsonio
+from maskdit.config.errors import CheckpointError
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.factory import build_model, wrap
 from maskdit.core.specs import ModelSpec
 from maskdit.interop.strict import detached_copy, load_strict
-from maskdit.io.weight_files import CheckpointError
 
 FORMAT = "maskdit-native"
 VERSION = 1

@@ -13,19 +13,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from maskdit.config.errors import CheckpointError
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.factory import build_model, wrap
 from maskdit.core.specs import ModelSpec
 from maskdit.interop.infer import infer_architecture
 from maskdit.interop.strict import detached_copy, load_strict
-from maskdit.io.weight_files import (
-    CheckpointError,
-    Source,
-    StateDict,
-    read_checkpoint,
-    select_state,
-    strip_prefix,
-)
+from maskdit.io.weight_files import Source, StateDict, read_checkpoint, select_state, strip_prefix
 
 MASKDIT_PREFIX = "model."
 

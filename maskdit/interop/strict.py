@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from maskdit.io.weight_files import CheckpointError, StateDict
+from maskdit.config.errors import CheckpointError
+from maskdit.io.weight_files import StateDict
 
 
 def check_state(module: nn.Module, state: StateDict, *, source: str = "checkpoint") -> None:

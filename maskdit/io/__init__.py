@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maskdit.data.cache import atomic_write
 from maskdit.io.checkpoint import latest_checkpoint
+from maskdit.io.files import atomic_write
 
 __all__ = ["atomic_write", "latest_checkpoint"]

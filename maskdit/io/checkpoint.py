@@ -25,17 +25,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from maskdit.config import json_input as jsonio
-from maskdit.data.shards import file_sha256
+from maskdit.config.errors import CheckpointError
+from maskdit.io.files import file_sha256
 
 FORMAT = "maskdit-checkpoint-v1"
 TENSORS, STATE = "tensors.safetensors", "state.json"
 TEMP_PREFIX = ".tmp-step-"
 STEP_NAME = re.compile(r"step-\d{8,}")
 FINITE_GROUPS = ("model", "ema", "optimizer")  # the groups a checkpoint refuses to hold NaN / inf in
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written or read; the message says which file and why."""
 
 
 class CheckpointState(BaseModel):

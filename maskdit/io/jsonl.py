@@ -92,7 +92,7 @@ def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
     records = [r for r in read_jsonl(metrics_path) if "loss" in r and math.isfinite(r["loss"])]
     if not records:
         return None
-    import matplotlib
+    import matplotlib  # deferred: matplotlib takes ~0.3 s to import, only plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

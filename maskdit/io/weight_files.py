@@ -18,14 +18,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from maskdit.config import json_input as jsonio
-from maskdit.config.errors import InputError
+from maskdit.config.errors import CheckpointError
 
 StateDict = dict[str, torch.Tensor]
 Source = str | Path | Mapping[str, Any]
-
-
-class CheckpointError(InputError):
-    """A checkpoint that cannot be read or does not fit the model; the message names each problem."""
 
 
 def read_checkpoint(src: Source) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from maskdit.losses.label_dropout import drop_labels
 from maskdit.losses.mae import MAELoss
 from maskdit.losses.objective import LossTerm, Objective, ObjectiveOutput, WeightedTerm
 from maskdit.losses.patches import infer_patch_size, patchify, pool_to_tokens
+from maskdit.masking import build_masking
+from maskdit.masking.specs import RandomMaskingSpec
 from maskdit.processes.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
 
 #: the registered loss terms: spec.build() -> term(LossInputs) -> [B]
@@ -43,8 +45,6 @@ def build_objective(
     model's (the null label for label dropout; 0 = unconditional); ``loss_tokens``: what a dsm
     term without its own ``tokens`` covers (the model's ``routing.loss_tokens``)."""
     if masking is not None and not callable(masking):
-        from maskdit.masking import build_masking  # a spec: build it
-
         masking = build_masking(masking)
     terms = [WeightedTerm(term.name, getattr(term, "weight", 1.0), LOSS_TERMS.build(term, loss_tokens=loss_tokens))
              for term in spec.terms]
@@ -72,8 +72,6 @@ def maskdit_objective(
     Ho & Salimans 2022). Every argument is an override of the paper's value; values are validated
     as a spec would be. ``patch_size`` and ``num_classes`` default to the denoiser's, read when the
     objective is called; given, they must match it (as must ``sigma_data``)."""
-    from maskdit.masking.specs import RandomMaskingSpec
-
     losses = specs.LossesSpec(
         terms=(specs.DSMSpec(weight=dsm_weight, sigma_data=sigma_data), specs.MAESpec(weight=mae_weight)),
         noise=specs.LognormalNoiseSpec(p_mean=p_mean, p_std=p_std),

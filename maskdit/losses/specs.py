@@ -12,6 +12,9 @@ from pydantic import Field, model_validator
 
 from maskdit.config.registry import one_of, register
 from maskdit.config.spec_model import SpecModel
+from maskdit.losses.dsm import DSMLoss
+from maskdit.losses.mae import MAELoss
+from maskdit.processes.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
 
 
 @register("loss")
@@ -27,8 +30,6 @@ class DSMSpec(SpecModel):
 
     def build(self, *, loss_tokens: str = "visible", **context: Any):
         """``loss_tokens``: what the term covers when ``tokens`` is None (the model's routing)."""
-        from maskdit.losses.dsm import DSMLoss
-
         return DSMLoss(sigma_data=self.sigma_data, tokens=self.tokens or loss_tokens)
 
 
@@ -42,8 +43,6 @@ class MAESpec(SpecModel):
     normalize_target: bool = Field(True, description="normalise each target patch (reference: True)")
 
     def build(self, **context: Any):
-        from maskdit.losses.mae import MAELoss
-
         return MAELoss(eps=self.eps, normalize_target=self.normalize_target)
 
 
@@ -60,8 +59,6 @@ class LognormalNoiseSpec(SpecModel):
     p_std: float = Field(1.2, gt=0, le=20, description="standard deviation of ln(sigma)")
 
     def build(self, **context: Any):
-        from maskdit.processes.noise import LogNormalNoise
-
         return LogNormalNoise(self.p_mean, self.p_std)
 
 
@@ -80,8 +77,6 @@ class LoguniformNoiseSpec(SpecModel):
         return self
 
     def build(self, **context: Any):
-        from maskdit.processes.noise import LogUniformNoise
-
         return LogUniformNoise(self.sigma_min, self.sigma_max)
 
 
@@ -102,8 +97,6 @@ class DDPMNoiseSpec(SpecModel):
         return self
 
     def build(self, **context: Any):
-        from maskdit.processes.noise import DDPMNoise
-
         return DDPMNoise(self.num_timesteps, self.beta_start, self.beta_end, self.beta_schedule)
 
 

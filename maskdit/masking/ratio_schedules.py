@@ -7,10 +7,12 @@ batch, so every sample of a batch keeps the same number of tokens.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from maskdit.masking import specs
+if TYPE_CHECKING:  # the specs build these schedules: importing them here would make a cycle
+    from maskdit.masking import specs
 
 
 class ConstantRatio:

@@ -11,6 +11,8 @@ from pydantic import Field, model_validator
 
 from maskdit.config.registry import one_of, register
 from maskdit.config.spec_model import SpecModel
+from maskdit.masking.ratio_schedules import ConstantRatio, CosineRatio, SigmaRatio, UniformRatio
+from maskdit.masking.strategies import BlockMasking, GridMasking, MaskingStrategy, NoMasking, RandomMasking
 
 #: A mask ratio: the fraction of patch tokens dropped. 1 would leave the encoder nothing.
 Ratio = Annotated[float, Field(ge=0.0, lt=1.0, description="fraction of tokens dropped, 0 <= r < 1")]
@@ -25,9 +27,7 @@ class ConstantRatioSpec(SpecModel):
     def max_ratio(self) -> float:
         return self.ratio
 
-    def build(self, **context: Any):
-        from maskdit.masking.ratio_schedules import ConstantRatio
-
+    def build(self, **context: Any) -> ConstantRatio:
         return ConstantRatio(self.ratio)
 
 
@@ -49,9 +49,7 @@ class UniformRatioSpec(SpecModel):
     def max_ratio(self) -> float:
         return self.high
 
-    def build(self, **context: Any):
-        from maskdit.masking.ratio_schedules import UniformRatio
-
+    def build(self, **context: Any) -> UniformRatio:
         return UniformRatio.from_spec(self)
 
 
@@ -68,9 +66,7 @@ class CosineRatioSpec(SpecModel):
     def max_ratio(self) -> float:
         return max(self.start, self.end)
 
-    def build(self, **context: Any):
-        from maskdit.masking.ratio_schedules import CosineRatio
-
+    def build(self, **context: Any) -> CosineRatio:
         return CosineRatio.from_spec(self)
 
 
@@ -94,9 +90,7 @@ class SigmaRatioSpec(SpecModel):
     def max_ratio(self) -> float:
         return max(self.r_min, self.r_max)
 
-    def build(self, **context: Any):
-        from maskdit.masking.ratio_schedules import SigmaRatio
-
+    def build(self, **context: Any) -> SigmaRatio:
         return SigmaRatio.from_spec(self)
 
 
@@ -117,8 +111,6 @@ def max_ratio(ratio: Any) -> float:
 def build_ratio_schedule(ratio: Any):
     """A number means a constant ratio; a schedule spec builds itself."""
     if isinstance(ratio, (int, float)):
-        from maskdit.masking.ratio_schedules import ConstantRatio
-
         return ConstantRatio(float(ratio))
     return ratio.build()
 
@@ -130,9 +122,7 @@ class RandomMaskingSpec(SpecModel):
     name: Literal["random"] = "random"
     ratio: RatioSpec = Field(0.5, description="mask ratio: a number or a ratio schedule")
 
-    def build(self, **context: Any):
-        from maskdit.masking.strategies import RandomMasking
-
+    def build(self, **context: Any) -> MaskingStrategy:
         return RandomMasking(build_ratio_schedule(self.ratio))
 
 
@@ -152,9 +142,7 @@ class BlockMaskingSpec(SpecModel):
             raise ValueError(f"max_block ({self.max_block}) must be >= min_block ({self.min_block})")
         return self
 
-    def build(self, **context: Any):
-        from maskdit.masking.strategies import BlockMasking
-
+    def build(self, **context: Any) -> MaskingStrategy:
         return BlockMasking(build_ratio_schedule(self.ratio), min_block=self.min_block, max_block=self.max_block,
                             min_aspect=self.min_aspect)
 
@@ -168,9 +156,7 @@ class GridMaskingSpec(SpecModel):
     ratio: RatioSpec = Field(0.5, description="mask ratio: a number or a ratio schedule")
     cell: Literal[2, 4, 8] = Field(2, description="side of the square cell the pattern repeats over")
 
-    def build(self, **context: Any):
-        from maskdit.masking.strategies import GridMasking
-
+    def build(self, **context: Any) -> MaskingStrategy:
         return GridMasking(build_ratio_schedule(self.ratio), cell=self.cell)
 
 
@@ -184,9 +170,7 @@ class NoMaskingSpec(SpecModel):
     def max_ratio(self) -> float:
         return 0.0
 
-    def build(self, **context: Any):
-        from maskdit.masking.strategies import NoMasking
-
+    def build(self, **context: Any) -> MaskingStrategy:
         return NoMasking()
 
 

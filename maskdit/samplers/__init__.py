@@ -13,7 +13,11 @@ import torch
 from maskdit.config.registry import Registry, registry
 from maskdit.processes.vp import ddpm_alphas_cumprod, ddpm_sigmas, ddpm_timesteps
 from maskdit.samplers import specs
-from maskdit.samplers.common import NoiseSampler, generator_noise_sampler, per_sample_noise_sampler
+from maskdit.samplers.common import (
+    NoiseSampler,
+    generator_noise_sampler,
+    per_sample_noise_sampler,
+)
 from maskdit.samplers.ddim import sample_ddim
 from maskdit.samplers.ddpm import sample_ddpm
 from maskdit.samplers.dpmpp import sample_dpmpp_2m
@@ -21,7 +25,11 @@ from maskdit.samplers.euler import sample_euler
 from maskdit.samplers.guidance import ClassifierFreeGuidance, cfg
 from maskdit.samplers.heun import sample_heun
 from maskdit.samplers.ready import Sampler, sampler_from_spec  # noqa: F401
-from maskdit.samplers.sigmas import get_sigmas_ddpm, get_sigmas_karras, get_sigmas_loglinear
+from maskdit.samplers.sigmas import (
+    get_sigmas_ddpm,
+    get_sigmas_karras,
+    get_sigmas_loglinear,
+)
 
 #: the registered sigma schedules: spec.build(steps=n, device=None) -> sigmas [n + 1]
 SIGMA_SCHEDULES: Registry = registry("sigma_schedule")

@@ -9,8 +9,8 @@ is promoted back to float64. The result is returned in that dtype.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -51,14 +51,50 @@ def check_dtype(dtype: torch.dtype | None, x: torch.Tensor) -> torch.dtype:
     return dtype
 
 
+class Start(NamedTuple):
+    """What every sampler's loop starts from (see :func:`start`)."""
+
+    state: torch.Tensor  # x in float64
+    sigmas: torch.Tensor  # float64, on x's device
+    model_dtype: torch.dtype  # the denoiser is called in it and the result returned in it
+    noise_sampler: NoiseSampler
+
+
+def start(x: torch.Tensor, sigmas: torch.Tensor, labels: torch.Tensor | None, dtype: torch.dtype | None,
+          noise_sampler: NoiseSampler | None = None, generator: torch.Generator | None = None) -> Start:
+    """The prelude every sampler shares: :func:`prepare`, then the noise source (see
+    :func:`resolve_noise_sampler`)."""
+    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
+    return Start(state, sigmas, model_dtype, resolve_noise_sampler(noise_sampler, generator, x))
+
+
 def prepare(x: torch.Tensor, sigmas: torch.Tensor, labels: torch.Tensor | None,
             dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
-    """The checks and set-up every sampler starts with: (float64 state, float64 sigmas on x's
-    device, the dtype the denoiser is called in and the result returned in)."""
+    """The checks and set-up of :func:`start` without the noise: (float64 state, float64 sigmas
+    on x's device, the dtype the denoiser is called in and the result returned in)."""
     check_inputs(x, sigmas)
     check_labels(labels, x.shape[0])
     model_dtype = check_dtype(dtype, x)
     return x.to(torch.float64), sigmas.to(device=x.device, dtype=torch.float64), model_dtype
+
+
+def steps(sigmas: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(i, sigma_i, sigma_{i+1})`` for each of the ``len(sigmas) - 1`` steps."""
+    for i in range(sigmas.numel() - 1):
+        yield i, sigmas[i], sigmas[i + 1]
+
+
+def report(callback: Callback | None, i: int, x: torch.Tensor, sigma: torch.Tensor, sigma_hat: torch.Tensor,
+           sigma_next: torch.Tensor, denoised: torch.Tensor) -> None:
+    """Tell ``callback`` (if any) about step i: see :data:`Callback`."""
+    if callback is not None:
+        callback(step_info(i, x, sigma, sigma_hat, sigma_next, denoised))
+
+
+def step_info(i: int, x: torch.Tensor, sigma: torch.Tensor, sigma_hat: torch.Tensor, sigma_next: torch.Tensor,
+              denoised: torch.Tensor) -> dict[str, Any]:
+    """What a :data:`Callback` is told after step i."""
+    return {"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "sigma_next": sigma_next, "denoised": denoised}
 
 
 def check_labels(labels: torch.Tensor | None, batch_size: int) -> None:
@@ -145,11 +181,6 @@ def check_churn(s_churn: float, s_tmin: float, s_tmax: float | None, s_noise: fl
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if s_tmax is not None and not (s_tmax >= s_tmin):
         raise ValueError(f"s_tmax ({s_tmax}) must be >= s_tmin ({s_tmin}) or None (no upper limit)")
-
-
-def step_info(i: int, x: torch.Tensor, sigma: torch.Tensor, sigma_hat: torch.Tensor, sigma_next: torch.Tensor,
-              denoised: torch.Tensor) -> dict[str, Any]:
-    return {"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "sigma_next": sigma_next, "denoised": denoised}
 
 
 def _describe(value: object) -> str:

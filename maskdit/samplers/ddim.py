@@ -12,9 +12,9 @@ from maskdit.samplers.common import (
     NoiseSampler,
     denoise,
     draw_noise,
-    prepare,
-    resolve_noise_sampler,
-    step_info,
+    report,
+    start,
+    steps,
 )
 
 
@@ -42,12 +42,10 @@ def sample_ddim(
     so eta = 0 is the Euler step of the probability-flow ODE and eta = 1 is the DDPM posterior
     step (same result as ``sample_ddpm``). Noise is drawn only when u > 0.
     """
-    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
+    state, sigmas, model_dtype, noise_sampler = start(x, sigmas, labels, dtype, noise_sampler, generator)
     if not (math.isfinite(eta) and 0.0 <= eta <= 1.0):
         raise ValueError(f"eta must be in [0, 1], got {eta!r}")
-    noise_sampler = resolve_noise_sampler(noise_sampler, generator, x)
-    for i in range(sigmas.numel() - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+    for i, sigma, sigma_next in steps(sigmas):
         denoised = denoise(denoiser, state, sigma, labels, model_dtype)
         eps = (state - denoised) / sigma
         up = eta * sigma_next * (sigma**2 - sigma_next**2).sqrt() / sigma
@@ -55,6 +53,5 @@ def sample_ddim(
         state = denoised + down * eps
         if up > 0:
             state = state + up * draw_noise(noise_sampler, sigma, sigma_next, state)
-        if callback is not None:
-            callback(step_info(i, state, sigma, sigma, sigma_next, denoised))
+        report(callback, i, state, sigma, sigma, sigma_next, denoised)
     return state.to(model_dtype)

@@ -10,9 +10,9 @@ from maskdit.samplers.common import (
     NoiseSampler,
     denoise,
     draw_noise,
-    prepare,
-    resolve_noise_sampler,
-    step_info,
+    report,
+    start,
+    steps,
 )
 
 
@@ -44,16 +44,13 @@ def sample_ddpm(
     i.e. x = sqrt(1 + sigma_0^2) * noise for the exact VP start (sigma_0 * noise differs by a
     factor sqrt(1 + 1 / sigma_0^2), 1 + 2e-5 for DDPM's sigma_0 = 157).
     """
-    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
-    noise_sampler = resolve_noise_sampler(noise_sampler, generator, x)
-    for i in range(sigmas.numel() - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+    state, sigmas, model_dtype, noise_sampler = start(x, sigmas, labels, dtype, noise_sampler, generator)
+    for i, sigma, sigma_next in steps(sigmas):
         denoised = denoise(denoiser, state, sigma, labels, model_dtype)
         ratio = (sigma_next / sigma) ** 2
         state = denoised + ratio * (state - denoised)
         if sigma_next > 0:
             spread = (sigma_next / sigma) * (sigma**2 - sigma_next**2).sqrt()
             state = state + spread * draw_noise(noise_sampler, sigma, sigma_next, state)
-        if callback is not None:
-            callback(step_info(i, state, sigma, sigma, sigma_next, denoised))
+        report(callback, i, state, sigma, sigma, sigma_next, denoised)
     return state.to(model_dtype)

@@ -9,8 +9,9 @@ from maskdit.samplers.common import (
     DenoiserFn,
     NoiseSampler,
     denoise,
-    prepare,
-    step_info,
+    report,
+    start,
+    steps,
 )
 
 
@@ -35,11 +36,10 @@ def sample_dpmpp_2m(
     in the reference solver with ``lower_order_final``. Deterministic; ``noise_sampler`` and
     ``generator`` are accepted for a uniform signature and never used.
     """
-    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
+    state, sigmas, model_dtype, noise_sampler = start(x, sigmas, labels, dtype, noise_sampler, generator)
     previous: torch.Tensor | None = None
     h_previous: torch.Tensor | None = None
-    for i in range(sigmas.numel() - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+    for i, sigma, sigma_next in steps(sigmas):
         denoised = denoise(denoiser, state, sigma, labels, model_dtype)
         if sigma_next == 0:
             state = denoised
@@ -52,6 +52,5 @@ def sample_dpmpp_2m(
             state = (sigma_next / sigma) * state - torch.expm1(-h) * target
             h_previous = h
         previous = denoised
-        if callback is not None:
-            callback(step_info(i, state, sigma, sigma, sigma_next, denoised))
+        report(callback, i, state, sigma, sigma, sigma_next, denoised)
     return state.to(model_dtype)

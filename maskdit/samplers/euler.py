@@ -11,9 +11,9 @@ from maskdit.samplers.common import (
     check_churn,
     churn,
     denoise,
-    prepare,
-    resolve_noise_sampler,
-    step_info,
+    report,
+    start,
+    steps,
 )
 
 
@@ -36,16 +36,13 @@ def sample_euler(
     """x_{i+1} = x_hat + (t_{i+1} - t_hat) (x_hat - D(x_hat; t_hat)) / t_hat (EDM eq. 4 with
     sigma(t) = t, Algorithm 2 lines 4-8); churn as in ``sample_heun``. N denoiser calls.
     In sigma space this is also DDIM with eta = 0 (Song et al. 2021; Karras et al. 2022, sec. 3)."""
-    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
+    state, sigmas, model_dtype, noise_sampler = start(x, sigmas, labels, dtype, noise_sampler, generator)
     check_churn(s_churn, s_tmin, s_tmax, s_noise)
-    noise_sampler = resolve_noise_sampler(noise_sampler, generator, x)
     num_steps = sigmas.numel() - 1
-    for i in range(num_steps):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+    for i, sigma, sigma_next in steps(sigmas):
         state_hat, sigma_hat = churn(state, sigma, num_steps, noise_sampler,
                                      s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise)
         denoised = denoise(denoiser, state_hat, sigma_hat, labels, model_dtype)
         state = state_hat + (sigma_next - sigma_hat) * (state_hat - denoised) / sigma_hat
-        if callback is not None:
-            callback(step_info(i, state, sigma, sigma_hat, sigma_next, denoised))
+        report(callback, i, state, sigma, sigma_hat, sigma_next, denoised)
     return state.to(model_dtype)

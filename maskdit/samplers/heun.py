@@ -11,9 +11,9 @@ from maskdit.samplers.common import (
     check_churn,
     churn,
     denoise,
-    prepare,
-    resolve_noise_sampler,
-    step_info,
+    report,
+    start,
+    steps,
 )
 
 
@@ -41,12 +41,10 @@ def sample_heun(
     t_{i+1} = 0. ``x`` enters as sigmas[0] * noise; 2N - 1 denoiser calls for the usual
     schedule ending in 0. Deterministic when s_churn = 0 (no noise is drawn).
     """
-    state, sigmas, model_dtype = prepare(x, sigmas, labels, dtype)
+    state, sigmas, model_dtype, noise_sampler = start(x, sigmas, labels, dtype, noise_sampler, generator)
     check_churn(s_churn, s_tmin, s_tmax, s_noise)
-    noise_sampler = resolve_noise_sampler(noise_sampler, generator, x)
     num_steps = sigmas.numel() - 1
-    for i in range(num_steps):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+    for i, sigma, sigma_next in steps(sigmas):
         state_hat, sigma_hat = churn(state, sigma, num_steps, noise_sampler,
                                      s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise)
         denoised = denoise(denoiser, state_hat, sigma_hat, labels, model_dtype)
@@ -56,6 +54,5 @@ def sample_heun(
             denoised_next = denoise(denoiser, state, sigma_next, labels, model_dtype)
             slope_next = (state - denoised_next) / sigma_next
             state = state_hat + (sigma_next - sigma_hat) * (0.5 * slope + 0.5 * slope_next)
-        if callback is not None:
-            callback(step_info(i, state, sigma, sigma_hat, sigma_next, denoised))
+        report(callback, i, state, sigma, sigma_hat, sigma_next, denoised)
     return state.to(model_dtype)

@@ -13,6 +13,17 @@ from pydantic import Field, model_validator
 
 from maskdit.config.registry import one_of, register
 from maskdit.config.spec_model import SpecModel
+from maskdit.samplers.ddim import sample_ddim
+from maskdit.samplers.ddpm import sample_ddpm
+from maskdit.samplers.dpmpp import sample_dpmpp_2m
+from maskdit.samplers.euler import sample_euler
+from maskdit.samplers.heun import sample_heun
+from maskdit.samplers.ready import sampler_from_spec
+from maskdit.samplers.sigmas import (
+    get_sigmas_ddpm,
+    get_sigmas_karras,
+    get_sigmas_loglinear,
+)
 
 
 class _RangeSchedule(SpecModel):
@@ -34,8 +45,6 @@ class KarrasScheduleSpec(_RangeSchedule):
     rho: float = Field(7.0, gt=0, le=100, description="EDM time-step exponent")
 
     def build(self, *, steps: int, device: Any = None, **context: Any):
-        from maskdit.samplers.sigmas import get_sigmas_karras
-
         return get_sigmas_karras(steps, self.sigma_min, self.sigma_max, self.rho, device=device)
 
 
@@ -46,8 +55,6 @@ class LogLinearScheduleSpec(_RangeSchedule):
     name: Literal["loglinear"] = "loglinear"
 
     def build(self, *, steps: int, device: Any = None, **context: Any):
-        from maskdit.samplers.sigmas import get_sigmas_loglinear
-
         return get_sigmas_loglinear(steps, self.sigma_min, self.sigma_max, device=device)
 
 
@@ -70,8 +77,6 @@ class DDPMScheduleSpec(SpecModel):
         return self
 
     def build(self, *, steps: int, device: Any = None, **context: Any):
-        from maskdit.samplers.sigmas import get_sigmas_ddpm
-
         return get_sigmas_ddpm(steps, num_timesteps=self.num_timesteps, beta_start=self.beta_start,
                                beta_end=self.beta_end, beta_schedule=self.beta_schedule, spacing=self.spacing,
                                steps_offset=self.steps_offset, device=device)
@@ -112,16 +117,12 @@ class SamplerSpecBase(SpecModel):
     @property
     def sigma_min(self) -> float:
         """Smallest nonzero noise level visited."""
-        from maskdit.samplers import build_sigmas  # local import: the package imports this module
-
-        return float(build_sigmas(self.schedule, self.steps)[-2])
+        return float(self.schedule.build(steps=self.steps)[-2])
 
     @property
     def sigma_max(self) -> float:
         """Largest noise level visited (where sampling starts)."""
-        from maskdit.samplers import build_sigmas
-
-        return float(build_sigmas(self.schedule, self.steps)[0])
+        return float(self.schedule.build(steps=self.steps)[0])
 
     def sample_function(self) -> Callable[..., Any]:
         """The pure function ``sample_<name>(denoiser, x, sigmas, **options) -> x0``."""
@@ -134,8 +135,6 @@ class SamplerSpecBase(SpecModel):
     def build(self, *, null_label: int | None = None, **context: Any):
         """The ready ``Sampler`` (guidance included when cfg_scale != 1; ``null_label``: the
         model's num_classes, else taken from the denoiser at call time)."""
-        from maskdit.samplers.ready import sampler_from_spec
-
         return sampler_from_spec(self, self.sample_function(), self.schedule.build(steps=self.steps),
                                  options=self.options(), evals_per_step=self.evals_per_step, null_label=null_label)
 
@@ -164,8 +163,6 @@ class HeunSamplerSpec(_ChurnSampler):
     evals_per_step: ClassVar[tuple[int, int]] = (2, 1)
 
     def sample_function(self):
-        from maskdit.samplers.heun import sample_heun
-
         return sample_heun
 
 
@@ -176,8 +173,6 @@ class EulerSamplerSpec(_ChurnSampler):
     name: Literal["euler"] = "euler"
 
     def sample_function(self):
-        from maskdit.samplers.euler import sample_euler
-
         return sample_euler
 
 
@@ -190,8 +185,6 @@ class DDPMSamplerSpec(SamplerSpecBase):
     schedule: SigmaScheduleSpec = Field(DDPMScheduleSpec(), description="sigma schedule the steps visit")
 
     def sample_function(self):
-        from maskdit.samplers.ddpm import sample_ddpm
-
         return sample_ddpm
 
 
@@ -205,8 +198,6 @@ class DDIMSamplerSpec(SamplerSpecBase):
     eta: float = Field(0.0, ge=0, le=1, description="DDIM eta: 0 = ODE, 1 = DDPM posterior noise")
 
     def sample_function(self):
-        from maskdit.samplers.ddim import sample_ddim
-
         return sample_ddim
 
     def options(self) -> dict[str, Any]:
@@ -221,8 +212,6 @@ class DPMpp2MSamplerSpec(SamplerSpecBase):
     steps: int = Field(20, ge=1, le=10_000, description="number of steps")
 
     def sample_function(self):
-        from maskdit.samplers.dpmpp import sample_dpmpp_2m
-
         return sample_dpmpp_2m
 
 

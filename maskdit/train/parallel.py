@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from maskdit.io import checkpoint as ckpt
 from maskdit.train.distributed import DistContext, DistributedSetupError
@@ -32,12 +33,11 @@ def wrap_model(model: nn.Module, kind: Parallel, ctx: DistContext, device: torch
     if not ctx.is_distributed:
         return model
     if kind == "ddp":
-        from torch.nn.parallel import DistributedDataParallel
-
         # find_unused_parameters: the mask token is unused in unmasked phases (mask=None)
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                        find_unused_parameters=True)
     if kind == "fsdp":
+        # deferred: DTensor / FSDP2 take ~0.5 s to import
         from torch.distributed.fsdp import fully_shard
 
         for module in list(model.modules()):  # one FSDP unit per transformer block, then the root
@@ -71,6 +71,7 @@ def full_model_state(model: nn.Module, kind: Parallel, ctx: DistContext) -> dict
     """The unwrapped network's state dict; with FSDP2 gathered (all ranks call; rank 0 gets it)."""
     if not is_sharded(kind, ctx):
         return model.state_dict()
+    # deferred: DCP, for sharded runs only
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -87,6 +88,7 @@ def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, kin
     single-process format) and the param groups as JSON; FSDP2's name-keyed state is converted."""
     if not is_sharded(kind, ctx):
         return ckpt.optimizer_to_tensors(optimizer)
+    # deferred: DCP, for sharded runs only
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     state = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -105,6 +107,7 @@ def load_model_state(model: nn.Module, tensors: dict[str, torch.Tensor], kind: P
     if not is_sharded(kind, ctx):
         model.load_state_dict(tensors, strict=True)
         return
+    # deferred: DCP, for sharded runs only
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     set_model_state_dict(model, tensors, options=StateDictOptions(full_state_dict=True, strict=True))
@@ -116,6 +119,7 @@ def like_shadow(shadow: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor
     for name, value in tensors.items():
         target = shadow.get(name)
         if _is_dtensor(target) and value.shape == target.shape:
+            # deferred: DTensor takes ~0.5 s to import
             from torch.distributed.tensor import distribute_tensor
 
             value = distribute_tensor(value.to(target.device), target.device_mesh, target.placements)
@@ -128,6 +132,7 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, ten
     if not is_sharded(kind, ctx):
         ckpt.optimizer_from_tensors(optimizer, tensors, groups)
         return
+    # deferred: DCP, for sharded runs only
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     names = _trainable_names(model)
@@ -146,6 +151,7 @@ def _trainable_names(model: nn.Module) -> list[str]:
 
 
 def _is_dtensor(value: object) -> bool:
+    # deferred: DTensor takes ~0.5 s to import
     from torch.distributed.tensor import DTensor
 
     return isinstance(value, DTensor)

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from maskdit.core import DDPMDenoiser, Denoiser, build_denoiser, linear_alphas_cumprod
+from maskdit.core import DDPMDenoiser, Denoiser, build_denoiser
 from maskdit.core.layers import FinalLayer
+from maskdit.processes import ddpm_alphas_cumprod
 
 from .helpers import random_mask, randomize_, tiny_spec
 
@@ -59,7 +60,7 @@ def test_ddpm_sigma_to_timestep_and_epsilon_formula():
     eps = torch.randn(3, 3, 8, 8)
     net = Recorder(eps)
     denoiser = DDPMDenoiser(net, spec)
-    abar = linear_alphas_cumprod()
+    abar = ddpm_alphas_cumprod()
     assert abar[0].item() == pytest.approx(1 - 1e-4) and len(abar) == 1000
     sigmas = ((1 - abar) / abar).sqrt()
     t = torch.tensor([0, 499, 999])

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from maskdit.data.encode import encode_shards, plan_encoding, shard_ranges, shards_for_rank, write_manifest
 from maskdit.data.imagefolder import prepare_image
-from maskdit.data.shards import ShardError, file_sha256, read_manifest
+from maskdit.data.shards import ShardError, read_manifest
+from maskdit.io.files import file_sha256
 from maskdit.data.vae import DEFAULT_SCALE, encode_posterior, load_vae, scaling_factor
 from maskdit.app.commands.latents import main
 

@@ -6,7 +6,8 @@ import torch
 
 from maskdit.config.registry import RegistryError
 from maskdit.data import DATASETS, MNIST5k, build_dataset, load_mnist5k_raw, split_indices, to_model_range
-from maskdit.data.cache import atomic_write, cache_dir
+from maskdit.data.cache import cache_dir
+from maskdit.io.files import atomic_write
 from maskdit.data.specs import MNIST5kSpec
 
 

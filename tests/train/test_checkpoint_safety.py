@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from maskdit.data.shards import file_sha256
+from maskdit.io.files import file_sha256
 from maskdit.io import checkpoint as ckpt
 from maskdit.io import jsonl as metrics
 from tests.train.test_loop import denoise_loss, trainer

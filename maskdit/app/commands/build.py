@@ -105,9 +105,11 @@ def run(experiment: Experiment, run_dir: Path, *, resume: bool, runs: Path | Non
     try:
         result = train_run(experiment, run_dir, resume=resume, progress=dist.is_main, dist=dist,
                            on_resume=report if resume else None)
+    except CheckpointError as err:  # an InputError too, but a checkpoint that cannot be written or resumed fails the run
+        return cli.report(err, code=cli.EXIT_FAILED, quiet=not dist.is_main)
     except (InputError, FileExistsError) as err:  # every rank meets the same problem; one report is enough
         return cli.report(err, quiet=not dist.is_main)
-    except (CheckpointError, NonFiniteError, OSError) as err:
+    except (NonFiniteError, OSError) as err:
         return cli.report(err, code=cli.EXIT_FAILED, quiet=not dist.is_main)
     except KeyboardInterrupt:
         if dist.is_main:

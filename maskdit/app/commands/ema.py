@@ -33,9 +33,9 @@ from maskdit.app.experiment import Experiment
 from maskdit.app.experiment_spec import ExperimentSpec, validate_spec
 from maskdit.app.run_loading import open_run
 from maskdit.config.errors import InputError
-from maskdit.data.cache import atomic_write
 from maskdit.interop.native import save_native
 from maskdit.io.checkpoint import CheckpointError, check_writable
+from maskdit.io.files import atomic_write
 from maskdit.io.runlock import RunLock
 from maskdit.train.distributed import check_device
 from maskdit.train.posthoc_ema import (

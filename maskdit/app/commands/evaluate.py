@@ -20,42 +20,43 @@ import argparse
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from maskdit.app import cli
+from maskdit.app.evaluation import evaluate_denoiser
 from maskdit.app.experiment import Experiment
-from maskdit.app.experiment_spec import validate_spec
+from maskdit.app.experiment_spec import ExperimentSpec, load_spec_dict, validate_spec
+from maskdit.app.run_loading import LoadedRun, open_run
 from maskdit.config.errors import InputError
+from maskdit.io.checkpoint import check_writable
+from maskdit.io.runlock import RunLock
+from maskdit.train.distributed import check_device
 
 
-def load_native_for_evaluation(path: Path, spec_name: str, overrides: list[str], device: str):
-    """(spec, denoiser, step None, folder) from a native export plus the experiment spec ``spec_name``."""
-    from maskdit.app.experiment_spec import load_spec_dict
-    from maskdit.interop import load_native
-
-    denoiser = load_native(path)
-    try:
-        data = load_spec_dict(spec_name)
-    except (OSError, ValueError) as err:
-        raise InputError(str(err)) from None
-    spec = validate_spec({**data, "model": denoiser.spec.model_dump(mode="json")}, overrides)
-    if spec.model != denoiser.spec:
-        raise InputError("--set cannot change the model of a native export (its weights fix it)")
-    return spec, denoiser.to(device).eval(), None, path.parent
-
-
-def load_for_evaluation(path: Path, overrides: list[str], weights: str, device: str):
-    """(spec, denoiser in eval mode, step, run folder) from a training checkpoint or run folder.
-    ``--set`` may change sampling and evaluation, not the model its weights fix."""
-    from maskdit.app.run_loading import open_run
-
+def load(args: argparse.Namespace) -> tuple[ExperimentSpec, LoadedRun]:
+    """(the experiment spec to evaluate with, the loaded model). A training checkpoint's spec with
+    ``--set`` applied; a native export's model in the ``--spec`` experiment. ``--set`` may change
+    sampling and evaluation, not the model its weights fix."""
+    path: Path = args.checkpoint
+    if path.suffix == ".safetensors":
+        loaded = open_run(path, device=args.device, format="native")
+        try:
+            data = load_spec_dict(args.spec)
+        except (OSError, ValueError) as err:
+            raise InputError(str(err)) from None
+        spec = validate_spec({**data, "model": loaded.denoiser.spec.model_dump(mode="json")}, args.overrides)
+        if spec.model != loaded.denoiser.spec:
+            raise InputError("--set cannot change the model of a native export (its weights fix it)")
+        return spec, loaded
     if path.is_file():
         raise InputError(f"{path}: a file; give a run or checkpoint folder, or a native .safetensors export")
-    loaded = open_run(path, weights, device=device)
+    loaded = open_run(path, args.weights, device=args.device, format="train")
     if loaded.spec is None:
         raise InputError(f"{path}: holds no experiment spec (a diffusers folder?); export it natively first")
-    spec = validate_spec(loaded.spec.model_dump(mode="json"), overrides)
+    spec = validate_spec(loaded.spec.model_dump(mode="json"), args.overrides)
     if spec.model != loaded.spec.model:
         raise InputError("--set cannot change the model of a checkpoint (its weights fix it)")
-    return spec, loaded.denoiser, loaded.step, loaded.run_dir
+    return spec, loaded
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -74,29 +75,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli.command(parse_args)
 def main(args: argparse.Namespace) -> int:
-    from maskdit.app.evaluation import evaluate_denoiser
-    from maskdit.io.checkpoint import CheckpointError as TrainCheckpointError
-    from maskdit.io.checkpoint import check_writable
-    from maskdit.io.runlock import RunLock
-    from maskdit.train.distributed import check_device
-
     lock = None
     try:
         check_device(args.device, field="--device")
-        if args.checkpoint.suffix == ".safetensors":
-            spec, denoiser, step, run_dir = load_native_for_evaluation(args.checkpoint, args.spec, args.overrides,
-                                                                       args.device)
-        else:
-            spec, denoiser, step, run_dir = load_for_evaluation(args.checkpoint, args.overrides, args.weights,
-                                                                args.device)
+        spec, loaded = load(args)
+        denoiser, step = loaded.denoiser, loaded.step
         if spec.eval.num_samples < 1:
             raise InputError("eval.num_samples is 0: nothing to evaluate (use --set eval.num_samples=N)")
-        out_dir = args.out or run_dir
+        out_dir = args.out or loaded.run_dir
         check_writable(out_dir, needed_bytes=2**20)  # before sampling, not after an hour of it
         lock = RunLock(out_dir).acquire()  # a training run or another evaluation writing there refuses us
         experiment = Experiment(spec)
         evaluator = experiment.evaluator(device=args.device)
-    except (OSError, ValueError, TrainCheckpointError) as err:  # InputErrors, and files or networks that fail
+    except (OSError, ValueError) as err:  # InputErrors (CheckpointErrors too), and files or networks that fail
         if lock is not None:
             lock.release()
         return cli.report(err)
@@ -104,8 +95,6 @@ def main(args: argparse.Namespace) -> int:
           f"{spec.sampler.name} {spec.sampler.steps} steps, metrics {', '.join(spec.eval.metrics)}", flush=True)
     bar = None
     if not args.no_progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=spec.eval.num_samples, unit="img", desc="sampling", file=sys.stderr)
     try:
         record = evaluate_denoiser(denoiser, experiment, step=step, out_dir=out_dir, evaluator=evaluator,

@@ -22,8 +22,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+
 from maskdit.app import cli
-from maskdit.config.errors import InputError
+from maskdit.app.run_loading import open_run
+from maskdit.config.errors import CheckpointError, InputError
+from maskdit.interop import export_reference_dit, export_reference_maskdit, save_native
+from maskdit.interop.diffusers import save_diffusers
 
 FORMATS = ("native", "reference-maskdit", "reference-dit", "diffusers")
 
@@ -31,9 +37,6 @@ FORMATS = ("native", "reference-maskdit", "reference-dit", "diffusers")
 def export(denoiser, fmt: str, out: Path, *, weights: str = "ema") -> Path:
     """Write ``denoiser`` in format ``fmt`` at ``out``; returns what was written. Raises
     CheckpointError / TypeError / ValueError for a model the format cannot express."""
-    from maskdit.interop import export_reference_dit, export_reference_maskdit, save_native
-    from maskdit.interop.diffusers import save_diffusers
-
     if fmt == "native":
         return save_native(denoiser, out)
     if fmt == "diffusers":
@@ -47,9 +50,6 @@ def export(denoiser, fmt: str, out: Path, *, weights: str = "ema") -> Path:
 
 
 def _write_tensors(state: dict, out: Path) -> Path:
-    import torch
-    from safetensors.torch import save_file
-
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".safetensors":
         save_file(state, str(out))
@@ -70,10 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli.command(parse_args)
 def main(args: argparse.Namespace) -> int:
-    from maskdit.app.run_loading import open_run
-    from maskdit.interop import CheckpointError
-
-    loaded = open_run(args.run, args.weights)
+    loaded = open_run(args.run, args.weights, format="train")  # what this library wrote, not a reference file
     if args.out.exists() and args.out.resolve() in (loaded.source.resolve(), loaded.run_dir.resolve()):
         raise InputError(f"--out {args.out} is the model being exported; choose another path")
     try:

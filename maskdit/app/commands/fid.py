@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from maskdit.app import cli
 from maskdit.config.errors import InputError
@@ -136,7 +137,7 @@ def image_statistics(images: NpzImages, extractor: Extractor, *, batch_size: int
 
 def load_extractor(weights: Path | None, device: str) -> tuple[Extractor, int, Path]:
     """(FID Inception on ``device``, its feature dimension, the weights file) from local weights."""
-    from maskdit.eval.inception import FIDInception, inception_weights_path
+    from maskdit.eval.inception import FIDInception, inception_weights_path  # deferred: torchvision's Inception
 
     try:
         path = inception_weights_path(weights)
@@ -198,7 +199,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"FID of {len(samples)} images {samples.shape[1:]} from {args.samples} against {args.reference} "
           f"({'statistics' if isinstance(reference, FeatureStats) else f'{len(reference)} images'}) on {device}",
           flush=True)
-    from maskdit.eval.frechet import frechet_distance
+    from maskdit.eval.frechet import frechet_distance  # deferred: scipy.linalg (~0.2 s)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -224,8 +225,6 @@ def main(args: argparse.Namespace) -> int:
 
 def _statistics(images: NpzImages, extractor: Extractor, args: argparse.Namespace, device: str,
                 what: str) -> FeatureStats:
-    from tqdm import tqdm
-
     with tqdm(total=len(images), unit="img", desc=what, disable=args.no_progress, file=sys.stderr) as bar:
         return image_statistics(images, extractor, batch_size=args.batch_size, device=device, on_batch=bar.update)
 

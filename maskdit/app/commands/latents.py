@@ -20,7 +20,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from maskdit.app import cli
+from maskdit.data.encode import encode_shards, plan_encoding, write_manifest
+from maskdit.data.latent_files import load_latent_samples
+from maskdit.data.shards import ShardError
+from maskdit.data.vae import iter_decoded, load_vae, scaling_factor, vae_config
+from maskdit.io.images import save_rgb_grid, to_uint8_nhwc, write_adm_npz
+from maskdit.train.distributed import DistContext, barrier, init_distributed, shutdown
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,23 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); starts the process group when launched by torchrun with several ranks."""
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        return 0, 1
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _device(requested: str | None) -> str:
-    import torch
-
     if requested is not None:
         return requested
     if torch.cuda.is_available():
@@ -83,14 +76,18 @@ def _device(requested: str | None) -> str:
 
 
 def encode(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
+    device = _device(args.device)
+    ctx = init_distributed(device, field="--device")  # a process group when torchrun started several ranks
+    try:
+        return _encode(args, device, ctx)
+    finally:
+        shutdown(ctx)
 
-    from maskdit.data.encode import encode_shards, plan_encoding, write_manifest
-    from maskdit.data.vae import load_vae
 
-    rank, world = _distributed()
+def _encode(args: argparse.Namespace, device: str, ctx: DistContext) -> int:
+    rank, world = ctx.rank, ctx.world_size
     say = print if rank == 0 else (lambda *a, **k: None)
-    vae = load_vae(args.vae, device=_device(args.device))
+    vae = load_vae(args.vae, device=device)
     plan = plan_encoding(vae, args.data, vae_path=str(args.vae), resolution=args.resolution, flip=args.flip,
                          shard_size=args.shard_size, dtype=args.dtype)
     total = len(plan.ranges)
@@ -106,27 +103,18 @@ def encode(args: argparse.Namespace) -> int:
 
     encode_shards(vae, plan, args.out, rank=rank, world_size=world, batch_size=args.batch_size,
                   workers=args.workers, skip_corrupt=args.skip_corrupt, on_shard=report)
-    if world > 1:
-        dist.barrier()
+    barrier(ctx)
     if rank == 0:
         manifest = write_manifest(plan, args.out)
         say(f"wrote {args.out / 'manifest.json'}: {manifest.count} latents, scale {manifest.scale:g}, "
             f"{len(manifest.skipped)} image(s) skipped")
         for path, reason in manifest.skipped[:10]:
             say(f"  skipped {path}: {reason}")
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+    barrier(ctx)
     return 0
 
 
 def decode(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from maskdit.data.latent_files import load_latent_samples, to_uint8_nhwc, write_adm_npz, write_png_grid
-    from maskdit.data.vae import iter_decoded, load_vae, scaling_factor, vae_config
-
     vae = load_vae(args.vae, device=_device(args.device))
     scale = args.scale if args.scale is not None else scaling_factor(vae)
     z, labels = load_latent_samples(args.samples, channels=int(vae_config(vae)["latent_channels"]))
@@ -140,15 +128,13 @@ def decode(args: argparse.Namespace) -> int:
     npz = write_adm_npz(args.out / "samples.npz", arr, labels)
     print(f"wrote {npz} (arr_0: uint8 {tuple(arr.shape)} NHWC" + (", arr_1: labels)" if labels is not None else ")"))
     if args.grid:
-        grid = write_png_grid(args.out / "grid.png", torch.cat(shown))
+        grid = save_rgb_grid(args.out / "grid.png", torch.cat(shown))
         print(f"wrote {grid}")
     return 0
 
 
 @cli.command(parse_args)
 def main(args: argparse.Namespace) -> int:
-    from maskdit.data.shards import ShardError
-
     try:
         return encode(args) if args.command == "encode" else decode(args)
     except ShardError as err:  # a damaged or foreign latent folder

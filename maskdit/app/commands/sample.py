@@ -32,10 +32,19 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import TypeAdapter, ValidationError
+from tqdm import tqdm
 
 from maskdit.app import cli
+from maskdit.app.experiment import sampler_for
+from maskdit.app.experiment_spec import override_input
+from maskdit.app.run_loading import detect_format, open_run
 from maskdit.config import json_input as jsonio
 from maskdit.config.errors import InputError
+from maskdit.core.denoiser import DDPMDenoiser, Denoiser
+from maskdit.eval.generation import generate_batches
+from maskdit.io.images import save_grid, to_uint8_nhwc, write_adm_npz
+from maskdit.samplers.specs import SamplerSpec
+from maskdit.train.distributed import gather_to_main, init_distributed, shutdown
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,64 +84,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ---- loading --------------------------------------------------------------------------------
-def load(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
-    """(denoiser in eval mode on the device, the training spec's sampler section or None)."""
-    fmt = args.format
-    path: Path = args.checkpoint
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
-    if fmt == "auto":
-        fmt = "train" if path.is_dir() else "native" if path.suffix == ".safetensors" else "reference"
-    if fmt != "train" and fmt != "native":
-        return _load_reference(path, fmt, args), None
-    if args.preset is not None or model_overrides(args):
+def load(args: argparse.Namespace) -> tuple[Denoiser | DDPMDenoiser, dict[str, Any] | None]:
+    """(denoiser in eval mode on the CPU, the training spec's sampler section or None)."""
+    fmt = detect_format(args.checkpoint)  # a missing path is reported before any other problem
+    fmt = fmt if args.format == "auto" else args.format
+    if not fmt.startswith("reference") and (args.preset is not None or model_overrides(args)):
         raise InputError("--preset / --arch / --set model.* apply to reference checkpoints only (the weights of "
                          "a training checkpoint or native export fix the model)")
-    if fmt == "train":
-        return _load_training(path, args.weights)
-    from maskdit.interop import load_native
-
-    return load_native(path), None
-
-
-def _load_training(path: Path, weights: str):
-    """A run / checkpoint folder (or a diffusers folder): its denoiser and its spec's sampler section."""
-    from maskdit.app.run_loading import open_run
-
-    loaded = open_run(path, weights)
+    architecture = model_overrides(args) | ({} if args.preset is None else {"preset": args.preset})
+    loaded = open_run(args.checkpoint, args.weights, format=fmt, architecture=architecture)
     return loaded.denoiser, None if loaded.spec is None else loaded.spec.sampler.model_dump(mode="json")
-
-
-def _load_reference(path: Path, fmt: str, args: argparse.Namespace):
-    from maskdit.interop import load_reference_dit, load_reference_maskdit, read_checkpoint
-
-    overrides = model_overrides(args)
-    if args.preset is not None:
-        overrides["preset"] = args.preset
-    checkpoint = read_checkpoint(path)
-    if fmt == "reference":  # auto: the reference MaskDiT prefixes every key with "model."
-        state = next((checkpoint[k] for k in ("ema", "model") if isinstance(checkpoint.get(k), dict)), checkpoint)
-        fmt = "reference-maskdit" if state and all(str(k).startswith("model.") for k in state) else "reference-dit"
-    loader = load_reference_maskdit if fmt == "reference-maskdit" else load_reference_dit
-    try:
-        return loader(checkpoint, which=args.weights, **overrides)
-    except (ValueError, TypeError) as err:
-        raise InputError(f"{path}: {err}") from None
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The ModelSpec fields ``--arch FIELD=VALUE`` and ``--set model.FIELD=VALUE`` give."""
-    from maskdit.app.experiment_spec import override_input
-
     items = [f"model.{item}" for item in args.arch] + [item for item in args.overrides if item.startswith("model.")]
     return override_input({"model": {}}, items)["model"]
 
 
 def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond: str):
     """The sampler spec: the checkpoint's (or a default for the preconditioning), then the flags."""
-    from maskdit.app.experiment_spec import override_input
-    from maskdit.samplers.specs import SamplerSpec
-
     default_name = "ddpm" if precond == "ddpm" else "heun"
     data = dict(base) if base is not None else {"name": default_name}
     if args.sampler is not None and args.sampler != data.get("name"):
@@ -160,8 +131,6 @@ def sample_images(denoiser, sampler, *, n: int, batch_size: int, labels: torch.T
                   device: str, progress: bool, rank: int = 0, world_size: int = 1) -> torch.Tensor:
     """[n, C, H, W] float32 samples on the CPU, image i from generator image_seed(seed, i); with
     ``world_size`` > 1, this rank's batches only (rank, rank + W, ...), concatenated."""
-    from tqdm import tqdm
-
     batches = sample_batches(denoiser, sampler, n=n, batch_size=batch_size, labels=labels, seed=seed, device=device,
                              rank=rank, world_size=world_size)
     return torch.cat(list(tqdm(batches, disable=not progress, desc="sampling", unit="batch", file=sys.stderr)))
@@ -170,8 +139,6 @@ def sample_images(denoiser, sampler, *, n: int, batch_size: int, labels: torch.T
 def sample_batches(denoiser, sampler, *, n: int, batch_size: int, labels: torch.Tensor | None, seed: int,
                    device: str | torch.device, rank: int = 0, world_size: int = 1):
     """Yield this rank's batches [B, C, H, W] (float32, CPU) in order; see :func:`rank_batch_starts`."""
-    from maskdit.eval.generation import generate_batches
-
     shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
     for images, _ in generate_batches(denoiser, sampler, num_samples=n, batch_size=batch_size, shape=shape,
                                       num_classes=0, seed=seed, device=device, rank=rank, world_size=world_size,
@@ -182,10 +149,6 @@ def sample_batches(denoiser, sampler, *, n: int, batch_size: int, labels: torch.
 def gather_batches(batches, convert, *, n: int, batch_size: int, ctx, progress: bool) -> np.ndarray | None:
     """``convert(batch)`` of all ranks' batches in image order on rank 0 (None elsewhere). One
     gather per round of W batches, so no rank holds more than its current batch for long."""
-    from tqdm import tqdm
-
-    from maskdit.train.distributed import gather_to_main
-
     num_batches = math.ceil(n / batch_size)
     rounds = math.ceil(num_batches / ctx.world_size)
     batches = iter(batches)
@@ -199,33 +162,8 @@ def gather_batches(batches, convert, *, n: int, batch_size: int, ctx, progress: 
     return np.concatenate(gathered) if ctx.is_main else None
 
 
-def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
-    """[-1, 1] float [N, C, H, W] -> uint8 [N, H, W, C] (ADM's rounding: (x + 1) * 127.5, clipped)."""
-    scaled = ((images + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return scaled.permute(0, 2, 3, 1).contiguous().numpy()  # [N, C, H, W] -> [N, H, W, C]
-
-
-def write_grid(images_nhwc: np.ndarray, path: Path) -> None:
-    """A near-square PNG grid, 2-pixel gaps."""
-    from PIL import Image
-
-    count, height, width, channels = images_nhwc.shape
-    cols = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    pad = 2
-    canvas = np.zeros((rows * (height + pad) + pad, cols * (width + pad) + pad, channels), dtype=np.uint8)
-    for i in range(count):
-        r, c = divmod(i, cols)
-        top, left = pad + r * (height + pad), pad + c * (width + pad)
-        canvas[top:top + height, left:left + width] = images_nhwc[i]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas[..., 0] if channels == 1 else canvas).save(path)
-
-
 @cli.command(parse_args)
 def main(args: argparse.Namespace) -> int:
-    from maskdit.train.distributed import init_distributed, shutdown
-
     ctx = init_distributed(args.device, field="--device")  # a single process unless launched by torchrun
     try:
         return _main(args, ctx)
@@ -253,8 +191,6 @@ def prepare(args: argparse.Namespace) -> tuple[Any, Any, int]:
 
 
 def _main(args: argparse.Namespace, ctx) -> int:
-    from maskdit.app.experiment import sampler_for
-
     say = print if ctx.is_main else (lambda *a, **k: None)  # rank 0 alone prints
     denoiser, spec, num_classes = prepare(args)
     device = ctx.device(args.device)
@@ -283,12 +219,10 @@ def _main(args: argparse.Namespace, ctx) -> int:
                   + (", labels)" if labels is not None else ")"))
             return cli.EXIT_OK
         pixels = gathered
-        write_grid(pixels, args.out)
+        save_grid(args.out, pixels)
         print(f"wrote {args.out}")
         if args.npz is not None:
-            args.npz.parent.mkdir(parents=True, exist_ok=True)
-            arrays = {"arr_0": pixels} if labels is None else {"arr_0": pixels, "arr_1": labels.numpy()}
-            np.savez(args.npz, **arrays)
+            write_adm_npz(args.npz, pixels, labels)
             print(f"wrote {args.npz} (arr_0: uint8 {pixels.shape} NHWC" + (", arr_1: labels)" if labels is not None else ")"))
     except (RuntimeError, ValueError, OSError) as err:
         print(f"error: sampling failed{f' on rank {ctx.rank}' if ctx.is_distributed else ''}: {err}", file=sys.stderr)
