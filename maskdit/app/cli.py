@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from maskdit.config.errors import InputError
 from maskdit.config.plugins import ENTRY_POINT_GROUP, load_plugins
+from maskdit.train.distributed import DistributedSetupError, context_from_env
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -37,8 +38,6 @@ def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
 
 def is_main_rank() -> bool:
     """False on the ranks other than 0 of a torchrun launch (unreadable ranks: True, so it is said)."""
-    from maskdit.train.distributed import DistributedSetupError, context_from_env
-
     try:
         return context_from_env().is_main
     except DistributedSetupError:

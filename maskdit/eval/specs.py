@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from maskdit.config.registry import name_of, register
 from maskdit.config.spec_model import SpecModel
+from maskdit.eval.digits import check_digits_data, load_digits_classifier
 
 
 @register("features")
@@ -23,8 +24,6 @@ class DigitsFeaturesSpec(SpecModel):
     name: Literal["digits"] = "digits"
 
     def build(self, *, device: Any = "cpu", data: Any = None, **context: Any):
-        from maskdit.eval.digits import check_digits_data, load_digits_classifier
-
         check_digits_data(data)
         return load_digits_classifier(device=device).features
 
@@ -36,7 +35,7 @@ class InceptionFeaturesSpec(SpecModel):
     name: Literal["inception"] = "inception"
 
     def build(self, *, device: Any = "cpu", weights: str | None = None, **context: Any):
-        from maskdit.eval.inception import FIDInception
+        from maskdit.eval.inception import FIDInception  # deferred: torchvision's Inception-v3
 
         return FIDInception.from_file(weights).to(device)
 
