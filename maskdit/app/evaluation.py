@@ -21,9 +21,9 @@ import torch
 from maskdit.eval.evaluator import Evaluator
 from maskdit.eval.generation import generate_batches
 from maskdit.eval.plots import DEFAULT_KEYS, plot_metrics
-from maskdit.eval.records import append_metrics, read_metrics
 from maskdit.io.files import atomic_write
 from maskdit.io.images import save_class_grid
+from maskdit.io.jsonl import append_metrics, read_metrics
 
 if TYPE_CHECKING:
     from maskdit.app.experiment import Experiment

@@ -24,9 +24,8 @@ from maskdit.config.errors import InputError
 from maskdit.eval.evaluator import Evaluator
 from maskdit.eval.generation import generate_batches
 from maskdit.eval.heldout import HeldOutLoss
-from maskdit.eval.records import append_metrics
 from maskdit.io.images import save_class_grid
-from maskdit.io.jsonl import read_jsonl
+from maskdit.io.jsonl import append_metrics, read_jsonl
 from maskdit.train.callbacks import Callbacks, Every
 from maskdit.train.loop import Trainer
 

@@ -24,7 +24,7 @@ _EXPORTS = {
     "METRICS": "metrics", "MetricAccumulator": "metrics", "evaluate_samples": "metrics",
     "plot_metrics": "plots",
     "knn_radii": "manifolds", "precision_recall": "manifolds",
-    "append_metrics": "records", "read_metrics": "records",
+    "append_metrics": "maskdit.io.jsonl", "read_metrics": "maskdit.io.jsonl",
     "balanced_labels": "generation", "generate_batches": "generation", "image_seed": "generation",
     "FeatureStats": "stats", "FewSamplesWarning": "stats", "RunningStats": "stats", "load_stats": "stats",
     "save_stats": "stats",
@@ -57,6 +57,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from maskdit.eval.manifolds import knn_radii, precision_recall
     from maskdit.eval.metrics import METRICS, MetricAccumulator, evaluate_samples
     from maskdit.eval.plots import plot_metrics
-    from maskdit.eval.records import append_metrics, read_metrics
+    from maskdit.io.jsonl import append_metrics, read_metrics
     from maskdit.eval.stats import FeatureStats, FewSamplesWarning, RunningStats, load_stats, save_stats
     from maskdit.io.images import class_grid, save_class_grid

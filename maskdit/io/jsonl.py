@@ -1,10 +1,11 @@
-"""Run metrics: JSON lines appended per log step, and a loss-curve PNG drawn from them."""
+"""JSON-lines files (metrics.jsonl): whole lines appended, cut back on resume, read leniently or strictly."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,28 +88,31 @@ def truncate_jsonl(path: Path, step: int) -> int:
     return len(lines) - len(kept)
 
 
-def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
-    """Loss (and each term) against step, log scale; None when there is nothing to plot."""
-    records = [r for r in read_jsonl(metrics_path) if "loss" in r and math.isfinite(r["loss"])]
-    if not records:
-        return None
-    import matplotlib  # deferred: matplotlib takes ~0.3 s to import, only plots need it
+def append_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Append ``record`` as one JSON line (non-finite floats are written as null)."""
+    clean = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+             for key, value in record.items()}
+    line = json.dumps(clean, sort_keys=False, allow_nan=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    append_line(path, line)  # whole lines only, even when the disk fills up
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    steps = [r["step"] for r in records]
-    ax.plot(steps, [r["loss"] for r in records], label="total", linewidth=2)
-    for term in sorted({k for r in records for k in r.get("parts", {})}):
-        points = [(r["step"], r["parts"][term]) for r in records if term in r.get("parts", {})]
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=term, linewidth=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_path)
-    plt.close(fig)
-    return out_path
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a metrics file (a missing file has none); a malformed line raises naming it."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not a JSON line ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object")
+        records.append(record)
+    return records

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from maskdit.config import json_input as jsonio
 from maskdit.io import checkpoint as ckpt
-from maskdit.io.jsonl import append_jsonl, plot_losses, truncate_jsonl
+from maskdit.io.jsonl import append_jsonl, truncate_jsonl
 from maskdit.losses.objective import ObjectiveOutput
 from maskdit.train import parallel as par
 from maskdit.train.batches import BatchStream
@@ -40,6 +40,7 @@ from maskdit.train.callbacks import Callbacks, StepResult
 from maskdit.train.compile import compile_model
 from maskdit.train.distributed import DistContext, check_batch, mean_over_ranks
 from maskdit.train.ema import EMA
+from maskdit.train.loss_plot import plot_losses
 from maskdit.train.objectives import TrainingObjective, objectives_by_phase
 from maskdit.train.phases import Phase, learning_rate, phase_at, phases_of
 from maskdit.train.specs import TrainSpec

@@ -11,7 +11,7 @@ from maskdit.app.experiment import Experiment
 from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec_dict
 from maskdit.core import build_denoiser
 from maskdit.eval.generation import balanced_labels, generate_batches, image_seed
-from maskdit.eval.records import read_metrics
+from maskdit.io.jsonl import read_metrics
 from maskdit.app.commands.evaluate import main
 from maskdit.io.checkpoint import save_checkpoint
 from maskdit.samplers import build_sampler
