@@ -9,15 +9,15 @@ against step) once the file holds several evaluations.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from maskdit.app.experiment import Experiment
 from maskdit.eval.evaluator import Evaluator
 from maskdit.eval.generation import generate_batches
 from maskdit.eval.plots import DEFAULT_KEYS, plot_metrics
@@ -25,23 +25,9 @@ from maskdit.io.files import atomic_write
 from maskdit.io.images import save_class_grid
 from maskdit.io.jsonl import append_metrics, read_metrics
 
-if TYPE_CHECKING:
-    from maskdit.app.experiment import Experiment
-
-log = logging.getLogger(__name__)
-
 METRICS_FILE, EVAL_FILE, GRID_FILE, PLOT_FILE = "metrics.jsonl", "eval.json", "samples.png", "eval_metrics.png"
 #: the records eval_metrics.png draws (metrics.jsonl's "kind"), and the values, one panel each
 PLOTTED_KINDS, PLOTTED_KEYS = ("eval", "heldout"), ("heldout_loss", *DEFAULT_KEYS)
-
-
-def evaluation_metrics(spec: Any) -> tuple[str, ...]:
-    """The spec's metrics that apply to its model: class accuracy needs a class-conditional one."""
-    metrics = tuple(spec.eval.metrics)
-    if spec.model.num_classes == 0 and "class_accuracy" in metrics:
-        log.info("unconditional model: class_accuracy is not computed")
-        metrics = tuple(m for m in metrics if m != "class_accuracy")
-    return metrics
 
 
 def evaluate_denoiser(

@@ -7,6 +7,7 @@ first asked for: a dry run never loads the dataset, an evaluation never builds a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,12 +33,23 @@ from maskdit.train.specs import PhaseSpec
 if TYPE_CHECKING:  # scipy and matplotlib (the metrics), imported where the evaluator is built
     from maskdit.eval.evaluator import Evaluator
 
+log = logging.getLogger(__name__)
+
 
 def sampler_for(sampler: Any, num_classes: int) -> Sampler:
     """The ready sampler of a sampler section for a model with ``num_classes`` classes (0:
     unconditional); guidance's null label is the model's ``num_classes``. ``sample`` uses this
     directly for model files that carry no experiment spec."""
     return build_sampler(sampler, null_label=num_classes or None)
+
+
+def evaluation_metrics(spec: Any) -> tuple[str, ...]:
+    """The spec's metrics that apply to its model: class accuracy needs a class-conditional one."""
+    metrics = tuple(spec.eval.metrics)
+    if spec.model.num_classes == 0 and "class_accuracy" in metrics:
+        log.info("unconditional model: class_accuracy is not computed")
+        metrics = tuple(m for m in metrics if m != "class_accuracy")
+    return metrics
 
 
 class Experiment:
@@ -112,9 +124,6 @@ class Experiment:
     @cached_property
     def metrics(self) -> tuple[str, ...]:
         """The eval section's metrics that apply to this model (class accuracy needs classes)."""
-        # deferred: the evaluation module imports matplotlib (its plots), which training never needs
-        from maskdit.app.evaluation import evaluation_metrics
-
         return evaluation_metrics(self.spec)
 
     def evaluator(self, *, device: str | torch.device = "cpu") -> Evaluator:

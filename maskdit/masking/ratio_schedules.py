@@ -7,12 +7,8 @@ batch, so every sample of a batch keeps the same number of tokens.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
-
-if TYPE_CHECKING:  # the specs build these schedules: importing them here would make a cycle
-    from maskdit.masking import specs
 
 
 class ConstantRatio:
@@ -30,9 +26,6 @@ class ConstantRatio:
     def __repr__(self) -> str:
         return f"ConstantRatio({self.ratio:g})"
 
-    @classmethod
-    def from_spec(cls, spec: specs.ConstantRatioSpec) -> ConstantRatio:
-        return cls(spec.ratio)
 
 
 class UniformRatio:
@@ -57,9 +50,6 @@ class UniformRatio:
     def __repr__(self) -> str:
         return f"UniformRatio(low={self.low:g}, high={self.high:g})"
 
-    @classmethod
-    def from_spec(cls, spec: specs.UniformRatioSpec) -> UniformRatio:
-        return cls(spec.low, spec.high)
 
 
 class CosineRatio:
@@ -85,9 +75,6 @@ class CosineRatio:
     def __repr__(self) -> str:
         return f"CosineRatio(start={self.start:g}, end={self.end:g}, total_steps={self.total_steps})"
 
-    @classmethod
-    def from_spec(cls, spec: specs.CosineRatioSpec) -> CosineRatio:
-        return cls(spec.start, spec.end, spec.total_steps)
 
 
 class SigmaRatio:
@@ -120,9 +107,6 @@ class SigmaRatio:
         return (f"SigmaRatio(r_min={self.r_min:g}, r_max={self.r_max:g}, sigma_min={math.exp(self.log_lo):g}, "
                 f"sigma_max={math.exp(self.log_hi):g})")
 
-    @classmethod
-    def from_spec(cls, spec: specs.SigmaRatioSpec) -> SigmaRatio:
-        return cls(spec.r_min, spec.r_max, spec.sigma_min, spec.sigma_max)
 
 
 def _check_ratio(value: float, what: str) -> None:

@@ -50,7 +50,7 @@ class UniformRatioSpec(SpecModel):
         return self.high
 
     def build(self, **context: Any) -> UniformRatio:
-        return UniformRatio.from_spec(self)
+        return UniformRatio(self.low, self.high)
 
 
 @register("ratio")
@@ -67,7 +67,7 @@ class CosineRatioSpec(SpecModel):
         return max(self.start, self.end)
 
     def build(self, **context: Any) -> CosineRatio:
-        return CosineRatio.from_spec(self)
+        return CosineRatio(self.start, self.end, self.total_steps)
 
 
 @register("ratio")
@@ -91,7 +91,7 @@ class SigmaRatioSpec(SpecModel):
         return max(self.r_min, self.r_max)
 
     def build(self, **context: Any) -> SigmaRatio:
-        return SigmaRatio.from_spec(self)
+        return SigmaRatio(self.r_min, self.r_max, self.sigma_min, self.sigma_max)
 
 
 #: a registered ratio schedule (a JSON object naming it)
