@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from maskdit import Experiment, ExperimentSpec, evaluate_denoiser, load_run
+from maskdit.io import atomic_write
 from maskdit.train import (
     SIGMA_REL_MAX,
     EMAProfile,
@@ -198,7 +199,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
+    """Atomic: a sweep killed mid-write leaves the previous rows, never half a file."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8"))
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
