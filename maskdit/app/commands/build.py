@@ -122,9 +122,11 @@ def run(experiment: Experiment, run_dir: Path, *, resume: bool, runs: Path | Non
     minutes = (time.perf_counter() - started) / 60
     print(f"\ntrained {result.state.step} steps in {minutes:.1f} min ({result.state.skipped} skipped)")
     print(f"run folder:  {run_dir}")
-    for name in ("spec.json", "metrics.jsonl", "loss.png", "samples.png", "eval.json", "eval_metrics.png"):
-        if (run_dir / name).exists():
-            print(f"  {name:<14} {run_dir / name}")
+    written = [name for name in ("spec.json", "metrics.jsonl", "loss.png", "samples.png", "eval.json",
+                                 "eval_metrics.png") if (run_dir / name).exists()]
+    width = max([14, *map(len, written)])  # 14: the column of a run without eval.every's plot
+    for name in written:
+        print(f"  {name:<{width}} {run_dir / name}")
     if result.eval is not None:
         shown = {k: v for k, v in result.eval.items() if isinstance(v, float) and k != "clipped_fraction"}
         print("metrics:     " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
