@@ -236,3 +236,21 @@ def test_a_resume_cuts_back_past_a_skipped_step_exactly(tmp_path):
     resumed.fit()
     steps = [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
     assert steps == list(range(1, 9))
+
+
+def test_ema_save_refuses_a_linked_posthoc_folder_or_table(run, tmp_path, capsys):
+    from maskdit.app.commands.ema import main as ema
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "posthoc").symlink_to(outside, target_is_directory=True)
+    args = [str(run), "--sigma-rel", "0.2", "--max-lost", "1", "--set", "eval.num_samples=0", "--save", "ema"]
+    assert ema(args) == 2
+    assert "posthoc is a symbolic link" in error_of(capsys) and not any(outside.iterdir())
+    (run / "posthoc").unlink()
+    target = outside_file(tmp_path)
+    (run / "posthoc_ema.json").symlink_to(target)
+    assert ema(args) == 2
+    assert "posthoc_ema.json is a symbolic link" in error_of(capsys) and target.read_text() == PRECIOUS
+    (run / "posthoc_ema.json").unlink()
+    assert ema(args) == 0 and (run / "posthoc" / "ema.safetensors").is_file()

@@ -65,6 +65,7 @@ class ParamGroup(BaseModel):
     capturable: bool = False
     differentiable: bool = False
     fused: bool | None = None
+    decoupled_weight_decay: bool = True
 
 
 class CheckpointState(BaseModel):
@@ -130,7 +131,7 @@ def save_checkpoint(root: Path, step: int, tensors: dict[str, dict[str, torch.Te
     check_inside(root.parent, root, folder=True)
     root.mkdir(parents=True, exist_ok=True)
     final = step_dir(root, step)
-    if _lexists(final) and not _is_ours(final, (TENSORS, STATE)):
+    if os.path.lexists(final) and not _is_ours(final, (TENSORS, STATE)):
         raise UnsafePathError(f"{final} is not a checkpoint maskdit wrote (a link, or other files in it); "
                               "refusing to replace it")
     flat = {f"{group}/{name}": value.detach().contiguous().cpu() for group, items in tensors.items()
@@ -138,7 +139,7 @@ def save_checkpoint(root: Path, step: int, tensors: dict[str, dict[str, torch.Te
     temp = root / f"{TEMP_PREFIX}{step:08d}-{os.getpid()}"
     made = False
     try:
-        if _lexists(temp) and _is_ours(temp, (TENSORS, STATE)):
+        if os.path.lexists(temp) and _is_ours(temp, (TENSORS, STATE)):
             shutil.rmtree(temp)  # this PID's own leftover
         temp.mkdir()  # fails on anything else left there: never written through
         made = True
@@ -151,7 +152,7 @@ def save_checkpoint(root: Path, step: int, tensors: dict[str, dict[str, torch.Te
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp / TENSORS, stat.S_IMODE(os.stat(temp / STATE).st_mode))  # safetensors writes 0600
-        if _lexists(final):
+        if os.path.lexists(final):
             shutil.rmtree(final)
         os.replace(temp, final)
     except (OSError, SafetensorError, ValueError) as err:
@@ -178,7 +179,7 @@ def clean_leftovers(root: Path) -> list[Path]:
     removed = []
     for path in sorted(root.iterdir()):
         temporary = TEMP_NAME.fullmatch(path.name) is not None
-        incomplete = STEP_NAME.fullmatch(path.name) is not None and not _lexists(path / STATE)
+        incomplete = STEP_NAME.fullmatch(path.name) is not None and not os.path.lexists(path / STATE)
         if not (temporary or incomplete):
             continue
         if _is_ours(path, (TENSORS, STATE) if temporary else (TENSORS,)):
@@ -187,10 +188,6 @@ def clean_leftovers(root: Path) -> list[Path]:
         else:
             log.warning("left %s alone: it has a checkpoint's name but holds what maskdit did not write", path)
     return removed
-
-
-def _lexists(path: Path) -> bool:
-    return os.path.lexists(path)
 
 
 def _is_ours(folder: Path, names: tuple[str, ...]) -> bool:
@@ -248,7 +245,8 @@ def read_state(path: Path) -> dict[str, Any]:
     try:
         digest = state_sha256(document)
     except ValueError:
-        raise CheckpointError(f"{file}: holds NaN or Infinity, which maskdit never writes (corrupt or edited)") from None
+        raise CheckpointError(f"{file}: holds NaN or Infinity, which maskdit never writes (corrupt or edited)"
+                              ) from None
     if digest != checksums[STATE]:
         raise CheckpointError(f"{file} fails its SHA-256 check (checksums.{STATE}): the state was edited or is corrupt")
     if STEP_NAME.fullmatch(Path(path).name) and int(Path(path).name[5:]) != document["step"]:

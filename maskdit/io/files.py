@@ -102,12 +102,14 @@ def make_folder(root: str | os.PathLike, path: str | os.PathLike) -> Path:
     return check_inside(root, path, folder=True)
 
 
-def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
+def clean_temp_files(folder: str | os.PathLike, *, subfolders: bool = False, skip: tuple[str, ...] = ()
+                     ) -> list[Path]:
     """Remove the temporary files maskdit's writers leave in ``folder`` when killed mid-write:
-    regular files named as :data:`TEMP_NAME` says, nothing else (no folders, no links)."""
+    regular files named as :data:`TEMP_NAME` says, nothing else (no folders, no links). With
+    ``subfolders``, also in its real subfolders (not links) except those named in ``skip``."""
     folder = Path(folder)
     try:
-        entries = list(os.scandir(folder))
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except (FileNotFoundError, NotADirectoryError):
         return []
     removed = []
@@ -115,6 +117,8 @@ def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
         if TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
             Path(entry.path).unlink(missing_ok=True)
             removed.append(Path(entry.path))
+        elif subfolders and entry.name not in skip and entry.is_dir(follow_symlinks=False):
+            removed += clean_temp_files(entry.path)
     return removed
 
 

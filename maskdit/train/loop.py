@@ -209,7 +209,7 @@ class Trainer:
         if self.dist.is_main:
             for path in ckpt.clean_leftovers(self.ckpt_dir):
                 log.warning("removed %s, left by an interrupted save", path)
-            for path in self._clean_temp_files():
+            for path in clean_temp_files(self.run_dir, subfolders=True, skip=(self.ckpt_dir.name,)):
                 log.warning("removed %s, left by an interrupted write", path)
             if truncate_jsonl(self.metrics_path, self.state.step):
                 log.info("metrics.jsonl cut back to step %d", self.state.step)
@@ -222,16 +222,6 @@ class Trainer:
             self._save_on_interrupt()
             raise
         return self.state
-
-    def _clean_temp_files(self) -> list[Path]:
-        """The temporary files of killed writers in the run folder and its real subfolders
-        (samples/, posthoc/, ...; checkpoints/ has its own clean-up), removed."""
-        removed = clean_temp_files(self.run_dir)
-        if self.run_dir.is_dir():
-            for entry in sorted(self.run_dir.iterdir()):
-                if entry != self.ckpt_dir and entry.is_dir() and not entry.is_symlink():
-                    removed += clean_temp_files(entry)
-        return removed
 
     def _save_on_interrupt(self) -> None:
         """A checkpoint of the last completed step, if the interrupt fell outside an update."""
@@ -353,7 +343,8 @@ class Trainer:
         if self.state.consecutive_skips >= self.train.max_consecutive_skips:
             raise NonFiniteError(
                 f"{self.state.consecutive_skips} consecutive steps had a non-finite loss or gradient (last at step "
-                f"{step + 1}); stopping. The last good checkpoint is in {self.ckpt_dir}. Try a lower lr, grad_clip, or bf16."
+                f"{step + 1}); stopping. The last good checkpoint is in {self.ckpt_dir}. Try a lower lr, grad_clip, "
+                "or bf16."
             )
 
     def _evaluate(self, step: int) -> None:

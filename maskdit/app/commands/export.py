@@ -86,7 +86,17 @@ def written_paths(fmt: str, out: Path) -> list[Path]:
 
 
 def is_run_folder(folder: Path) -> bool:
-    return (folder / "checkpoints").is_dir() or (folder / LOCK_NAME).is_file()
+    try:
+        return (folder / "checkpoints").is_dir() or (folder / LOCK_NAME).is_file()
+    except OSError:  # a folder we may not look into is no run of ours
+        return False
+
+
+def holds_checkpoints(folder: Path) -> bool:
+    try:
+        return bool(ckpt.list_checkpoints(folder))
+    except OSError:
+        return False
 
 
 def check_out(paths: list[Path], flag: str = "--out") -> None:
@@ -95,9 +105,9 @@ def check_out(paths: list[Path], flag: str = "--out") -> None:
     for path in paths:
         target = path.resolve()  # links followed: a link into a run is the run
         for folder in (target, *target.parents):
-            if ckpt.STEP_NAME.fullmatch(folder.name) and (folder / ckpt.STATE).is_file():
+            if ckpt.STEP_NAME.fullmatch(folder.name) and holds_checkpoints(folder.parent):
                 raise InputError(f"{flag} {path} lies inside the checkpoint {folder}; choose a path outside it")
-            if folder != target and ckpt.list_checkpoints(folder):
+            if folder != target and holds_checkpoints(folder):
                 raise InputError(f"{flag} {path} lies inside the checkpoints folder {folder}; choose another path")
             if not is_run_folder(folder):
                 continue
@@ -113,7 +123,8 @@ def run_folder_of(path: Path) -> Path | None:
     (None for an export or anything else)."""
     path = path.resolve()
     for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / "checkpoints").is_dir() and (candidate == path or path.is_relative_to(candidate / "checkpoints")):
+        inside = candidate == path or path.is_relative_to(candidate / "checkpoints")
+        if inside and (candidate / "checkpoints").is_dir():
             return candidate
     return None
 
