@@ -11,7 +11,8 @@ Outputs in the run folder:
   last step when the final evaluation scores it);
 - ``eval_metrics.png``: the held-out loss and the metrics against step.
 
-Each path is checked to be the run's own (no symlink, no hard link) before it is written.
+Each path is checked to be the run's own (no symlink, no hard link) before it is written; the
+metrics lines are appended through :func:`~maskdit.io.files.open_inside`, which checks the same.
 """
 
 from __future__ import annotations
@@ -90,7 +91,6 @@ class Evaluation:
     def __call__(self, step: int, model: torch.nn.Module) -> None:
         spec = self.experiment.spec
         loss, per_sigma = self.heldout(model)
-        check_inside(self.run_dir, self.run_dir / METRICS_FILE)
         append_metrics(self.run_dir / METRICS_FILE, {"step": step, "kind": "heldout", "heldout_loss": loss,
                                                      "per_sigma": per_sigma, "sigmas": self.heldout.sigmas})
         if spec.eval.grid_per_class:

@@ -86,7 +86,7 @@ def _end_last_line(fd: int, path: str | os.PathLike) -> int:
     cut = start + tail.rfind(b"\n") + 1  # 0 when the file holds no newline at all
     try:
         json.loads(tail[tail.rfind(b"\n") + 1:].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond the parser
         os.ftruncate(fd, cut)
         log.warning("%s: dropped a line cut by an earlier crash (%d bytes)", path, size - cut)
         return cut

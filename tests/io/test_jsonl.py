@@ -67,3 +67,10 @@ def test_truncate_reads_skip_records_old_and_new(tmp_path):
     assert jsonl.truncate_jsonl(path, 3) == 2
     assert jsonl.read_jsonl(path) == [{"step": 2}, {"step": 3, "event": "skipped_nonfinite", "loss": None}]
     assert not [p for p in tmp_path.iterdir() if p.name != "metrics.jsonl"]  # no temp file left
+
+
+def test_a_deeply_nested_cut_line_is_dropped_not_a_crash(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n' + "[" * 100_000)
+    jsonl.append_jsonl(path, {"step": 2})
+    assert jsonl.read_metrics(path) == [{"step": 1}, {"step": 2}]
