@@ -3,7 +3,8 @@
 Used by ``python -m maskdit.evaluate`` and by a training run after (or during) training. Outputs
 in ``out_dir``: ``samples.png`` (one row per class), ``eval.json`` (this evaluation), a line
 appended to ``metrics.jsonl``, and ``eval_metrics.png`` (the metrics and the held-out loss
-against step) once the file holds several evaluations.
+against step) once the file holds several evaluations. Each is checked first to be the folder's
+own file (no symlink, no hard link: :func:`~maskdit.io.files.check_inside`), before any sampling.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from maskdit.app.experiment import Experiment
 from maskdit.eval.evaluator import Evaluator
 from maskdit.eval.generation import generate_batches
 from maskdit.eval.plots import DEFAULT_KEYS, plot_metrics
-from maskdit.io.files import atomic_write
+from maskdit.io.files import atomic_write, check_inside
 from maskdit.io.images import save_class_grid
-from maskdit.io.jsonl import append_metrics, read_metrics
+from maskdit.io.jsonl import append_metrics, finite_json, read_metrics
 
 METRICS_FILE, EVAL_FILE, GRID_FILE, PLOT_FILE = "metrics.jsonl", "eval.json", "samples.png", "eval_metrics.png"
 #: the records eval_metrics.png draws (metrics.jsonl's "kind"), and the values, one panel each
@@ -58,6 +59,8 @@ def evaluate_denoiser(
     eval_spec, model_spec = spec.eval, spec.model
     if eval_spec.num_samples < 1:
         raise ValueError("eval.num_samples is 0: nothing to evaluate")
+    if out_dir is not None:
+        check_outputs(Path(out_dir))  # before an hour of sampling, not after
     if evaluator is None:
         evaluator = experiment.evaluator(device=device)
     accumulator = evaluator.accumulator(experiment.metrics)
@@ -94,16 +97,25 @@ def evaluate_denoiser(
     return record
 
 
+def check_outputs(out_dir: Path) -> None:
+    """Refuse (UnsafePathError naming it) an output of ``out_dir`` that is a symlink, a hard link
+    or not a regular file: writing it would reach outside the folder."""
+    for name in (GRID_FILE, EVAL_FILE, METRICS_FILE, PLOT_FILE):
+        check_inside(out_dir, out_dir / name)
+
+
 def write_outputs(record: dict[str, Any], out_dir: Path, images: list[torch.Tensor], labels: list[torch.Tensor],
                   *, num_classes: int, per_class: int) -> dict[str, Path]:
-    """samples.png, eval.json, the metrics line, and the plot when there are several evaluations."""
+    """samples.png, eval.json, the metrics line (strict JSON, never glued onto a cut line), and
+    the plot when there are several evaluations."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    check_outputs(out_dir)
     written = {}
     if per_class and images:
         written["grid"] = save_class_grid(torch.cat(images), torch.cat(labels), out_dir / GRID_FILE,
                                           num_classes=num_classes, per_class=per_class)
-    written["eval"] = atomic_write(out_dir / EVAL_FILE,
-                                   lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8"))
+    written["eval"] = atomic_write(out_dir / EVAL_FILE, lambda tmp: tmp.write_text(
+        json.dumps(finite_json(record), indent=1, allow_nan=False) + "\n", encoding="utf-8"), root=out_dir)
     written["metrics"] = append_metrics(out_dir / METRICS_FILE, record)
     plot = plot_evaluations(out_dir)
     if plot is not None:
@@ -116,4 +128,6 @@ def plot_evaluations(out_dir: Path) -> Path | None:
     have a step, once there are two (None before)."""
     records = [r for r in read_metrics(out_dir / METRICS_FILE)
                if r.get("kind") in PLOTTED_KINDS and r.get("step") is not None]
-    return plot_metrics(records, out_dir / PLOT_FILE, keys=PLOTTED_KEYS) if len(records) >= 2 else None
+    if len(records) < 2:
+        return None
+    return plot_metrics(records, check_inside(out_dir, out_dir / PLOT_FILE), keys=PLOTTED_KEYS)

@@ -10,6 +10,9 @@ Outputs in the run folder:
   with ``eval.metrics_during_training``, an ``"eval"`` line of the spec's metrics (except at the
   last step when the final evaluation scores it);
 - ``eval_metrics.png``: the held-out loss and the metrics against step.
+
+Each path is checked to be the run's own (no symlink, no hard link) before it is written; the
+metrics lines are appended through :func:`~maskdit.io.files.open_inside`, which checks the same.
 """
 
 from __future__ import annotations
@@ -24,18 +27,23 @@ from maskdit.config.errors import InputError
 from maskdit.eval.evaluator import Evaluator
 from maskdit.eval.generation import generate_batches
 from maskdit.eval.heldout import HeldOutLoss
+from maskdit.io.files import check_inside, make_folder
 from maskdit.io.images import save_class_grid
 from maskdit.io.jsonl import append_metrics, read_jsonl
 from maskdit.train.callbacks import Callbacks, Every
 from maskdit.train.loop import Trainer
 
-SAMPLE_GRID, EVAL_GRID = "samples/step-{step:08d}.png", "samples/eval-{step:08d}.png"
+SAMPLES_DIR = "samples"
+SAMPLE_GRID, EVAL_GRID = f"{SAMPLES_DIR}/step-{{step:08d}}.png", f"{SAMPLES_DIR}/eval-{{step:08d}}.png"
 
 
 def write_class_grid(model: torch.nn.Module, experiment: Experiment, path: Path, *,
-                     device: str | torch.device) -> Path:
+                     device: str | torch.device, run_dir: Path | None = None) -> Path:
     """``eval.grid_per_class`` samples per class, one row per class, from ``model`` with the
-    experiment's sampler and seed (so every grid of a run shows the same noise)."""
+    experiment's sampler and seed (so every grid of a run shows the same noise). With
+    ``run_dir``, ``path`` and its folder are checked to be the run's own first."""
+    if run_dir is not None:
+        check_inside(run_dir, path)
     spec = experiment.spec
     classes, per_class = max(spec.model.num_classes, 1), max(spec.eval.grid_per_class, 1)
     shape = (spec.model.in_channels, spec.model.input_size, spec.model.input_size)
@@ -44,7 +52,10 @@ def write_class_grid(model: torch.nn.Module, experiment: Experiment, path: Path,
                                     seed=spec.seed, device=device))
     images = torch.cat([b[0] for b in batches]).clamp(-1, 1)
     labels = torch.cat([b[1] for b in batches]) if batches[0][1] is not None else torch.zeros(len(images), dtype=torch.long)
-    path.parent.mkdir(exist_ok=True)
+    if run_dir is not None:
+        make_folder(run_dir, path.parent)
+    else:
+        path.parent.mkdir(exist_ok=True)
     return save_class_grid(images, labels, path, num_classes=classes, per_class=per_class)
 
 
@@ -55,7 +66,8 @@ class SampleGrids:
         self.experiment, self.run_dir, self.device = experiment, run_dir, device
 
     def __call__(self, step: int, model: torch.nn.Module) -> None:
-        write_class_grid(model, self.experiment, self.run_dir / SAMPLE_GRID.format(step=step), device=self.device)
+        write_class_grid(model, self.experiment, self.run_dir / SAMPLE_GRID.format(step=step), device=self.device,
+                         run_dir=self.run_dir)
 
 
 class Evaluation:
@@ -82,7 +94,8 @@ class Evaluation:
         append_metrics(self.run_dir / METRICS_FILE, {"step": step, "kind": "heldout", "heldout_loss": loss,
                                                      "per_sigma": per_sigma, "sigmas": self.heldout.sigmas})
         if spec.eval.grid_per_class:
-            write_class_grid(model, self.experiment, self.run_dir / EVAL_GRID.format(step=step), device=self.device)
+            write_class_grid(model, self.experiment, self.run_dir / EVAL_GRID.format(step=step), device=self.device,
+                             run_dir=self.run_dir)
         if spec.eval.metrics_during_training and step != self.final_step:
             if self.evaluator is None:
                 self.evaluator = self.experiment.evaluator(device=self.device)

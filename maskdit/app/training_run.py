@@ -4,7 +4,9 @@ Outputs under ``run_dir``: spec.json, checkpoints/, metrics.jsonl (training line
 lines of ``eval.every`` and the final evaluation's line), loss.png, samples.png (one row per
 class), eval.json, and what the hooks of :mod:`maskdit.app.training_hooks` write (sample grids
 under samples/, eval_metrics.png). Under torchrun every rank trains and rank 0 alone writes
-these files and evaluates.
+these files and evaluates. Before anything is written, each of them (and ``.lock``) is checked to
+be the run's own: a symlink or hard link planted in the folder is refused naming it, so nothing
+outside the run folder is ever written or deleted through it.
 """
 
 from __future__ import annotations
@@ -17,14 +19,25 @@ from typing import Any
 
 from tqdm import tqdm
 
-from maskdit.app.evaluation import evaluate_denoiser
+from maskdit.app.evaluation import check_outputs, evaluate_denoiser
 from maskdit.app.experiment import Experiment
-from maskdit.app.training_hooks import training_callbacks
+from maskdit.app.training_hooks import SAMPLES_DIR, training_callbacks
 from maskdit.io import checkpoint as ckpt
-from maskdit.io.files import atomic_write
+from maskdit.io.files import atomic_write, check_inside
 from maskdit.io.runlock import RunLock
 from maskdit.train.distributed import DistContext
 from maskdit.train.loop import ResumeInfo, TrainState
+
+
+SPEC_FILE = "spec.json"
+
+
+def check_run_files(run_dir: Path) -> None:
+    """The files and folders this module writes in ``run_dir`` (the trainer checks its own) must
+    be the run's: UnsafePathError naming a symlink, a hard link or a file of the wrong kind."""
+    check_inside(run_dir, run_dir / SPEC_FILE)
+    check_inside(run_dir, run_dir / SAMPLES_DIR, folder=True)
+    check_outputs(run_dir)
 
 
 @dataclass
@@ -62,6 +75,8 @@ def train_run(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fal
     callbacks, evaluation = training_callbacks(experiment, run_dir, device=device,
                                                final_step=spec.train.total_steps if final else None)
     with RunLock(run_dir) if dist.is_main else nullcontext():
+        if dist.is_main:
+            check_run_files(run_dir)
         trainer = experiment.trainer(run_dir, progress=progress, dist=dist, callbacks=callbacks)
         trainer.check_outputs()
         if not resume and ckpt.list_checkpoints(run_dir / "checkpoints"):
@@ -70,8 +85,8 @@ def train_run(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fal
         if on_resume is not None and dist.is_main:
             on_resume(info)
         if dist.is_main:
-            atomic_write(run_dir / "spec.json",
-                         lambda tmp: tmp.write_text(spec.model_dump_json(indent=2), encoding="utf-8"))
+            atomic_write(run_dir / SPEC_FILE,
+                         lambda tmp: tmp.write_text(spec.model_dump_json(indent=2), encoding="utf-8"), root=run_dir)
         if evaluation is not None:
             evaluation.after_resume(trainer)
         state = trainer.fit()

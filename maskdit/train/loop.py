@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from maskdit.config import json_input as jsonio
 from maskdit.io import checkpoint as ckpt
+from maskdit.io.files import check_inside, clean_temp_files
 from maskdit.io.jsonl import append_jsonl, truncate_jsonl
 from maskdit.losses.objective import ObjectiveOutput
 from maskdit.train import parallel as par
@@ -115,6 +116,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.loss_plot = self.run_dir / "loss.png"
         self.progress = progress
         micro = self.train.batch_size // self.train.grad_accumulation  # global micro-batch
         self.stream = BatchStream(dataset, micro, seed=seed)
@@ -139,9 +141,14 @@ class Trainer:
 
     # ---- set-up ---------------------------------------------------------------------------
     def check_outputs(self) -> None:
-        """Fail before training when checkpoints could not be written (rank 0 writes them)."""
+        """Fail before training when checkpoints could not be written (rank 0 writes them), or
+        when checkpoints/, metrics.jsonl or loss.png is a link or not what the run writes there
+        (:class:`~maskdit.io.files.UnsafePathError`: nothing outside the run folder is touched)."""
         if not self.dist.is_main:
             return
+        check_inside(self.run_dir, self.ckpt_dir, folder=True)
+        for path in (self.metrics_path, self.loss_plot):
+            check_inside(self.run_dir, path)
         tensor_bytes = sum(v.numel() * v.element_size() for v in self.model.state_dict().values())
         ckpt.check_writable(self.run_dir, needed_bytes=4 * tensor_bytes + 2**20)
 
@@ -193,14 +200,17 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------
     def fit(self) -> TrainState:
         """Train to ``train.total_steps``. On rank 0 it first removes what a killed save left in
-        checkpoints/ and cuts metrics.jsonl back to the step it starts from, so every step is
-        logged once. Ctrl-C (KeyboardInterrupt) between optimizer updates writes a checkpoint of
-        the last completed step and re-raises."""
+        checkpoints/ and what killed writers left in the run folder and its subfolders (only
+        files with maskdit's temporary names), and cuts metrics.jsonl back to the step it starts
+        from, so every step is logged once. Ctrl-C (KeyboardInterrupt) between optimizer updates
+        writes a checkpoint of the last completed step and re-raises."""
         total = self.train.total_steps
         self.check_outputs()
         if self.dist.is_main:
             for path in ckpt.clean_leftovers(self.ckpt_dir):
                 log.warning("removed %s, left by an interrupted save", path)
+            for path in clean_temp_files(self.run_dir, subfolders=True, skip=(self.ckpt_dir.name,)):
+                log.warning("removed %s, left by an interrupted write", path)
             if truncate_jsonl(self.metrics_path, self.state.step):
                 log.info("metrics.jsonl cut back to step %d", self.state.step)
         self.model.train()
@@ -246,7 +256,8 @@ class Trainer:
                 bar.update(1)
                 if not result.skipped:
                     bar.set_postfix(loss=f"{result.loss:.4f}", phase=phase.name)
-                if main and (result.step % self.train.log_every == 0 or result.step == total):
+                due = result.step % self.train.log_every == 0 or result.step == total
+                if main and due and not result.skipped:  # a skipped step has its one record already
                     self._log(result, window_images / max(time.perf_counter() - window_start, 1e-9))
                     window_start, window_images = time.perf_counter(), 0
                 if result.step % self.train.checkpoint_every == 0 or result.step == total:
@@ -257,7 +268,7 @@ class Trainer:
         finally:
             bar.close()  # also on Ctrl-C, before the CLI prints the resume command
         if main:
-            plot_losses(self.metrics_path, self.run_dir / "loss.png")
+            plot_losses(self.metrics_path, check_inside(self.run_dir, self.loss_plot))
 
     def _step(self, phase: Phase, step: int) -> StepResult:
         """One optimizer step, read top to bottom: each micro-batch's batch -> loss -> backward; then,
@@ -325,13 +336,15 @@ class Trainer:
         self.state.skipped += 1
         self.state.consecutive_skips += 1
         self.state.history.append(float("nan"))
-        if self.dist.is_main:
-            log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", step, self.state.skipped)
-            append_jsonl(self.metrics_path, {"step": step, "event": "skipped_nonfinite", "skipped": self.state.skipped})
+        if self.dist.is_main:  # the step's one record (numbered from 1, as every record), whatever log_every says
+            log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", step + 1, self.state.skipped)
+            append_jsonl(self.metrics_path, {"step": step + 1, "event": "skipped_nonfinite", "loss": None,
+                                             "skipped": self.state.skipped})
         if self.state.consecutive_skips >= self.train.max_consecutive_skips:
             raise NonFiniteError(
                 f"{self.state.consecutive_skips} consecutive steps had a non-finite loss or gradient (last at step "
-                f"{step}); stopping. The last good checkpoint is in {self.ckpt_dir}. Try a lower lr, grad_clip, or bf16."
+                f"{step + 1}); stopping. The last good checkpoint is in {self.ckpt_dir}. Try a lower lr, grad_clip, "
+                "or bf16."
             )
 
     def _evaluate(self, step: int) -> None:

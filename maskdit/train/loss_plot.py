@@ -5,12 +5,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from maskdit.io.files import atomic_write
 from maskdit.io.jsonl import read_jsonl
 
 
+def _finite(value: object) -> bool:
+    """A plottable value: a number, not null (a skipped step's loss), NaN or inf."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
-    """Loss (and each term) against step, log scale; None when there is nothing to plot."""
-    records = [r for r in read_jsonl(metrics_path) if "loss" in r and math.isfinite(r["loss"])]
+    """Loss (and each term) against step, log scale, written atomically; None when there is nothing to plot."""
+    records = [r for r in read_jsonl(metrics_path) if _finite(r.get("loss"))]
     if not records:
         return None
     import matplotlib  # deferred: matplotlib takes ~0.3 s to import, only plots need it
@@ -22,7 +28,7 @@ def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
     steps = [r["step"] for r in records]
     ax.plot(steps, [r["loss"] for r in records], label="total", linewidth=2)
     for term in sorted({k for r in records for k in r.get("parts", {})}):
-        points = [(r["step"], r["parts"][term]) for r in records if term in r.get("parts", {})]
+        points = [(r["step"], r["parts"][term]) for r in records if _finite(r.get("parts", {}).get(term))]
         ax.plot([p[0] for p in points], [p[1] for p in points], label=term, linewidth=1)
     ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -30,6 +36,8 @@ def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_path)
-    plt.close(fig)
-    return out_path
+    try:
+        atomic_write(out_path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
+    return Path(out_path)

@@ -29,6 +29,7 @@ def rewrite_tensors(path, change):
     save_file(flat, str(path / ckpt.TENSORS))
     state = json.loads((path / ckpt.STATE).read_text())
     state["checksums"] = {ckpt.TENSORS: file_sha256(path / ckpt.TENSORS)}
+    state["checksums"][ckpt.STATE] = ckpt.state_sha256(state)
     (path / ckpt.STATE).write_text(json.dumps(state))
 
 

@@ -33,9 +33,9 @@ from maskdit.app.experiment import Experiment
 from maskdit.app.experiment_spec import ExperimentSpec, validate_spec
 from maskdit.app.run_loading import open_run
 from maskdit.config.errors import InputError
-from maskdit.interop.native import save_native
+from maskdit.interop.native import native_paths, save_native
 from maskdit.io.checkpoint import CheckpointError, check_writable
-from maskdit.io.files import atomic_write
+from maskdit.io.files import atomic_write, check_inside, make_folder
 from maskdit.io.runlock import RunLock
 from maskdit.train.distributed import check_device
 from maskdit.train.posthoc_ema import (
@@ -53,6 +53,7 @@ from maskdit.train.posthoc_ema import (
 
 DEFAULT_SIGMA_RELS = (0.05, 0.1, 0.15, 0.2)
 REFERENCE = "ema"  # the run's own EMA row
+POSTHOC_DIR, TABLE_FILE = "posthoc", "posthoc_ema.json"
 BOOKKEEPING = ("step", "kind", "num_samples", "clipped_fraction", "seconds", "sampler", "reference")
 
 
@@ -126,6 +127,16 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8"))
 
 
+def save_profile(denoiser: torch.nn.Module, run_dir: Path, name: str) -> Path:
+    """RUN/posthoc/NAME.safetensors (+ .json), each checked to be the run's own file first (a
+    symlink or hard link planted there is refused: the export would be written through it)."""
+    tensors, sidecar = native_paths(run_dir / POSTHOC_DIR / name)
+    for path in (tensors, sidecar):
+        check_inside(run_dir, path)
+    make_folder(run_dir, tensors.parent)
+    return save_native(denoiser, tensors)
+
+
 @cli.command(parse_args)
 def main(args: argparse.Namespace) -> int:
     lock = None
@@ -138,9 +149,14 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(f"--save {args.save}: no such profile (this run gives {', '.join((REFERENCE, *plans))})")
         loaded = open_run(args.run, "ema", device=args.device)
         spec = scoring_spec(loaded.spec, args.overrides, args.run)
-        out = args.out or loaded.run_dir / "posthoc_ema.json"
+        out = args.out or loaded.run_dir / TABLE_FILE
         check_writable(out.parent, needed_bytes=2**20)
         lock = RunLock(loaded.run_dir).acquire()  # a training run still writing snapshots refuses us
+        if args.out is None:
+            check_inside(loaded.run_dir, out)
+        if args.save is not None:
+            for path in native_paths(loaded.run_dir / POSTHOC_DIR / args.save):
+                check_inside(loaded.run_dir, path)  # refused now, not after scoring every profile
         experiment = Experiment(spec)
         evaluator = experiment.evaluator(device=args.device) if spec.eval.num_samples else None
     except (OSError, ValueError, CheckpointError) as err:
@@ -165,7 +181,7 @@ def main(args: argparse.Namespace) -> int:
             document["rows"].append(row_for(name, plan, record))
             write_json(out, document)
             if name == args.save:
-                saved = save_native(denoiser, loaded.run_dir / "posthoc" / name)
+                saved = save_profile(denoiser, loaded.run_dir, name)
                 print(f"saved {name} as {saved}")
             shown = {key: value for key, value in document["rows"][-1].items() if key not in ("profile", "seconds")}
             print(f"{name:>14}: " + "  ".join(f"{key} {value:.4g}" for key, value in shown.items())

@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from maskdit.app import cli
-from maskdit.app.evaluation import evaluate_denoiser
+from maskdit.app.evaluation import check_outputs, evaluate_denoiser
 from maskdit.app.experiment import Experiment
 from maskdit.app.experiment_spec import ExperimentSpec, load_spec_dict, validate_spec
 from maskdit.app.run_loading import LoadedRun, open_run
@@ -85,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
         out_dir = args.out or loaded.run_dir
         check_writable(out_dir, needed_bytes=2**20)  # before sampling, not after an hour of it
         lock = RunLock(out_dir).acquire()  # a training run or another evaluation writing there refuses us
+        check_outputs(out_dir)  # a link planted among the outputs is refused now, not after sampling
         experiment = Experiment(spec)
         evaluator = experiment.evaluator(device=args.device)
     except (OSError, ValueError) as err:  # InputErrors (CheckpointErrors too), and files or networks that fail

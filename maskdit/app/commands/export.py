@@ -12,26 +12,44 @@ export, a diffusers DiT folder). Formats:
   layout only; a MaskDiT decoder is refused), see :mod:`maskdit.interop.diffusers`.
 
 Reference files are written with ``torch.save`` of plain tensors (``.pt``/``.pth``, readable with
-``weights_only=True``) or as safetensors when PATH ends in ``.safetensors``. Exit codes: 0 ok,
-2 bad input or a model the format cannot express, 1 write failure.
+``weights_only=True``) or as safetensors when PATH ends in ``.safetensors``.
+
+A training run is read under its run lock (a run still training, or another command writing
+there, refuses the export), and PATH may not land on a run's own files: inside a checkpoints
+folder or a checkpoint, onto spec.json, metrics.jsonl or another file a run writes, into its
+samples/, or onto the run folder itself. Exports next to them (e.g. RUN/export.safetensors,
+RUN/posthoc/...) are fine. Exit codes: 0 ok, 2 bad input, a refused PATH or a model the format
+cannot express, 1 write failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from maskdit.app import cli
+from maskdit.app.evaluation import EVAL_FILE, GRID_FILE, METRICS_FILE, PLOT_FILE
 from maskdit.app.run_loading import open_run
+from maskdit.app.training_hooks import SAMPLES_DIR
+from maskdit.app.training_run import SPEC_FILE
 from maskdit.config.errors import CheckpointError, InputError
 from maskdit.interop import export_reference_dit, export_reference_maskdit, save_native
-from maskdit.interop.diffusers import save_diffusers
+from maskdit.interop.diffusers import CONFIG, SIDECAR, WEIGHTS, save_diffusers
+from maskdit.interop.native import native_paths
+from maskdit.io import checkpoint as ckpt
+from maskdit.io.runlock import LOCK_NAME, RunLock
 
 FORMATS = ("native", "reference-maskdit", "reference-dit", "diffusers")
+#: what a run folder holds that an export must never replace: files, and folders it may not enter
+RUN_FILES = frozenset({SPEC_FILE, METRICS_FILE, EVAL_FILE, GRID_FILE, PLOT_FILE, "loss.png", "posthoc_ema.json",
+                       LOCK_NAME})
+RUN_FOLDERS = frozenset({"checkpoints", SAMPLES_DIR})
 
 
 def export(denoiser, fmt: str, out: Path, *, weights: str = "ema") -> Path:
@@ -58,6 +76,73 @@ def _write_tensors(state: dict, out: Path) -> Path:
     return out
 
 
+def written_paths(fmt: str, out: Path) -> list[Path]:
+    """Every path an export in ``fmt`` at ``out`` writes (a diffusers folder: it and its files)."""
+    if fmt == "native":
+        return list(native_paths(out))
+    if fmt == "diffusers":
+        return [out, *(out / name for name in (WEIGHTS, CONFIG, SIDECAR))]
+    return [out]
+
+
+def is_run_folder(folder: Path) -> bool:
+    try:
+        return (folder / "checkpoints").is_dir() or (folder / LOCK_NAME).is_file()
+    except OSError:  # a folder we may not look into is no run of ours
+        return False
+
+
+def holds_checkpoints(folder: Path) -> bool:
+    try:
+        return bool(ckpt.list_checkpoints(folder))
+    except OSError:
+        return False
+
+
+def check_out(paths: list[Path], flag: str = "--out") -> None:
+    """InputError when a path would land on a run's own files (see the module): the export would
+    break a checkpoint's checksum, replace the run's spec, or be loaded in place of the run."""
+    for path in paths:
+        target = path.resolve()  # links followed: a link into a run is the run
+        for folder in (target, *target.parents):
+            if ckpt.STEP_NAME.fullmatch(folder.name) and holds_checkpoints(folder.parent):
+                raise InputError(f"{flag} {path} lies inside the checkpoint {folder}; choose a path outside it")
+            if folder != target and holds_checkpoints(folder):
+                raise InputError(f"{flag} {path} lies inside the checkpoints folder {folder}; choose another path")
+            if not is_run_folder(folder):
+                continue
+            parts = target.relative_to(folder).parts
+            if not parts or parts[0] in RUN_FOLDERS or (len(parts) == 1 and parts[0] in RUN_FILES):
+                what = "is the run folder" if not parts else f"would replace the run's own {'/'.join(parts[:1])}"
+                raise InputError(f"{flag} {path} {what} ({folder}); choose another path (e.g. "
+                                 f"{folder / 'export'})")
+
+
+def run_folder_of(path: Path) -> Path | None:
+    """The run folder a training checkpoint, checkpoints folder or run folder ``path`` belongs to
+    (None for an export or anything else)."""
+    path = path.resolve()
+    for candidate in (path, path.parent, path.parent.parent):
+        inside = candidate == path or path.is_relative_to(candidate / "checkpoints")
+        if inside and (candidate / "checkpoints").is_dir():
+            return candidate
+    return None
+
+
+def run_lock(run_dir: Path | None) -> RunLock | nullcontext:
+    """The run's lock, taken (a folder we cannot write, e.g. someone else's read-only run, is read
+    without it: nobody writing there can be us, and every checkpoint is checked by its digests)."""
+    if run_dir is None:
+        return nullcontext()
+    lock = RunLock(run_dir)
+    try:
+        return lock.acquire()
+    except OSError as err:
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return nullcontext()
+        raise
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m maskdit.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="run folder, checkpoint folder, native export or diffusers folder")
@@ -70,15 +155,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli.command(parse_args)
 def main(args: argparse.Namespace) -> int:
-    loaded = open_run(args.run, args.weights, format="train")  # what this library wrote, not a reference file
-    if args.out.exists() and args.out.resolve() in (loaded.source.resolve(), loaded.run_dir.resolve()):
-        raise InputError(f"--out {args.out} is the model being exported; choose another path")
-    try:
-        written = export(loaded.denoiser, args.format, args.out, weights=args.weights)
-    except (CheckpointError, TypeError, ValueError) as err:
-        raise InputError(f"cannot export as {args.format}: {err}") from None
-    except OSError as err:
-        return cli.report(f"could not write {args.out}: {err.strerror or err}", code=cli.EXIT_FAILED)
+    targets = written_paths(args.format, args.out)
+    check_out(targets)  # before reading anything: nothing of a run is ever written over
+    with run_lock(run_folder_of(args.run)):
+        loaded = open_run(args.run, args.weights, format="train")  # what this library wrote, not a reference file
+        if any(path.resolve() in (loaded.source.resolve(), loaded.run_dir.resolve()) for path in targets):
+            raise InputError(f"--out {args.out} is the model being exported; choose another path")
+        try:
+            written = export(loaded.denoiser, args.format, args.out, weights=args.weights)
+        except (CheckpointError, TypeError, ValueError) as err:
+            raise InputError(f"cannot export as {args.format}: {err}") from None
+        except OSError as err:
+            return cli.report(f"could not write {args.out}: {err.strerror or err}", code=cli.EXIT_FAILED)
     step = f" at step {loaded.step}" if loaded.step is not None else ""
     print(f"wrote {written} ({args.format}, {args.weights if loaded.step is not None else 'stored'} weights of "
           f"{loaded.source}{step})")
