@@ -96,3 +96,13 @@ def test_bad_input_exits_2(tmp_path, native, capsys, extra, match):
 def test_missing_checkpoint_exits_2(tmp_path, capsys):
     code, io = _run([tmp_path / "nothing.safetensors"], capsys)
     assert code == 2 and "no such file" in io.err
+
+
+def test_a_seed_beyond_32_bits_is_refused_not_folded(tmp_path, native, capsys):
+    # torch keeps a seed's low 32 bits: --seed 2**32 used to draw exactly --seed 0's images
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(native), "--seed", str(2**32), "--out", str(tmp_path / "g.png")])
+    assert exit_info.value.code == 2
+    assert "--seed must be in 0..4294967295" in capsys.readouterr().err
+    code, io = _run([native, "--n", 1, "--steps", 2, "--seed", 2**32 - 1, "--out", tmp_path / "g.png"], capsys)
+    assert code == 0, io.err

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_spec
+from maskdit.config.spec_model import SEED_MAX
 from maskdit.core.presets import MODEL_PRESETS
 from maskdit.core.specs import ModelSpec
 from tests.masking.plugins import SCHEDULE_EXAMPLES, STRATEGY_NAMES, strategy_spec
@@ -31,9 +32,13 @@ def experiment_specs(draw):
              "label_embedder": draw(st.sampled_from(["table", "onehot"]))}
     train = {"steps": draw(st.integers(0, 10**6)), "lr": draw(st.floats(1e-7, 1.0)),
              "ema": {"decay": draw(st.floats(0.0, 0.99999))}, "precision": draw(st.sampled_from(["fp32", "bf16"]))}
+    # the fields where infinity means "no limit" round-trip too (spec.json spells it "Infinity")
+    top = draw(st.one_of(st.just(float("inf")), st.floats(1.0, 100.0)))
+    sampler = {"name": "heun", "s_tmax": draw(st.one_of(st.none(), st.just(top))),
+               "cfg_interval": draw(st.one_of(st.none(), st.tuples(st.floats(0.0, 1.0), st.just(top))))}
     return ExperimentSpec.model_validate(
-        {"name": draw(RUN_NAMES), "seed": draw(st.integers(0, 2**40)),
-         "model": model, "masking": masking.model_dump(), "train": train}
+        {"name": draw(RUN_NAMES), "seed": draw(st.integers(0, SEED_MAX)),
+         "model": model, "masking": masking.model_dump(), "sampler": sampler, "train": train}
     )
 
 

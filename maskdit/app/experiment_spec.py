@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from maskdit.config import json_input as jsonio
 from maskdit.config.errors import InputError
-from maskdit.config.spec_model import SpecModel
+from maskdit.config.spec_model import Seed, SpecModel
 from maskdit.core.specs import ModelSpec
 from maskdit.data.specs import DataSpec, MNIST5kSpec
 from maskdit.eval.specs import EvalSpec
@@ -30,7 +30,8 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 class ExperimentSpec(SpecModel):
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="run name (folder under runs/)")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed every generator of the run derives from")
+    seed: Seed = Field(0, description="seed every generator of the run derives from, 0..2**32-1 (what torch's "
+                                      "generators use)")
     model: ModelSpec = Field(description="network architecture (required: give a preset or the fields)")
     masking: MaskingSpec = Field(RandomMaskingSpec(), description="token masking during training")
     losses: LossesSpec = Field(LossesSpec(), description="training objective")

@@ -11,6 +11,7 @@ from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.embeddings import PatchEmbed, TimestepEmbedder, sincos_2d
 from maskdit.core.factory import build_denoiser, build_model, wrap
 from maskdit.core.flops import FlopBreakdown, flops_per_forward, forward_breakdown, sampling_flops, training_flops
+from maskdit.core.init_check import UninitializedWeightsError
 from maskdit.core.label_embedders import OneHotLabelEmbedder, TableLabelEmbedder
 from maskdit.core.layers import DecoderEntry, FinalLayer
 from maskdit.core.model import MaskDiT
@@ -47,4 +48,5 @@ __all__ = [
     "DecoderEntry",
     "FinalLayer",
     "sincos_2d",
+    "UninitializedWeightsError",
 ]

@@ -9,6 +9,7 @@ The backbone stays a plain network in ``.net``.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -24,13 +25,33 @@ _TORCH_NN = os.path.dirname(nn.__file__)
 
 
 def _sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """sigma as a [B] float tensor (a scalar is broadcast to the batch)."""
-    sigma = torch.as_tensor(sigma, device=x.device)
+    """sigma as a [B] float tensor (a scalar is broadcast to the batch); every level must be finite
+    and > 0 (ln(sigma) is the noise label: 0 or NaN would give a silent NaN output). One check,
+    one device sync, per call."""
+    given = sigma
+    try:
+        sigma = None if isinstance(given, bool) else torch.as_tensor(given, device=x.device)
+    except (TypeError, RuntimeError, ValueError):
+        sigma = None
+    if sigma is None or sigma.dtype == torch.bool or sigma.is_complex():
+        raise TypeError(f"sigma must be a number or a real tensor [B], got {_describe(given)}")
     if sigma.ndim == 0:
         sigma = sigma.expand(x.shape[0])
     if sigma.shape != (x.shape[0],):
         raise ValueError(f"sigma must be a scalar or [B={x.shape[0]}], got shape {tuple(sigma.shape)}")
-    return sigma.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    sigma = sigma.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    valid = (sigma > 0) & (sigma < math.inf)  # after the cast: a level float32 rounds to 0 counts as 0
+    if sigma.device.type != "meta" and not bool(valid.all()):
+        bad = sigma[~valid]
+        raise ValueError(f"sigma must hold finite noise levels > 0, got {bad[:3].tolist()}"
+                         f"{' ...' if bad.numel() > 3 else ''} ({bad.numel()} of {sigma.numel()})")
+    return sigma
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
 
 
 def _caller_level() -> int:
@@ -76,6 +97,9 @@ class _Preconditioned(nn.Module):
         return labels
 
     def _check_x(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            # an int image would run through the float network and be cast back to all zeros
+            raise TypeError(f"x must be a floating-point tensor [B, C, H, W] (e.g. x.float()), got {_describe(x)}")
         expected = (self.in_channels, self.input_size, self.input_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected x [B, {', '.join(map(str, expected))}], got {tuple(x.shape)}")

@@ -19,6 +19,7 @@ from torch import nn
 
 from maskdit.core.blocks import DiTBlock
 from maskdit.core.embeddings import PatchEmbed, TimestepEmbedder, sincos_2d
+from maskdit.core.init_check import check_written, fill_nan_
 from maskdit.core.layers import DecoderEntry, FinalLayer
 from maskdit.core.registries import LABEL_EMBEDDERS
 from maskdit.core.specs import ModelSpec
@@ -33,7 +34,9 @@ class MaskDiT(nn.Module):
 
     Modules are created on the meta device and then materialised on ``device`` and initialised
     from ``generator`` only (never the global RNG); on ``device='meta'`` nothing is allocated,
-    which is how parameter counts of big presets are checked. Position embeddings are frozen
+    which is how parameter counts of big presets are checked. A float parameter or buffer that
+    ``init_weights`` (a block or label-embedder plugin's included) leaves unwritten is an
+    :class:`~maskdit.core.init_check.UninitializedWeightsError` naming it. Position embeddings are frozen
     persistent buffers (they are in the reference checkpoints), not parameters.
     """
 
@@ -80,7 +83,9 @@ class MaskDiT(nn.Module):
         device = torch.device("cpu" if device is None else device)
         if device.type != "meta":
             self.to_empty(device=device)
+            fill_nan_(self)  # so a tensor init_weights (a plugin's, say) leaves unwritten is found
             self.init_weights(generator)
+            check_written(self, spec)
 
     @property
     def has_decoder(self) -> bool:
@@ -138,6 +143,10 @@ class MaskDiT(nn.Module):
         expected = (spec.in_channels, spec.input_size, spec.input_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected input [B, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
+        if mask is not None and not isinstance(mask, Mask):
+            raise TypeError(f"mask must be a maskdit Mask or None, got {type(mask).__name__}"
+                            + (" (for a bool [B, L] drop pattern use Mask.from_dropped(dropped))"
+                               if isinstance(mask, torch.Tensor) else ""))
         if mask is not None and (mask.batch_size != x.shape[0] or mask.num_tokens != spec.num_tokens):
             raise ValueError(f"{mask} does not fit a batch of {x.shape[0]} with {spec.num_tokens} tokens")
         masked = mask is not None and not mask.is_identity

@@ -24,7 +24,7 @@ from maskdit.samplers.dpmpp import sample_dpmpp_2m
 from maskdit.samplers.euler import sample_euler
 from maskdit.samplers.guidance import ClassifierFreeGuidance, cfg
 from maskdit.samplers.heun import sample_heun
-from maskdit.samplers.ready import Sampler, sampler_from_spec  # noqa: F401
+from maskdit.samplers.ready import Sampler, sampler_from_spec, sampler_spec  # noqa: F401
 from maskdit.samplers.sigmas import (
     get_sigmas_ddpm,
     get_sigmas_karras,
@@ -48,10 +48,11 @@ def sample_function(name: str):
     return SAMPLERS.get(name)().sample_function()
 
 
-def build_sampler(spec: specs.SamplerSpec, *, null_label: int | None = None) -> Sampler:
+def build_sampler(spec: specs.SamplerSpec | dict | str, *, null_label: int | None = None) -> Sampler:
     """A ready ``Sampler`` from the spec's sampler section (guidance included when cfg_scale != 1;
-    ``null_label`` = the model's num_classes, else taken from the denoiser at call time)."""
-    return SAMPLERS.build(spec, null_label=null_label)
+    ``null_label`` = the model's num_classes, else taken from the denoiser at call time). ``spec``
+    may also be a dict of its fields (``{"name": "heun", "steps": 18}``, validated) or a name."""
+    return SAMPLERS.build(sampler_spec(spec), null_label=null_label)
 
 
 __all__ = [

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from maskdit.config.registry import registry
+from maskdit.config.spec_model import SpecModel
 from maskdit.samplers.common import Callback, NoiseSampler
 from maskdit.samplers.guidance import cfg
 
@@ -82,3 +84,21 @@ def sampler_from_spec(
         cfg_interval=spec.cfg_interval, cfg_channels=spec.cfg_channels, null_label=null_label,
         evals_per_step=evals_per_step,
     )
+
+
+def sampler_spec(spec: Any) -> SpecModel:
+    """``spec`` as a validated sampler spec: a registered sampler's spec is kept, a name gives its
+    defaults, a dict is validated into the spec its ``"name"`` names (pydantic's ValidationError
+    names the field); anything else is a TypeError."""
+    samplers = registry("sampler")
+    if isinstance(spec, str):
+        return samplers.get(spec)()
+    if isinstance(spec, Mapping):
+        if "name" not in spec:
+            raise ValueError(f"a sampler dict needs a 'name' field; valid names: {', '.join(samplers.names())}")
+        return samplers.get(spec["name"]).model_validate(dict(spec))
+    name = getattr(spec, "name", None)
+    if isinstance(spec, SpecModel) and isinstance(name, str) and name in samplers and isinstance(spec, samplers.get(name)):
+        return spec
+    raise TypeError(f"expected a sampler spec (e.g. HeunSamplerSpec(steps=18)), a registered sampler's name, or a "
+                    f"dict of its fields such as {{'name': 'heun', 'steps': 18}}; got {type(spec).__name__}")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from maskdit.config.registry import one_of, register
-from maskdit.config.spec_model import SpecModel
+from maskdit.config.spec_model import FloatOrInfinity, SpecModel
 from maskdit.samplers.ddim import sample_ddim
 from maskdit.samplers.ddpm import sample_ddpm
 from maskdit.samplers.dpmpp import sample_dpmpp_2m
@@ -97,8 +97,9 @@ class SamplerSpecBase(SpecModel):
     steps: int = Field(40, ge=1, le=10_000, description="number of steps (noise levels before the final 0)")
     schedule: SigmaScheduleSpec = Field(KarrasScheduleSpec(), description="sigma schedule the steps visit")
     cfg_scale: float = Field(1.0, ge=0, le=100, description="classifier-free guidance scale (1 = off)")
-    cfg_interval: tuple[float, float] | None = Field(
-        None, description="(sigma_lo, sigma_hi): guide only inside this noise range (None = everywhere)"
+    cfg_interval: tuple[float, FloatOrInfinity] | None = Field(
+        None, description="(sigma_lo, sigma_hi): guide only inside this noise range (None = everywhere); "
+                          "sigma_hi may be \"Infinity\" (no upper limit)"
     )
     cfg_channels: int | None = Field(
         None, ge=1, le=64, description="guide only the first k channels (DiT guides 3 of 4); None = all"
@@ -141,8 +142,10 @@ class SamplerSpecBase(SpecModel):
 
 class _ChurnSampler(SamplerSpecBase):
     s_churn: float = Field(0.0, ge=0, le=1000, description="EDM S_churn (0 = deterministic ODE)")
-    s_tmin: float = Field(0.0, ge=0, description="churn only at sigma >= s_tmin")
-    s_tmax: float | None = Field(None, ge=0, description="churn only at sigma <= s_tmax (None = no limit)")
+    s_tmin: float = Field(0.0, ge=0, description="churn only at sigma >= s_tmin (finite)")
+    s_tmax: FloatOrInfinity | None = Field(
+        None, ge=0, description="churn only at sigma <= s_tmax (None or \"Infinity\", EDM's default = no limit)"
+    )
     s_noise: float = Field(1.0, ge=0, le=10, description="EDM S_noise, scale of the churn noise")
 
     @model_validator(mode="after")

@@ -40,6 +40,7 @@ from maskdit.app.experiment_spec import override_input
 from maskdit.app.run_loading import detect_format, open_run
 from maskdit.config import json_input as jsonio
 from maskdit.config.errors import InputError
+from maskdit.config.spec_model import SEED_MAX
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.eval.generation import generate_batches
 from maskdit.io.images import save_grid, to_uint8_nhwc, write_adm_npz
@@ -67,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (1 = off)")
     cli.add_set_argument(parser, "sampler.eta=0.5")
     parser.add_argument("--class-label", type=int, default=None, help="draw every sample from this class")
-    parser.add_argument("--seed", type=int, default=0, help="run seed; image i uses seed (seed, i)")
+    parser.add_argument("--seed", type=int, default=0, help=f"run seed, 0..{SEED_MAX}; image i uses seed (seed, i)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG grid to write")
     parser.add_argument("--npz", type=Path, default=None, help="also write the samples as an ADM-style .npz")
@@ -78,8 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.n < 1 or args.batch_size < 1:
         parser.error("--n and --batch-size must be >= 1")
-    if args.seed < 0:
-        parser.error("--seed must be >= 0")
+    if not 0 <= args.seed <= SEED_MAX:
+        parser.error(f"--seed must be in 0..{SEED_MAX} (2**32 - 1, what torch's generators use), got {args.seed}")
     return args
 
 
