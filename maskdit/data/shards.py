@@ -160,11 +160,12 @@ def read_header(path: str | os.PathLike) -> tuple[dict, int]:
     end = 0
     for begin, stop, name in spans:
         if begin != end:
-            raise ShardError(f"{where} is corrupt (malformed header: tensor {printable(name)} starts at byte {printable(begin)} "
-                             f"of the data, not {end}: tensors overlap or leave a gap)")
+            raise ShardError(f"{where} is corrupt (malformed header: tensor {printable(name)} starts at byte "
+                             f"{printable(begin)} of the data, not {end}: tensors overlap or leave a gap)")
         end = stop
     if start + end != size:
-        raise ShardError(f"{where} is truncated or padded: its header describes {start + end} bytes, the file has {size}")
+        raise ShardError(f"{where} is truncated or padded: its header describes {start + end} bytes, "
+                         f"the file has {size}")
     return header, start
 
 
@@ -227,7 +228,8 @@ def check_shard(folder: Path, record: ShardRecord, manifest: LatentManifest, *, 
         raise ShardError(f"shard {shown} listed in {printable(folder / MANIFEST)} is missing")
     size = path.stat().st_size
     if size != record.bytes:
-        raise ShardError(f"shard {shown} has {size} bytes but the manifest records {record.bytes}: truncated or replaced")
+        raise ShardError(f"shard {shown} has {size} bytes but the manifest records {record.bytes}: "
+                         "truncated or replaced")
     if verify == "sha256" and file_sha256(path) != record.sha256:
         raise ShardError(f"shard {shown} fails its SHA-256 check: the file is corrupt; re-encode it (delete it and "
                          f"its .json, then run `python -m maskdit.latents encode` again with the same arguments)")
@@ -238,6 +240,7 @@ def check_shard(folder: Path, record: ShardRecord, manifest: LatentManifest, *, 
         if name not in tensors or tuple(tensors[name].shape) != expected or tensors[name].dtype != DTYPES[manifest.dtype]:
             got = (tuple(tensors[name].shape), tensors[name].dtype) if name in tensors else "nothing"
             raise ShardError(f"shard {shown}: {name!r} should be {manifest.dtype} {expected}, found {got}")
-    if "label" not in tensors or tuple(tensors["label"].shape) != (record.count,) or tensors["label"].dtype != torch.int64:
+    label = tensors.get("label")
+    if label is None or tuple(label.shape) != (record.count,) or label.dtype != torch.int64:
         raise ShardError(f"shard {shown}: 'label' should hold {record.count} int64 labels")
     return tensors
