@@ -55,11 +55,16 @@ def read_capped(path: str | os.PathLike, max_bytes: int) -> bytes:
     non-blocking, so a FIFO without a writer cannot hang the command, and the opened file itself
     is checked (not its name, which could be swapped in between)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise JSONInputError(f"{printable(path)}: not a regular file ({_kind(info.st_mode)}); "
-                                 "give the path of a JSON file")
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise JSONInputError(f"{printable(path)}: not a regular file ({_kind(info.st_mode)}); "
+                             "give the path of a JSON file")
+    with os.fdopen(fd, "rb") as handle:
         if info.st_size > max_bytes:
             raise JSONInputError(f"{printable(path)}: {info.st_size} bytes, larger than {max_bytes // 1024} KiB; "
                                  "not a file this library writes or reads")

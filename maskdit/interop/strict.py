@@ -45,6 +45,8 @@ def check_keys(expected: Mapping[str, tuple[int, ...]], state: StateDict, *, sou
         for key, shape in expected.items()
         if key in state and tuple(state[key].shape) != tuple(shape)
     ])
+    if len(lines) == 1:
+        raise CheckpointError(f"{printable(source)} does not fit the model: {lines[0]}")
     if lines:
         raise CheckpointError(f"{printable(source)} does not fit the model:\n  " + "\n  ".join(lines))
 

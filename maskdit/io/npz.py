@@ -4,9 +4,10 @@ An npz is a zip of ``.npy`` members, each a small header (dtype, shape) and the 
 part can be trusted: a header may claim 40000x40000 images over a few bytes of data, and a
 deflated member may inflate a thousandfold. So a member is accepted only when its header is a
 plain numeric array whose data size (shape x item size) matches, to the byte, what the zip
-directory says the member holds; whole arrays are read only under a byte limit, and large members
-that inflate far beyond what real arrays do (the compression ratio) are refused as bombs. Every
-failure is an :class:`InputError` naming the file and the array.
+directory says the member holds (so a forged header is never believed), and whole arrays are read
+only under a byte limit, large members that inflate far beyond what real arrays do (the compression
+ratio) refused as bombs. Streams read piece by piece (:func:`describe`) bound each piece instead.
+Every failure is an :class:`InputError` naming the file and the array.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def load_npz(path: str | os.PathLike, *, max_bytes: int, keys: list[str] | None 
         names = [name.removesuffix(".npy") for name in archive.namelist() if name.endswith(".npy")]
         wanted = names if keys is None else [key for key in keys if key in names]
         members = [_describe(archive, path, key, max_bytes) for key in wanted]
+        for member in members:
+            _check_ratio(archive, path, member.key)
         total = sum(member.nbytes for member in members)
         if total > max_bytes:
             raise NpzError(f"{printable(path)}: its arrays declare {total:,} bytes together, more than the "
@@ -119,11 +122,17 @@ def _describe(archive: zipfile.ZipFile, path: Path, key: str, max_bytes: int | N
     if max_bytes is not None and nbytes > max_bytes:
         raise NpzError(f"{where}: shape {shape} of {dtype} is {nbytes:,} bytes, more than the {max_bytes:,} "
                        "this reader accepts")
+    return NpyMember(key, shape, dtype, fortran, nbytes)
+
+
+def _check_ratio(archive: zipfile.ZipFile, path: Path, key: str) -> None:
+    """Refuse a large member that inflates far more than real arrays do (for arrays read whole; a
+    stream read piece by piece, such as a batch of all-black images, may legitimately be all zeros)."""
+    info = archive.getinfo(f"{key}.npy")
     if info.compress_type != zipfile.ZIP_STORED and info.file_size > RATIO_FLOOR \
             and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-        raise NpzError(f"{where}: {info.compress_size:,} compressed bytes would inflate to {info.file_size:,} "
-                       f"(over {MAX_RATIO}:1): refusing what looks like a zip bomb")
-    return NpyMember(key, shape, dtype, fortran, nbytes)
+        raise NpzError(f"{printable(path)}: {printable(key)}: {info.compress_size:,} compressed bytes would inflate "
+                       f"to {info.file_size:,} (over {MAX_RATIO}:1): refusing what looks like a zip bomb")
 
 
 def _read(archive: zipfile.ZipFile, path: Path, member: NpyMember) -> np.ndarray:
