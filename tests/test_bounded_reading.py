@@ -136,6 +136,28 @@ def test_a_reference_checkpoint_with_an_int_key_is_one_line(tmp_path):
     one_error(result, str(path), "state dict keys must be parameter names (strings), found 0")
 
 
+def test_a_torch_file_whose_record_inflates_far_past_its_size_is_refused_unread(tmp_path):
+    from maskdit.io.weight_files import read_checkpoint
+
+    torch.save({"w": torch.zeros(4)}, tmp_path / "small.pt")
+    bomb = tmp_path / "bomb.pt"  # its 16-byte storage record replaced by 65 MiB of deflated zeros (torch
+    with zipfile.ZipFile(tmp_path / "small.pt") as src, zipfile.ZipFile(bomb, "w") as out:  # inflates it all)
+        for info in src.infolist():
+            if not info.filename.endswith("data/0"):
+                out.writestr(info, src.read(info))
+                continue
+            record = zipfile.ZipInfo(info.filename)
+            record.compress_type = zipfile.ZIP_DEFLATED
+            with out.open(record, "w", force_zip64=True) as member:
+                for _ in range(65):
+                    member.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(CheckpointError, match=r"bomb.pt: its records would inflate to 68,157,[0-9]+ bytes from a "
+                                              r"file of [0-9,]+ \(torch stores them uncompressed\): refusing a zip bomb"):
+        read_checkpoint(bomb)
+    assert read_checkpoint(tmp_path / "small.pt")["w"].shape == (4,)
+
+
 def small_denoiser(**changes):
     return build_denoiser(ModelSpec(**{**SMALL, **changes}), generator=torch.Generator().manual_seed(0))
 

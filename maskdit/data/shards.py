@@ -106,18 +106,19 @@ class LatentManifest(SpecModel):
 
 def read_manifest(folder: str | os.PathLike) -> LatentManifest:
     path = Path(folder) / MANIFEST
+    shown = printable(path)  # the folder may come from a spec file
     if not path.is_file():
-        raise ShardError(f"{path} not found: encode the images first with `python -m maskdit.latents encode`")
+        raise ShardError(f"{shown} not found: encode the images first with `python -m maskdit.latents encode`")
     try:
         return LatentManifest.model_validate(jsonio.load_file(path, max_bytes=jsonio.STATE_MAX_BYTES))
     except OSError as err:
-        raise ShardError(f"cannot read {path}: {err.strerror or err}") from None
+        raise ShardError(f"cannot read {shown}: {printable(err.strerror or err)}") from None
     except jsonio.JSONInputError as err:
         raise ShardError(f"{err} (not a valid latent manifest)") from None
     except ValidationError as err:
         problem = err.errors(include_url=False)[0]
         where = printable(".".join(map(str, problem["loc"])) or "manifest")
-        raise ShardError(f"{path} is not a valid latent manifest: {where}: {problem['msg']}") from None
+        raise ShardError(f"{shown} is not a valid latent manifest: {where}: {printable(problem['msg'])}") from None
 
 
 def read_record(path: str | os.PathLike) -> ShardRecord | None:
