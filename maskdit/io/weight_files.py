@@ -3,6 +3,11 @@
 A pickle that needs arbitrary code to load is refused (never unpickled with the full
 unpickler); the only class allowed besides tensors and containers is ``argparse.Namespace``,
 which training scripts of the reference code store under ``args`` and which runs no code.
+
+Sizes are bounded before anything is read: safetensors checks its header against the file, and a
+torch (zip) file whose records would inflate far past the file's own size is refused unread (torch
+writes its records uncompressed, and inflates a record whole before checking its size). A state
+dict must be keyed by names; names from the file are printed escaped and lists of them cut short.
 """
 
 from __future__ import annotations
