@@ -305,6 +305,26 @@ def test_broken_entry_points_are_reported_once_and_break_nothing(tmp_path):
     one_error(result, "--plugin ../x.py: expected a module name")
 
 
+def test_load_plugins_reports_broken_entry_points_through_warn_or_a_warning(monkeypatch):
+    import importlib.metadata
+
+    from maskdit.config import plugins
+
+    entries = [importlib.metadata.EntryPoint(name=name, value=value, group=plugins.ENTRY_POINT_GROUP)
+               for name, value in (("empty", ""), ("path", "/etc/passwd"), ("ok", "json"), ("empty", ""))]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: entries)
+    said: list[str] = []
+    assert plugins.load_plugins(warn=said.append) == ["json"]
+    assert said == ["entry point 'empty' = '': not a module name such as mypkg.plugins; skipped (its plugins "
+                    "cannot be named in specs)",
+                    "entry point 'path' = '/etc/passwd': not a module name such as mypkg.plugins; skipped (its "
+                    "plugins cannot be named in specs)"]
+    with pytest.warns(plugins.PluginWarning, match="entry point 'empty'"):
+        assert plugins.load_plugins() == ["json"]
+    with pytest.raises(plugins.PluginLoadError, match="--plugin /etc/passwd: expected a module name"):
+        plugins.load_plugins(["/etc/passwd"], warn=said.append)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_a_fifo_as_spec_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "spec.json"

@@ -74,7 +74,7 @@ def _load_entry_points(names: list[str]) -> list[str]:
             names.append(_import(module, f"{what}{where}"))
         except PluginLoadError as err:
             problems.append(f"{err}; skipped (its plugins cannot be named in specs)")
-    return problems
+    return list(dict.fromkeys(problems))  # a package found twice on the path is reported once
 
 
 def _is_module_name(module: str) -> bool:
