@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from maskdit.app.commands import fid
+from maskdit.config.errors import InputError
 from maskdit.eval.frechet import frechet_distance
 from maskdit.eval.inception import WEIGHTS_NAME, FIDInception
 from maskdit.eval.stats import FeatureStats, FewSamplesWarning, save_stats
@@ -107,8 +108,12 @@ def test_npz_images_stream_in_order_and_truncation_is_named(tmp_path, save):
 
         with zipfile.ZipFile(tmp_path / "cut.npz", "w") as archive:
             archive.writestr("arr_0.npy", raw[: len(raw) - 5 * 5 * 3 * 2])
+        with pytest.raises(InputError, match=r"cut.npz: arr_0: its header declares shape \(11, 5, 5, 3\) of uint8 "
+                                             r"\(825 bytes\) but the member holds 675 bytes"):
+            fid.NpzImages(tmp_path / "cut.npz")  # refused before a byte of data is read
+        (tmp_path / "x.npz").write_bytes((tmp_path / "cut.npz").read_bytes())  # cut after it was opened
         with pytest.raises(ValueError, match=r"ends after 9 of 11 images"):
-            list(fid.NpzImages(tmp_path / "cut.npz").batches(4))
+            list(reader.batches(4))
 
 
 def test_random_inception_wiring_streams_2048_d_features(tmp_path, random_inception, monkeypatch, capsys):

@@ -54,6 +54,12 @@ def report(err: BaseException | str, *, code: int = EXIT_BAD_INPUT, quiet: bool 
     return code
 
 
+def warn(line: str) -> None:
+    """Print ``warning: line`` on stderr (by rank 0 alone under torchrun)."""
+    if is_main_rank():
+        print(f"warning: {line}", file=sys.stderr)
+
+
 def one_line(err: BaseException) -> str:
     """An exception as one line: its message (or strerror and file) without a traceback."""
     text = str(err)
@@ -70,7 +76,7 @@ def command(parse_args: Callable[[list[str] | None], argparse.Namespace]):
         def main(argv: list[str] | None = None) -> int:
             try:
                 args = parse_args(argv)  # argparse exits 2 itself on an unknown flag
-                load_plugins(args.plugins)
+                load_plugins(args.plugins, warn=warn)
                 return body(args)
             except InputError as err:
                 return report(err, quiet=not is_main_rank())

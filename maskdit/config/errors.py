@@ -9,6 +9,7 @@ command prints those lines and exits with code 2. A pydantic validation error be
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +22,24 @@ def short(value: Any, limit: int = MAX_QUOTE) -> str:
     """``repr(value)`` cut to about ``limit`` characters, so an error line stays one readable line."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def printable(text: object, limit: int = MAX_QUOTE) -> str:
+    """``str(text)`` as it is when every character prints, else its ``repr`` (quoted, control and
+    other non-printing characters escaped: ``\\n``, ``\\x1b``, ``\\u202e``), cut to about ``limit``
+    characters: a name read from a file (a tensor key, a plugin name, a path) can neither move the
+    cursor, forge a second ``error:`` line, nor flood the terminal."""
+    text = str(text)
+    shown = text if text.isprintable() else repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
+
+
+def listed(items: Iterable[object], *, limit: int = 10) -> str:
+    """The first ``limit`` of ``items`` (each through :func:`printable`), comma-separated, then how
+    many more there are ("a, b, c ... and 19,990 more"), so a list read from a file stays one line."""
+    items = list(items)
+    shown = ", ".join(printable(item) for item in items[:limit])
+    return shown if len(items) <= limit else f"{shown} ... and {len(items) - limit:,} more"
 
 
 class InputError(ValueError):
@@ -52,7 +71,7 @@ def validation_lines(err: ValidationError, data: Any = None, *, prefix: str = ""
     (``prefix``: where ``data`` sits in a larger document, e.g. 'sampler')."""
     lines = []
     for problem in err.errors(include_url=False):
-        path = ".".join(part for part in (prefix, user_path(problem["loc"], data)) if part) or "spec"
+        path = printable(".".join(part for part in (prefix, user_path(problem["loc"], data)) if part) or "spec")
         if problem["type"] == "union_tag_not_found" and "()" in problem["ctx"]["discriminator"]:
             message = "expected a number or an object with a 'name' field"  # a callable discriminator
         elif problem["type"] == "union_tag_not_found":

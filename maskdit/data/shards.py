@@ -14,7 +14,7 @@ the OS page cache instead of being copied into every process's memory.
 
 from __future__ import annotations
 
-import json
+import math
 import mmap
 import os
 import struct
@@ -25,6 +25,7 @@ import torch
 from pydantic import AfterValidator, Field, ValidationError
 
 from maskdit.config import json_input as jsonio
+from maskdit.config.errors import printable
 from maskdit.config.spec_model import SpecModel
 from maskdit.data.errors import DataError
 from maskdit.io.files import file_sha256
@@ -34,6 +35,8 @@ FORMAT = "maskdit-latents"
 MOMENTS = ("mean", "logvar")
 FLIPPED = ("mean_flip", "logvar_flip")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MAX_HEADER_BYTES = 1 << 24  # a shard's header is under a KiB; safetensors itself stops at 100 MB
+MAX_DIMS = 8
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
                        "F64": torch.float64, "I32": torch.int32}
 
@@ -103,18 +106,19 @@ class LatentManifest(SpecModel):
 
 def read_manifest(folder: str | os.PathLike) -> LatentManifest:
     path = Path(folder) / MANIFEST
+    shown = printable(path)  # the folder may come from a spec file
     if not path.is_file():
-        raise ShardError(f"{path} not found: encode the images first with `python -m maskdit.latents encode`")
+        raise ShardError(f"{shown} not found: encode the images first with `python -m maskdit.latents encode`")
     try:
         return LatentManifest.model_validate(jsonio.load_file(path, max_bytes=jsonio.STATE_MAX_BYTES))
     except OSError as err:
-        raise ShardError(f"cannot read {path}: {err.strerror or err}") from None
+        raise ShardError(f"cannot read {shown}: {printable(err.strerror or err)}") from None
     except jsonio.JSONInputError as err:
         raise ShardError(f"{err} (not a valid latent manifest)") from None
     except ValidationError as err:
         problem = err.errors(include_url=False)[0]
-        where = ".".join(map(str, problem["loc"])) or "manifest"
-        raise ShardError(f"{path} is not a valid latent manifest: {where}: {problem['msg']}") from None
+        where = printable(".".join(map(str, problem["loc"])) or "manifest")
+        raise ShardError(f"{shown} is not a valid latent manifest: {where}: {printable(problem['msg'])}") from None
 
 
 def read_record(path: str | os.PathLike) -> ShardRecord | None:
@@ -127,34 +131,68 @@ def read_record(path: str | os.PathLike) -> ShardRecord | None:
 
 def read_header(path: str | os.PathLike) -> tuple[dict, int]:
     """The safetensors JSON header of ``path`` and where its data starts; raises ShardError if the
-    file is truncated or its header is malformed."""
+    file is truncated or its header is malformed. Every entry is checked before anything is mapped:
+    a known dtype, a shape of non-negative integers, integer offsets whose span is exactly the
+    shape's bytes, and tensors that tile the data with no gap, overlap or trailing bytes."""
     path = Path(path)
+    where = f"shard {printable(path)}"
     try:
-        size = path.stat().st_size
         with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
             head = handle.read(8)
             if len(head) < 8:
-                raise ShardError(f"shard {path} is truncated ({size} bytes, no header)")
+                raise ShardError(f"{where} is truncated ({size} bytes, no header)")
             (length,) = struct.unpack("<Q", head)
             if length > size - 8:
-                raise ShardError(f"shard {path} is truncated (header of {length} bytes, file of {size})")
-            header = json.loads(handle.read(length))
+                raise ShardError(f"{where} is truncated (header of {length} bytes, file of {size})")
+            if length > MAX_HEADER_BYTES:
+                raise ShardError(f"{where} is corrupt (a header of {length:,} bytes)")
+            raw = handle.read(length)
     except OSError as err:
-        raise ShardError(f"cannot read shard {path}: {err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise ShardError(f"shard {path} is corrupt (unreadable header)") from None
-    start = 8 + length
+        raise ShardError(f"cannot read {where}: {printable(err)}") from None
     try:
-        ends = [int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"]
-        for name, entry in header.items():
-            if name != "__metadata__" and not (isinstance(entry["shape"], list) and isinstance(entry["dtype"], str)):
-                raise TypeError(name)
-    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
-        raise ShardError(f"shard {path} is corrupt (malformed header)") from None
-    if start + max(ends, default=0) != size:
-        raise ShardError(f"shard {path} is truncated or padded: its header describes {start + max(ends, default=0)} "
-                         f"bytes, the file has {size}")
+        header = jsonio.loads(raw, source=where)
+    except jsonio.JSONInputError:
+        raise ShardError(f"{where} is corrupt (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise ShardError(f"{where} is corrupt (malformed header: not a JSON object)")
+    start = 8 + length
+    spans = sorted(_span(name, entry, where) for name, entry in header.items() if name != "__metadata__")
+    end = 0
+    for begin, stop, name in spans:
+        if begin != end:
+            raise ShardError(f"{where} is corrupt (malformed header: tensor {printable(name)} starts at byte "
+                             f"{printable(begin)} of the data, not {end}: tensors overlap or leave a gap)")
+        end = stop
+    if start + end != size:
+        raise ShardError(f"{where} is truncated or padded: its header describes {start + end} bytes, "
+                         f"the file has {size}")
     return header, start
+
+
+def _span(name: str, entry: object, where: str) -> tuple[int, int, str]:
+    """(begin, end, name) of one header entry, after checking it describes exactly its bytes."""
+    what = f"{where} is corrupt (malformed header: tensor {printable(name)}"
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise ShardError(f"{what} needs exactly dtype, shape and data_offsets)")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in _SAFETENSORS_DTYPES:
+        raise ShardError(f"{where}: tensor {printable(name)} has unsupported dtype {printable(dtype)}")
+    if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_count(side) for side in shape)):
+        raise ShardError(f"{what} has shape {printable(shape)}; expected a list of non-negative integers)")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_count(x) for x in offsets)
+            and offsets[0] <= offsets[1]):
+        raise ShardError(f"{what} has data_offsets {printable(offsets)}; expected [begin, end] integers)")
+    needed = math.prod(shape) * _SAFETENSORS_DTYPES[dtype].itemsize
+    if offsets[1] - offsets[0] != needed:
+        raise ShardError(f"{what}: shape {printable(shape)} of {dtype} does not fill its offsets' span of "
+                         f"{printable(offsets[1] - offsets[0])} bytes)")
+    return offsets[0], offsets[1], name
+
+
+def _count(value: object) -> bool:
+    """A JSON non-negative integer (not a float, not a bool)."""
+    return type(value) is int and value >= 0
 
 
 def open_shard(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -162,20 +200,21 @@ def open_shard(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     header, start = read_header(path)
     with open(path, "rb") as handle:
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    if len(mapped) != start + max((entry["data_offsets"][1] for name, entry in header.items()
+                                   if name != "__metadata__"), default=0):
+        raise ShardError(f"shard {printable(path)} changed while it was opened")
     tensors = {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
-        if dtype is None:
-            raise ShardError(f"shard {path}: tensor {name!r} has unsupported dtype {entry['dtype']}")
+        dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
         begin, end = entry["data_offsets"]
         count = (end - begin) // dtype.itemsize
         if count:
             flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=start + begin)
         else:
             flat = torch.empty(0, dtype=dtype)
-        tensors[name] = flat.view(entry["shape"])  # [numel] -> stored shape
+        tensors[name] = flat.view(entry["shape"])  # [numel] -> stored shape (checked by read_header)
     return tensors
 
 
@@ -183,15 +222,17 @@ def check_shard(folder: Path, record: ShardRecord, manifest: LatentManifest, *, 
     """Open one shard of ``manifest`` after checking its size (and SHA-256 when ``verify`` is 'sha256')
     and that its tensors have the manifest's shapes; every failure is a ShardError naming the shard."""
     path = folder / record.file
+    shown = printable(path)  # the name comes from the manifest: escape it
     if path.resolve().parent != Path(folder).resolve():  # a link out of the folder is refused too
-        raise ShardError(f"shard {path} listed in {folder / MANIFEST} lies outside the latent folder")
+        raise ShardError(f"shard {shown} listed in {printable(folder / MANIFEST)} lies outside the latent folder")
     if not path.is_file():
-        raise ShardError(f"shard {path} listed in {folder / MANIFEST} is missing")
+        raise ShardError(f"shard {shown} listed in {printable(folder / MANIFEST)} is missing")
     size = path.stat().st_size
     if size != record.bytes:
-        raise ShardError(f"shard {path} has {size} bytes but the manifest records {record.bytes}: truncated or replaced")
+        raise ShardError(f"shard {shown} has {size} bytes but the manifest records {record.bytes}: "
+                         "truncated or replaced")
     if verify == "sha256" and file_sha256(path) != record.sha256:
-        raise ShardError(f"shard {path} fails its SHA-256 check: the file is corrupt; re-encode it (delete it and "
+        raise ShardError(f"shard {shown} fails its SHA-256 check: the file is corrupt; re-encode it (delete it and "
                          f"its .json, then run `python -m maskdit.latents encode` again with the same arguments)")
     tensors = open_shard(path)
     names = MOMENTS + (FLIPPED if manifest.flip else ())
@@ -199,7 +240,8 @@ def check_shard(folder: Path, record: ShardRecord, manifest: LatentManifest, *, 
     for name in names:
         if name not in tensors or tuple(tensors[name].shape) != expected or tensors[name].dtype != DTYPES[manifest.dtype]:
             got = (tuple(tensors[name].shape), tensors[name].dtype) if name in tensors else "nothing"
-            raise ShardError(f"shard {path}: {name!r} should be {manifest.dtype} {expected}, found {got}")
-    if "label" not in tensors or tuple(tensors["label"].shape) != (record.count,):
-        raise ShardError(f"shard {path}: 'label' should hold {record.count} labels")
+            raise ShardError(f"shard {shown}: {name!r} should be {manifest.dtype} {expected}, found {got}")
+    label = tensors.get("label")
+    if label is None or tuple(label.shape) != (record.count,) or label.dtype != torch.int64:
+        raise ShardError(f"shard {shown}: 'label' should hold {record.count} int64 labels")
     return tensors

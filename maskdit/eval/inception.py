@@ -35,7 +35,7 @@ from torchvision.models.inception import (
     InceptionE,
 )
 
-from maskdit.config.errors import CheckpointError, InputError
+from maskdit.config.errors import CheckpointError, InputError, listed, printable
 from maskdit.data.cache import cache_dir
 from maskdit.io.weight_files import read_checkpoint
 
@@ -112,8 +112,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = read_checkpoint(path)
     except CheckpointError as err:  # the metric's weights are input, not a checkpoint of the run: exit 2 anywhere
         raise InputError(*err.lines) from None
-    if not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise ValueError(f"{path}: the Inception weights must be a flat state dict of tensors")
+    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        raise ValueError(f"{printable(path)}: the Inception weights must be a flat state dict of tensors keyed by name")
     return state
 
 
@@ -137,11 +137,17 @@ class FIDInception(nn.Module):
         model = cls()
         state = _read_state_dict(path)
         state = {key.removeprefix("net."): value for key, value in state.items()}
+        own = model.net.state_dict()
+        wrong = [key for key, value in state.items() if key in own and (
+            value.shape != own[key].shape or value.is_floating_point() != own[key].is_floating_point())]
+        if wrong:  # load_state_dict would fail with a traceback (shapes) or cast silently (dtypes)
+            raise ValueError(f"{printable(path)} is not an FID Inception state dict: wrong shape or dtype for "
+                             f"{listed(wrong, limit=3)}")
         missing, unexpected = model.net.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
-                f"{path} is not an FID Inception state dict: {len(missing)} missing keys (e.g. {missing[:3]}), "
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+                f"{printable(path)} is not an FID Inception state dict: {len(missing)} missing keys (e.g. "
+                f"{listed(missing, limit=3)}), {len(unexpected)} unexpected keys (e.g. {listed(unexpected, limit=3)})"
             )
         return model.eval().requires_grad_(False)
 

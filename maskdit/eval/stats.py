@@ -17,6 +17,9 @@ import numpy as np
 import torch
 
 from maskdit.io.files import atomic_write
+from maskdit.io.npz import load_npz, npz_keys
+
+MAX_STATS_BYTES = 1 << 30  # mu and sigma of features up to ~11k dimensions (Inception's are 2048)
 
 
 class FewSamplesWarning(UserWarning):
@@ -130,14 +133,15 @@ def load_stats(path: str | os.PathLike, *, mu_key: str = "mu", sigma_key: str = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no statistics file at {path}")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [key for key in (mu_key, sigma_key) if key not in data.files]
-        if missing:
-            raise ValueError(
-                f"{path} lacks {' and '.join(repr(k) for k in missing)}; it holds {sorted(data.files)}. "
-                f"Expected an ADM / pytorch-fid npz with 'mu' [D] and 'sigma' [D, D]"
-            )
-        mu, sigma = data[mu_key], data[sigma_key]
+    keys = npz_keys(path)
+    missing = [key for key in (mu_key, sigma_key) if key not in keys]
+    if missing:
+        raise ValueError(
+            f"{path} lacks {' and '.join(repr(k) for k in missing)}; it holds {sorted(keys)}. "
+            f"Expected an ADM / pytorch-fid npz with 'mu' [D] and 'sigma' [D, D]"
+        )
+    arrays = load_npz(path, keys=[mu_key, sigma_key], max_bytes=MAX_STATS_BYTES)  # headers checked first
+    mu, sigma = arrays[mu_key], arrays[sigma_key]
     try:
         return FeatureStats(mu, sigma)
     except ValueError as error:

@@ -27,12 +27,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from maskdit.config import json_input as jsonio
-from maskdit.config.errors import CheckpointError
+from maskdit.config.errors import CheckpointError, printable
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.embeddings import sincos_2d
 from maskdit.core.factory import build_model, wrap
 from maskdit.core.specs import ModelSpec
-from maskdit.interop.strict import detached_copy, load_strict
+from maskdit.interop.strict import check_keys, detached_copy, load_strict
 from maskdit.io.weight_files import StateDict
 
 CONFIG, WEIGHTS, SIDECAR = "config.json", "diffusion_pytorch_model.safetensors", "maskdit.json"
@@ -147,7 +147,7 @@ def from_diffusers(state: StateDict, spec: ModelSpec, *, source: str) -> StateDi
 def spec_from_config(config: dict, *, source: str) -> ModelSpec:
     """The ModelSpec of a diffusers DiT config (epsilon prediction on DDPM timesteps, as DiT)."""
     if config.get("_class_name", CLASS_NAME) != CLASS_NAME or config.get("norm_type", "ada_norm_zero") != "ada_norm_zero":
-        raise CheckpointError(f"{source}: not a {CLASS_NAME} config (class {config.get('_class_name')!r})")
+        raise CheckpointError(f"{source}: not a {CLASS_NAME} config (class {jsonio.short(config.get('_class_name'))})")
     try:
         heads, head_dim = int(config["num_attention_heads"]), int(config["attention_head_dim"])
         in_channels = int(config.get("in_channels", 4))
@@ -182,22 +182,31 @@ def load_diffusers(folder: str | Path) -> Denoiser | DDPMDenoiser:
     """A diffusers DiT folder as our denoiser: the spec from maskdit.json when we wrote it, else
     from config.json (a DDPM epsilon model, as DiT's checkpoints are)."""
     folder = Path(folder)
+    shown = printable(folder)
     try:
         config = jsonio.load_file(folder / CONFIG, max_bytes=jsonio.SPEC_MAX_BYTES)
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{printable(folder / CONFIG)}: not a JSON object")
         if (folder / SIDECAR).is_file():
             document = jsonio.load_file(folder / SIDECAR, max_bytes=jsonio.SPEC_MAX_BYTES)
+            if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
+                raise CheckpointError(f"{printable(folder / SIDECAR)}: needs a 'model' object (our ModelSpec)")
             spec = ModelSpec.model_validate(document["model"])
         else:
             spec = spec_from_config(config, source=str(folder / CONFIG))
         state = load_file(str(folder / WEIGHTS), device="cpu")
     except (OSError, SafetensorError) as err:
-        raise CheckpointError(f"{folder}: cannot read the diffusers folder: {err}") from None
+        raise CheckpointError(f"{shown}: cannot read the diffusers folder: {printable(err)}") from None
     except (jsonio.JSONInputError, KeyError, TypeError, ValueError) as err:
         if isinstance(err, CheckpointError):
             raise
-        raise CheckpointError(f"{folder}: {jsonio.short(str(err))}") from None
+        raise CheckpointError(f"{shown}: {jsonio.short(str(err))}") from None
     check_expressible(spec)
     net = build_model(spec, device="meta")
+    # every tensor must have the shape diffusers' layout of this spec gives it before any is split,
+    # joined or compared (mismatched q/k/v, a 0-d class table would fail inside torch otherwise)
+    expected = to_diffusers(net.state_dict(), spec)
+    check_keys({key: tuple(value.shape) for key, value in expected.items()}, state, source=str(folder / WEIGHTS))
     ours = from_diffusers(state, spec, source=str(folder / WEIGHTS))
     ours["pos_embed"] = sincos_2d(spec.hidden_size, spec.grid_size)[None]  # diffusers recomputes it too
     load_strict(net, ours, source=str(folder / WEIGHTS))

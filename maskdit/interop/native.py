@@ -15,11 +15,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from maskdit.config import json_input as jsonio
-from maskdit.config.errors import CheckpointError
+from maskdit.config.errors import CheckpointError, listed, printable
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.factory import build_model, wrap
 from maskdit.core.specs import ModelSpec
-from maskdit.interop.strict import detached_copy, load_strict
+from maskdit.interop.strict import detached_copy, load_strict, non_finite
 
 FORMAT = "maskdit-native"
 VERSION = 1
@@ -34,10 +34,16 @@ def native_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_native(denoiser: Denoiser | DDPMDenoiser, path: str | Path) -> Path:
-    """Write the backbone's weights and spec; returns the ``.safetensors`` path."""
+    """Write the backbone's weights and spec; returns the ``.safetensors`` path. Weights holding NaN
+    or inf are refused, naming them (they would only be refused again when loaded)."""
     tensors, sidecar = native_paths(path)
+    state = detached_copy(denoiser.net.state_dict())
+    bad = non_finite(state)
+    if bad:
+        raise CheckpointError(f"{printable(tensors)}: not written: non-finite weights (NaN or inf) in "
+                              f"{listed(bad, limit=5)}")
     tensors.parent.mkdir(parents=True, exist_ok=True)
-    save_file(detached_copy(denoiser.net.state_dict()), str(tensors), metadata={"format": FORMAT})
+    save_file(state, str(tensors), metadata={"format": FORMAT})
     sidecar.write_text(
         json.dumps({"format": FORMAT, "version": VERSION, "model": denoiser.spec.model_dump(mode="json")}, indent=2)
         + "\n",
@@ -58,12 +64,14 @@ def read_native_spec(path: str | Path) -> ModelSpec:
     if not isinstance(document, dict) or document.get("format") != FORMAT or "model" not in document:
         raise CheckpointError(f"{sidecar}: not a {FORMAT} sidecar (needs 'format' and 'model')")
     if document.get("version") != VERSION:
-        raise CheckpointError(f"{sidecar}: format version {document.get('version')}, this library reads {VERSION}")
+        raise CheckpointError(f"{printable(sidecar)}: format version {jsonio.short(document.get('version'))}, "
+                              f"this library reads {VERSION}")
     try:
         return ModelSpec.model_validate(document["model"])
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
-        raise CheckpointError(f"{sidecar}: model.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise CheckpointError(f"{printable(sidecar)}: model.{printable('.'.join(map(str, first['loc'])))}: "
+                              f"{printable(first['msg'])}") from None
 
 
 def load_native(path: str | Path) -> Denoiser | DDPMDenoiser:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import warnings
@@ -35,8 +36,10 @@ from tqdm import tqdm
 from maskdit.app import cli
 from maskdit.config.errors import InputError
 from maskdit.eval.stats import FeatureStats, RunningStats, load_stats
+from maskdit.io import npz
 
 IMAGE_KEY = "arr_0"
+MAX_IMAGE_BYTES = 4096 * 4096 * 3  # one image, uint8 HWC: 4096x4096 RGB (Inception sees 299x299 anyway)
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
 """images [B, C, H, W] in [-1, 1] -> features [B, D]"""
@@ -44,13 +47,7 @@ Extractor = Callable[[torch.Tensor], torch.Tensor]
 
 def npz_keys(path: Path) -> list[str]:
     """The array names in an npz file; raises InputError when it is missing or not an npz."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return [name.removesuffix(".npy") for name in archive.namelist() if name.endswith(".npy")]
-    except (zipfile.BadZipFile, OSError) as err:
-        raise InputError(f"{path}: not a readable .npz file ({err})") from None
+    return npz.npz_keys(path)
 
 
 class NpzImages:
@@ -63,8 +60,8 @@ class NpzImages:
             raise InputError(f"{path}: no {key!r} array (it holds {sorted(keys)}); "
                              f"expected {key} uint8 [N, H, W, 3] images")
         self.path, self.key = path, key
-        with self._open() as handle:
-            self.shape, fortran, self.dtype = _read_npy_header(handle, path)
+        member = npz.describe(path, key)  # the header must match the member's size: nothing forged is inflated
+        self.shape, fortran, self.dtype = member.shape, member.fortran, member.dtype
         where = f"{path}: {key}"
         if fortran:
             raise InputError(f"{where} is stored in Fortran order; save it with np.ascontiguousarray")
@@ -73,6 +70,9 @@ class NpzImages:
         if len(self.shape) != 4 or self.shape[-1] not in (1, 3):
             hint = " (channels first? use NHWC)" if len(self.shape) == 4 and self.shape[1] in (1, 3) else ""
             raise InputError(f"{where} must be [N, H, W, 3] (NHWC), got shape {self.shape}{hint}")
+        if math.prod(self.shape[1:]) > MAX_IMAGE_BYTES:
+            raise InputError(f"{where}: images of {self.shape[1]}x{self.shape[2]} pixels are larger than the "
+                             f"{MAX_IMAGE_BYTES >> 20} MiB per image this command reads")
         if self.shape[0] < 2:
             raise InputError(f"{where} holds {self.shape[0]} image(s); a covariance needs at least 2")
 
@@ -93,7 +93,7 @@ class NpzImages:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         item = int(np.prod(self.shape[1:]))
         with self._open() as handle:
-            _read_npy_header(handle, self.path)
+            npz.read_npy_header(handle, f"{self.path}: {self.key}")
             for start in range(0, len(self), batch_size):
                 count = min(batch_size, len(self) - start)
                 data = handle.read(count * item)
@@ -101,17 +101,6 @@ class NpzImages:
                     raise ValueError(f"{self.path}: {self.key} ends after {start + len(data) // item} of "
                                      f"{len(self)} images (truncated file?)")
                 yield np.frombuffer(bytearray(data), dtype=np.uint8).reshape(count, *self.shape[1:])
-
-
-def _read_npy_header(handle, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(handle)
-        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, fortran, dtype = reader(handle)
-    except ValueError as err:
-        raise InputError(f"{path}: not a valid .npy member ({err})") from None
-    return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype)
 
 
 def to_model_input(batch: np.ndarray, device: torch.device | str) -> torch.Tensor:
