@@ -10,7 +10,9 @@ with ``forward(x [B, N, width], c [B, cond_dim]) -> [B, N, width]`` and ``init_w
   model starts as a shallow one;
 - 'per-sample values': any number of tokens N in, [B, N, width] out, finite, sample b's output
   depending on sample b alone (the tokens a mask keeps differ per sample);
-- 'gradient': gradients reach x and c, finite.
+- 'gradient': gradients reach x and c, finite;
+- 'named by the model spec': ``model.block`` takes its name (``model.label_embedder`` for an
+  embedder).
 
 A label embedder spec builds ``embedder(num_classes, hidden)`` with ``forward(labels [B] int) ->
 [B, hidden]`` (the label ``num_classes`` is the null class of guidance) and ``init_weights``,
@@ -25,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from maskdit.testing.contract import check_spec_round_trip, describe, require, seeded
+from maskdit.core.specs import ModelSpec
+from maskdit.testing.contract import ContractError, check_spec_round_trip, describe, require, seeded
 
 
 def fill_with_nan(module: nn.Module) -> None:
@@ -58,6 +61,7 @@ def check_block_spec(spec: Any, *, width: int = 16, num_heads: int = 2, cond_dim
                      seed: int = 0) -> None:
     """Every contract of a block, with and without qk_norm."""
     check_spec_round_trip(spec)
+    _check_named_by_model_spec("block", spec)
     factory = spec.build()
     for qk_norm in (False, True):
         subject = f"{describe(spec)} with qk_norm={qk_norm}"
@@ -97,6 +101,7 @@ def check_label_embedder_spec(spec: Any, *, num_classes: int = 10, hidden: int =
     """Every contract of a label embedder."""
     subject = describe(spec)
     check_spec_round_trip(spec)
+    _check_named_by_model_spec("label_embedder", spec)
     embedder = spec.build()(num_classes, hidden)
     check_initialised(embedder, embedder.init_weights, subject=subject, seed=seed)
     labels = torch.tensor([0, 3, num_classes])  # num_classes: the null label
@@ -104,3 +109,12 @@ def check_label_embedder_spec(spec: Any, *, num_classes: int = 10, hidden: int =
     require(isinstance(out, torch.Tensor) and out.shape == (3, hidden) and bool(torch.isfinite(out).all()),
             "per-sample values", subject,
             lambda: f"labels {labels.tolist()} (the last the null class) must embed to finite [3, {hidden}], got {out!r}")
+
+
+def _check_named_by_model_spec(field: str, spec: Any) -> None:
+    """Contract 'named by the model spec': ``model.<field>`` takes the plugin's name."""
+    try:
+        ModelSpec.model_validate({field: spec.name})
+    except ValueError as err:  # pydantic's ValidationError is a ValueError
+        raise ContractError("named by the model spec", describe(spec),
+                            f"model.{field} = {spec.name!r} does not validate: {err}") from err
