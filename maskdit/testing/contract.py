@@ -40,6 +40,13 @@ def describe(obj: Any) -> str:
     return repr(obj)
 
 
+def describe_value(value: object) -> str:
+    """A returned value in errors: a tensor by dtype and shape, anything else by its type."""
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
 def check_spec_round_trip(spec: Any) -> None:
     """Contract 'spec round trip': a spec written as JSON reads back equal (spec.json is enough to
     rebuild a run)."""

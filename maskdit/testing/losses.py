@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from maskdit.losses.inputs import LossInputs
-from maskdit.testing.contract import call_twice, check_spec_round_trip, describe, require
+from maskdit.testing.contract import call_twice, check_spec_round_trip, describe, describe_value, require
 
 #: what a term built with ``loss_tokens`` is told the model's routing covers
 LOSS_TOKENS = ("visible", "all")
@@ -46,7 +46,7 @@ def check_loss_term(term: Any, inputs: LossInputs, *, subject: str | None = None
             "it modified the inputs in place")
     ok = (isinstance(first, torch.Tensor) and first.shape == (batch,) and first.dtype == inputs.denoised.dtype)
     require(ok, "per-sample values", subject,
-            lambda: f"must return a {inputs.denoised.dtype} tensor [B={batch}], got {_describe(first)}")
+            lambda: f"must return a {inputs.denoised.dtype} tensor [B={batch}], got {describe_value(first)}")
     require(bool(torch.isfinite(first).all()), "per-sample values", subject,
             lambda: f"returned non-finite values {first.tolist()} for finite inputs")
     require(torch.equal(first, second), "determinism", subject, "the same inputs gave different values")
@@ -54,7 +54,7 @@ def check_loss_term(term: Any, inputs: LossInputs, *, subject: str | None = None
         alone = term(_rows(inputs, slice(row, row + 1)))
         require(isinstance(alone, torch.Tensor) and alone.shape == (1,)
                 and torch.allclose(alone, first[row:row + 1], rtol=1e-6, atol=1e-9), "per-sample values", subject,
-                lambda: f"sample {row} gives {first[row].item()} in the batch but {_describe(alone)} {alone!r} alone")
+                lambda: f"sample {row} gives {first[row].item()} in the batch but {alone!r} alone")
     _check_gradient(term, inputs, subject)
     return first
 
@@ -83,8 +83,3 @@ def _rows(inputs: LossInputs, rows: slice) -> LossInputs:
                       denoised=inputs.denoised[rows], mask=None if inputs.mask is None else inputs.mask.rows(rows),
                       patch_size=inputs.patch_size)
 
-
-def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__

@@ -30,7 +30,14 @@ from pydantic import ValidationError
 from maskdit.masking.mask import Mask
 from maskdit.masking.specs import build_ratio_schedule, masking_max_ratio, max_ratio
 from maskdit.masking.strategies import MaskingStrategy
-from maskdit.testing.contract import ContractError, call_twice, check_spec_round_trip, describe, require, seeded
+from maskdit.testing.contract import (
+    ContractError,
+    call_twice,
+    check_spec_round_trip,
+    describe,
+    require,
+    seeded,
+)
 from maskdit.testing.masks import check_mask
 
 
@@ -51,9 +58,10 @@ def with_ratio(spec: Any, ratio: Any) -> Any | None:
             cls.model_validate({**data, "ratio": max_ratio(ratio)})
         except ValidationError:
             return None
+        reason = err.errors()[0]["msg"] if err.errors() else str(err)
         raise ContractError("takes a ratio schedule", describe(spec),
-                            f"its ratio field refuses the schedule {ratio.model_dump()}; type it "
-                            f"maskdit.masking.specs.RatioSpec (a number or any ratio schedule): {err}") from None
+                            f"its ratio field refuses the schedule {ratio.model_dump()} ({reason}); type it "
+                            "maskdit.masking.specs.RatioSpec (a number or any ratio schedule)") from None
 
 
 def check_masking_spec(spec: Any, *, batch_size: int, grid_hw: tuple[int, int], sigma: torch.Tensor | None = None,

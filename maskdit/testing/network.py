@@ -93,8 +93,9 @@ def check_block(block: nn.Module, *, width: int, cond_dim: int, subject: str, se
         require(torch.allclose(alone, out, rtol=1e-4, atol=1e-5), "per-sample values", subject,
                 "a sample's output changes with the other samples of the batch")
         out.square().sum().backward()
-        require(all(g is not None and bool(torch.isfinite(g).all()) and bool(g.abs().sum() > 0) for g in (x.grad, c.grad)),
-                "gradient", subject, "the gradient must reach x and c, finite and nonzero")
+        reached = [g is not None and bool(torch.isfinite(g).all()) and bool(g.abs().sum() > 0)
+                   for g in (x.grad, c.grad)]
+        require(all(reached), "gradient", subject, "the gradient must reach x and c, finite and nonzero")
 
 
 def check_label_embedder_spec(spec: Any, *, num_classes: int = 10, hidden: int = 16, seed: int = 0) -> None:
@@ -108,7 +109,8 @@ def check_label_embedder_spec(spec: Any, *, num_classes: int = 10, hidden: int =
     out = embedder(labels)
     require(isinstance(out, torch.Tensor) and out.shape == (3, hidden) and bool(torch.isfinite(out).all()),
             "per-sample values", subject,
-            lambda: f"labels {labels.tolist()} (the last the null class) must embed to finite [3, {hidden}], got {out!r}")
+            lambda: f"labels {labels.tolist()} (the last: the null class) must embed to finite [3, {hidden}], "
+                    f"got {out!r}")
 
 
 def _check_named_by_model_spec(field: str, spec: Any) -> None:

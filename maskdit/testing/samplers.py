@@ -26,7 +26,15 @@ from typing import Any
 import torch
 
 from maskdit.samplers.sigmas import get_sigmas_karras
-from maskdit.testing.contract import ContractError, call_twice, check_spec_round_trip, describe, require, seeded
+from maskdit.testing.contract import (
+    ContractError,
+    call_twice,
+    check_spec_round_trip,
+    describe,
+    describe_value,
+    require,
+    seeded,
+)
 from maskdit.testing.toys import GaussianDenoiser
 
 #: (what, x, sigmas, the argument the error must name): inputs every sampler refuses
@@ -66,7 +74,7 @@ def check_pure_function(sample: Callable[..., torch.Tensor], *, subject: str, se
     sigmas = get_sigmas_karras(6)
     first, second = call_twice(subject, lambda s: sample(GaussianDenoiser(), x, sigmas, generator=seeded(s)), seed + 1)
     require(isinstance(first, torch.Tensor) and first.shape == x.shape and first.dtype == x.dtype, "pure function",
-            subject, lambda: f"returned {_describe(first)} for x {_describe(x)}; expected x's shape and dtype")
+            subject, lambda: f"returned {describe_value(first)} for x {describe_value(x)}; expected x's shape, dtype")
     require(bool(torch.isfinite(first).all()), "pure function", subject, "returned non-finite values")
     require(torch.equal(first, second), "pure function", subject,
             "the same inputs and generator seed gave different results")
@@ -133,7 +141,7 @@ def check_ready_sampler(spec: Any, *, seed: int = 0) -> None:
     noise = torch.randn(2, 1, 4, 4, generator=seeded(seed))
     out = sampler(model, noise, generator=seeded(seed + 1))
     require(isinstance(out, torch.Tensor) and out.shape == noise.shape and out.dtype == noise.dtype, "ready sampler",
-            subject, lambda: f"sampling unit noise {_describe(noise)} returned {_describe(out)}")
+            subject, lambda: f"sampling unit noise {describe_value(noise)} returned {describe_value(out)}")
     require(model.calls == sampler.num_evaluations, "ready sampler", subject,
             lambda: f"it called the denoiser {model.calls} times but reports num_evaluations = "
                     f"{sampler.num_evaluations} (the count FLOP summaries use)")
@@ -141,8 +149,3 @@ def check_ready_sampler(spec: Any, *, seed: int = 0) -> None:
             subject, lambda: f"the spec's sigma range ({spec.sigma_min}, {spec.sigma_max}) is not the sigmas it "
                              f"samples ({float(sigmas[-2])}, {float(sigmas[0])})")
 
-
-def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__
