@@ -73,8 +73,8 @@ def _check_gradient(term: Any, inputs: LossInputs, subject: str) -> None:
 
 def _tensors(inputs: LossInputs) -> list[torch.Tensor]:
     found = [getattr(inputs, f.name) for f in fields(inputs)]
-    if inputs.mask is not None:
-        found += [inputs.mask.ids_keep, inputs.mask.ids_restore, inputs.mask.dropped]
+    if inputs.mask is not None:  # a Mask, or groups of them (those have only dropped)
+        found += [getattr(inputs.mask, name, None) for name in ("ids_keep", "ids_restore", "dropped")]
     return [t for t in found if isinstance(t, torch.Tensor)]
 
 

@@ -2,7 +2,8 @@
 
 A strategy ``strategy(batch_size, grid_hw, *, sigma=None, step=None, generator=None) -> Mask``:
 
-- returns Masks that satisfy the Mask contract (:mod:`maskdit.testing.masks`);
+- returns a Mask, or for per-sample kept counts groups of Masks, that satisfy the Mask
+  contract (:mod:`maskdit.testing.masks`);
 - 'kept count': keeps int(L * (1 - r)) tokens at ratio r (when r is known: a number, or what a
   ``MaskingStrategy``'s schedule answers), and never drops more than its spec's largest ratio
   (``maskdit.masking.specs.masking_max_ratio``: what FLOP counts and checks rely on);
@@ -38,7 +39,7 @@ from maskdit.testing.contract import (
     require,
     seeded,
 )
-from maskdit.testing.masks import check_mask
+from maskdit.testing.masks import check_call_result, check_mask
 
 
 def with_ratio(spec: Any, ratio: Any) -> Any | None:
@@ -65,9 +66,9 @@ def with_ratio(spec: Any, ratio: Any) -> Any | None:
 
 
 def check_masking_spec(spec: Any, *, batch_size: int, grid_hw: tuple[int, int], sigma: torch.Tensor | None = None,
-                       step: int | None = None, seed: int = 0) -> Mask | None:
+                       step: int | None = None, seed: int = 0) -> Any:
     """Every contract of a masking strategy, on the strategy ``spec`` builds called once (twice,
-    for determinism) with these arguments. Returns the Mask (None when it refused the ratio)."""
+    for determinism) with these arguments. Returns what the call returned (None: it refused)."""
     check_spec_round_trip(spec)
     strategy = spec.build()
     bound = masking_max_ratio(spec)
@@ -82,36 +83,34 @@ def check_masking_spec(spec: Any, *, batch_size: int, grid_hw: tuple[int, int], 
 
 def check_masking_strategy(strategy: Any, *, batch_size: int, grid_hw: tuple[int, int],
                            sigma: torch.Tensor | None = None, step: int | None = None, seed: int = 0,
-                           max_ratio: float, ratio: float | None = None, subject: str | None = None) -> Mask | None:
+                           max_ratio: float, ratio: float | None = None, subject: str | None = None) -> Any:
     """The strategy's contracts on one call: ``max_ratio`` is the largest ratio it may drop,
-    ``ratio`` the exact one when known. Returns the Mask (None when it refused the ratio)."""
+    ``ratio`` the exact one when known. Returns what the call returned: a Mask, or groups of
+    Masks for per-sample counts (None when it refused the ratio)."""
     subject = subject or describe(strategy)
     length = grid_hw[0] * grid_hw[1]
-    expected = _expected_kept(strategy, length, ratio, sigma, step, seed)
+    expected = _expected_kept(strategy, batch_size, length, ratio, sigma, step, seed)
     lowest = int(length * (1.0 - max_ratio))  # fewest tokens kept at the largest ratio
 
     def call(seed: int) -> Any:
         return strategy(batch_size, grid_hw, sigma=sigma, step=step, generator=seeded(seed))
 
+    must_refuse = expected is not None and min(expected) == 0
     try:
         first, second = call_twice(subject, call, seed)
     except ValueError as err:
-        may_refuse = expected == 0 or (expected is None and lowest < 1)
-        require(may_refuse, "refuses a ratio that leaves no token", subject,
+        require(must_refuse or (expected is None and lowest < 1), "refuses a ratio that leaves no token", subject,
                 lambda: f"it raised ValueError for a valid call ({batch_size}, {grid_hw}, step={step}): {err}")
         return None
-    require(expected != 0, "refuses a ratio that leaves no token", subject,
-            lambda: f"at ratio {ratio} no token of {length} stays visible, yet it returned a mask instead of "
-                    "raising ValueError")
-    check_mask(first, batch_size=batch_size, num_tokens=length, subject=subject)
-    kept = first.num_kept
+    require(not must_refuse, "refuses a ratio that leaves no token", subject,
+            lambda: f"its ratio leaves no token of {length} visible (kept counts {expected}), yet it returned a "
+                    "mask instead of raising ValueError")
+    kept = check_call_result(first, batch_size=batch_size, num_tokens=length, subject=subject)
     require(expected is None or kept == expected, "kept count", subject,
-            lambda: f"keeps {kept} of {length} tokens; the ratio asks for int(L * (1 - r)) = {expected}")
-    require(kept >= lowest, "kept count", subject,
-            lambda: f"keeps {kept} of {length} tokens, below the {lowest} its largest ratio {max_ratio} allows")
-    require(isinstance(second, Mask) and all(torch.equal(a, b) for a, b in zip(
-        (first.ids_keep, first.ids_restore, first.dropped), (second.ids_keep, second.ids_restore, second.dropped))),
-        "determinism", subject, "two calls with generators seeded alike gave different masks")
+            lambda: f"its samples keep {kept} of {length} tokens; the ratio asks for int(L * (1 - r)) = {expected}")
+    require(min(kept) >= lowest, "kept count", subject,
+            lambda: f"keeps {min(kept)} of {length} tokens, below the {lowest} its largest ratio {max_ratio} allows")
+    require(_same(first, second), "determinism", subject, "two calls with generators seeded alike gave different masks")
     return first
 
 
@@ -122,26 +121,46 @@ def check_zero_ratio(strategy: Any, *, batch_size: int, grid_hw: tuple[int, int]
     subject = subject or describe(strategy)
     mask = strategy(batch_size, grid_hw, generator=seeded(seed))
     length = grid_hw[0] * grid_hw[1]
+    require(isinstance(mask, Mask), "zero ratio is identity", subject,
+            lambda: f"at ratio 0 it must return one Mask, got {type(mask).__name__}")
     check_mask(mask, batch_size=batch_size, num_tokens=length, subject=subject)
     grid = torch.arange(length, device=mask.ids_keep.device).expand(batch_size, -1)
     require(mask.is_identity and torch.equal(mask.ids_keep, grid), "zero ratio is identity", subject,
             lambda: f"at ratio 0 it keeps {mask.num_kept} of {length} tokens in the order {mask.ids_keep[0].tolist()}")
 
 
-def _expected_kept(strategy: Any, length: int, ratio: float | None, sigma: torch.Tensor | None, step: int | None,
-                   seed: int) -> int | None:
-    """Tokens the call must keep (0: it must refuse), or None when that is not known: a number
-    ratio, or the batch ratio a MaskingStrategy's schedule gives for a generator in the state
-    the strategy will see it in."""
+def _expected_kept(strategy: Any, batch_size: int, length: int, ratio: float | None, sigma: torch.Tensor | None,
+                   step: int | None, seed: int) -> list[int] | None:
+    """The tokens each sample must keep (a 0: the call must refuse), or None when that is not
+    known: from a number ratio, or from what a MaskingStrategy's schedule answers (one ratio, or
+    one per sample) for a generator in the state the strategy will see it in."""
+    answer: Any = ratio
     if ratio is None and isinstance(strategy, MaskingStrategy):
         try:
             answer = strategy.schedule(step=step, sigma=sigma, generator=seeded(seed))
         except ValueError:
             return None  # the strategy must then refuse the call too: checked as a refusal
-        ratio = answer if isinstance(answer, (int, float)) and not isinstance(answer, bool) else None
-    if ratio is None:
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        ratios = [float(answer)] * batch_size
+    elif isinstance(answer, torch.Tensor) and answer.shape == (batch_size,):
+        ratios = answer.detach().to("cpu", torch.float64).tolist()
+    else:
         return None
-    return max(int(length * (1.0 - ratio)), 0)
+    return [max(int(length * (1.0 - r)), 0) for r in ratios]
+
+
+def _same(first: Any, second: Any) -> bool:
+    """Two call results equal: the same Masks for the same rows."""
+    pairs = list(zip(_parts(first), _parts(second)))
+    return len(pairs) == len(_parts(first)) == len(_parts(second)) and all(
+        torch.equal(a, b) for one, two in pairs for a, b in zip(one, two))
+
+
+def _parts(result: Any) -> list[tuple[torch.Tensor, ...]]:
+    if isinstance(result, Mask):
+        return [(result.ids_keep, result.ids_restore, result.dropped)]
+    return [(rows, mask.ids_keep, mask.ids_restore, mask.dropped)
+            for rows, mask in zip(getattr(result, "members", ()), getattr(result, "groups", ()))]
 
 
 def check_ratio_spec(spec: Any, *, batch_size: int, sigma: torch.Tensor, step: int, seed: int = 0) -> None:

@@ -12,11 +12,16 @@ A Mask of a batch of B samples over L tokens keeps K tokens in every sample (1 <
 - 'gather/scatter round trip': scatter(gather(tokens), fill) gives back the kept tokens exactly
   and ``fill`` at every dropped position.
 
-A batch whose samples need different K (per-sample ratios) is served as several Masks, one per
-group of rows; each of them satisfies the contract on its own.
+A batch whose samples need different K (per-sample ratios) is served as several Masks: a result
+with ``groups`` (Masks) and ``members`` (the int64 batch rows of each group). Contract 'mask
+groups': the members list each batch row exactly once, each group satisfies the Mask contract
+on its own with the call's L, and the result's ``dropped`` [B, L] (if it has one) holds each
+group's rows at their batch positions.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -60,6 +65,31 @@ def check_mask(mask: Mask, *, batch_size: int | None = None, num_tokens: int | N
                     f"ids_keep {keep[wrong[0, 0]].tolist()} and then the dropped positions")
 
     _check_round_trip(mask, subject)
+
+
+def check_call_result(result: Any, *, batch_size: int, num_tokens: int, subject: str) -> list[int]:
+    """The Mask contract on what a strategy call returned: one Mask, or groups of Masks (see the
+    module docstring). Returns each sample's kept count, in batch order."""
+    if isinstance(result, Mask):
+        check_mask(result, batch_size=batch_size, num_tokens=num_tokens, subject=subject)
+        return [result.num_kept] * batch_size
+    groups, members = getattr(result, "groups", None), getattr(result, "members", None)
+    require(groups is not None and members is not None, "mask shapes", subject,
+            lambda: f"a strategy returns a Mask (or groups of Masks), got {type(result).__name__}")
+    groups, members = list(groups), list(members)
+    rows = [row for ids in members for row in torch.as_tensor(ids).tolist()]
+    require(len(groups) == len(members) and sorted(rows) == list(range(batch_size)), "mask groups", subject,
+            lambda: f"the groups' members must list each of the {batch_size} batch rows once, got {rows}")
+    kept = [0] * batch_size
+    for index, (mask, ids) in enumerate(zip(groups, members)):
+        ids = torch.as_tensor(ids)
+        check_mask(mask, batch_size=ids.numel(), num_tokens=num_tokens, subject=f"{subject}, group {index}")
+        for row in ids.tolist():
+            kept[row] = mask.num_kept
+        dropped = getattr(result, "dropped", None)
+        require(dropped is None or torch.equal(dropped[ids.to(dropped.device)], mask.dropped), "mask groups",
+                subject, lambda: f"its dropped [B, L] does not hold group {index}'s rows at their batch positions")
+    return kept
 
 
 def _check_shapes(mask: Mask, batch_size: int | None, num_tokens: int | None, subject: str) -> None:

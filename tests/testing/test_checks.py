@@ -4,6 +4,7 @@ it, naming the contract; the built-in parts pass (test_contracts.py in each fold
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pytest
@@ -86,6 +87,38 @@ def test_the_call_sizes_are_checked():
         check_mask(Mask.identity(2, 4), batch_size=3)
     with _broken("mask shapes"):
         check_mask(Mask.identity(2, 4), num_tokens=5)
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Per-sample kept counts as groups of Masks (the shape a grouped strategy result has)."""
+
+    groups: tuple[Mask, ...]
+    members: tuple[torch.Tensor, ...]
+
+
+class _TwoCounts:
+    """Rows 0 and 2 keep 3 tokens, row 1 keeps 1: two groups. ``rows`` overrides the members."""
+
+    max_ratio = 0.75
+
+    def __init__(self, rows: tuple[list[int], list[int]] = ([0, 2], [1])) -> None:
+        self.rows = rows
+
+    def __call__(self, batch_size, grid_hw, *, sigma=None, step=None, generator=None) -> _Groups:
+        order = torch.arange(4).expand(2, 4)
+        return _Groups((Mask.from_order(order, 3), Mask.from_order(order[:1], 1)),
+                       tuple(torch.tensor(rows) for rows in self.rows))
+
+
+def test_groups_of_masks_for_per_sample_counts():
+    call = {**CALL, "grid_hw": (2, 2)}
+    result = check_masking_strategy(_TwoCounts(), max_ratio=0.75, **call)
+    assert [mask.num_kept for mask in result.groups] == [3, 1]
+    with _broken("mask groups"):
+        check_masking_strategy(_TwoCounts(([0, 1], [1])), max_ratio=0.75, **call)  # row 1 twice, row 2 never
+    with _broken("kept count"):
+        check_masking_strategy(_TwoCounts(), max_ratio=0.5, **call)  # row 1 drops 3 of 4
 
 
 # ---- strategies and schedules ------------------------------------------------------------
