@@ -38,7 +38,8 @@ INT_SPAN = 1000
 #: magnitudes; how far validation bounds reach is the spec's own business)
 POSITIVE_FLOOR = 1e-3
 
-#: mask ratios that leave a token visible on every grid drawn here (up to 12 x 12)
+#: mask ratios for a strategy's ratio field (on the smallest grids some leave no token: the
+#: strategy must then refuse the call)
 ratios = st.floats(min_value=0.0, max_value=0.95, allow_nan=False)
 
 
@@ -52,6 +53,8 @@ def specs_of(spec_class: type, **fixed: Any) -> st.SearchStrategy[Any]:
     require(not undrawable or bool(examples), "testable spec", spec_class.__qualname__,
             lambda: f"required field(s) {', '.join(undrawable)} have no bounds to draw values from: give them "
                     "defaults, or list whole specs in model_config json_schema_extra={'examples': [...]}")
+    if undrawable:
+        return st.sampled_from(examples)
     drawn = _drawn_specs(spec_class, fixed)
     return st.one_of(drawn, st.sampled_from(examples)) if examples else drawn
 
@@ -66,9 +69,7 @@ def _drawn_specs(draw: st.DrawFn, spec_class: type, fixed: dict[str, Any]) -> An
         if not field.is_required():
             default = st.just(field.get_default(call_default_factory=True))
             values_of = default if values_of is None else st.one_of(default, values_of)
-        elif values_of is None:
-            reject()  # drawn from the class's examples instead (see specs_of)
-        values[name] = draw(values_of)
+        values[name] = draw(values_of)  # required fields all have values_of here (see specs_of)
     try:
         return spec_class.model_validate({**values, **fixed})
     except ValidationError:
@@ -89,9 +90,9 @@ def _values_of(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any] |
     if annotation is bool:
         return st.booleans()
     if annotation is int:
-        low, high, _, _ = _bounds(metadata)
-        low = -INT_SPAN if low is None else math.ceil(low)
-        high = max(low, 0) + INT_SPAN if high is None else math.floor(high)
+        low, high, open_low, open_high = _bounds(metadata)
+        low = -INT_SPAN if low is None else math.floor(low) + 1 if open_low else math.ceil(low)
+        high = max(low, 0) + INT_SPAN if high is None else math.ceil(high) - 1 if open_high else math.floor(high)
         return st.integers(low, high) if low <= high else None
     if annotation is float:
         low, high, open_low, open_high = _bounds(metadata)

@@ -281,6 +281,27 @@ def test_drawn_specs_respect_bounds_and_validators(spec):
     assert spec.max_block is None or spec.max_block >= spec.min_block
 
 
+class _Counts(SpecModel):
+    name: Literal["counts"] = "counts"
+    n: int = Field(gt=0, lt=3, description="1 or 2")
+    m: int | None = Field(None, ge=2, le=2, description="None or 2")
+
+    def build(self, **context: Any) -> None:
+        return None
+
+
+def test_drawn_numbers_cover_their_bounds_and_stay_inside():
+    seen = set()
+
+    @settings(max_examples=100, deadline=None, database=None)
+    @given(spec=specs_of(_Counts))
+    def draw(spec):
+        seen.add((spec.n, spec.m))
+
+    draw()
+    assert seen == {(1, None), (1, 2), (2, None), (2, 2)}
+
+
 def test_a_spec_with_nothing_to_draw_from_is_untestable():
     with _broken("testable spec"):
         specs_of(_Untestable)
