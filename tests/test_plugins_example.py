@@ -2,7 +2,10 @@
 sampler from a user's module, loaded with --plugin and through an entry point."""
 
 import json
+import os
 import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +20,7 @@ SECTION = (ROOT / "README.md").read_text(encoding="utf-8").split("## Extend mask
 MODULE = re.search(r"```python\n(.*?)```", SECTION, re.S).group(1)
 SPEC = json.loads(re.search(r"```json\n(.*?)```", SECTION, re.S).group(1))
 ADDED = {"masking": "centre", "loss": "l1", "sampler": "euler_a"}
+CHECK = re.search(r"^PYTHONPATH=\. (python -m pytest --pyargs maskdit\.testing -p my_plugins)$", SECTION, re.M)
 
 
 @pytest.fixture
@@ -89,6 +93,34 @@ def test_a_run_says_which_plugin_reading_it_back_needs(plugin_dir, tmp_path, cap
     assert "masking: unknown name 'centre'" in err and advice in err
     assert build.main([saved, "--runs", str(runs), "--resume", "--set", "train.steps=3", "--plugin",
                        "readme_plugins"]) == 0
+
+
+def test_the_readme_masking_plugin_takes_a_ratio_schedule(plugin_dir, tmp_path, capsys):
+    (plugin_dir / "readme_plugins.py").write_text(MODULE)
+    schedule = "masking.ratio={\"name\": \"cosine\", \"start\": 0.75, \"end\": 0.25, \"total_steps\": 100}"
+    assert build.main([_spec(tmp_path), "--dry-run", "--plugin", "readme_plugins", "--set", schedule]) == 0
+    assert "centre" in capsys.readouterr().out
+    from readme_plugins import CentreMaskingSpec
+
+    spec = CentreMaskingSpec.model_validate({"ratio": {"name": "cosine", "start": 0.75, "end": 0.25, "total_steps": 4}})
+    strategy = spec.build()
+    assert [strategy(1, (4, 4), step=step).num_kept for step in (0, 4)] == [4, 12]  # int(16 * (1 - r))
+
+
+@pytest.mark.slow
+def test_the_readme_plugins_pass_the_shipped_contract_tests(tmp_path):
+    """The README's command for checking plugins, run where my_plugins.py lies (its PYTHONPATH=.)."""
+    assert CHECK is not None, "the README shows how to run maskdit.testing on my_plugins"
+    (tmp_path / "my_plugins.py").write_text(MODULE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, *shlex.split(CHECK.group(1))[1:], "-p", "no:cacheprovider", "-k",
+               " or ".join(ADDED.values()), "-v"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    for test in ("test_masking_strategy[centre-cosine]", "test_loss_term[l1]", "test_sampler_steps[euler_a]",
+                 "test_ready_sampler[euler_a]"):
+        assert f"{test} PASSED" in out, out
 
 
 def test_readme_plugins_through_an_entry_point(plugin_dir, tmp_path, capsys):

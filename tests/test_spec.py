@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -11,7 +11,9 @@ from maskdit.app.experiment_spec import ExperimentSpec, apply_overrides, load_sp
 from maskdit.config.spec_model import SEED_MAX
 from maskdit.core.presets import MODEL_PRESETS
 from maskdit.core.specs import ModelSpec
-from tests.masking.plugins import SCHEDULE_EXAMPLES, STRATEGY_NAMES, strategy_spec
+from maskdit.masking import MASKING, RATIO_SCHEDULES
+from maskdit.masking.specs import masking_max_ratio
+from maskdit.testing.strategies import masking_specs, takes_ratio
 
 DIGITS_MODEL = {"input_size": 32, "in_channels": 1, "patch_size": 4, "depth": 2, "hidden_size": 64,
                 "num_heads": 2, "decoder_depth": 1, "decoder_hidden_size": 32, "decoder_num_heads": 2,
@@ -24,8 +26,10 @@ RUN_NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True).filter(lambda
 
 @st.composite
 def experiment_specs(draw):
-    ratio = draw(st.one_of(st.floats(0, 0.9), *SCHEDULE_EXAMPLES.values()))
-    masking = strategy_spec(draw(st.sampled_from(STRATEGY_NAMES)), ratio)
+    strategy = MASKING.get(draw(st.sampled_from(MASKING.names())))
+    ratio = draw(st.sampled_from(["number", *RATIO_SCHEDULES.names()])) if takes_ratio(strategy) else "own"
+    masking = draw(masking_specs(strategy, ratio))
+    assume(masking_max_ratio(masking) <= 0.95)  # leaves a token of the smallest grid drawn here visible
     heads = draw(st.sampled_from([1, 2, 4]))
     model = {**DIGITS_MODEL, "num_heads": heads, "hidden_size": heads * draw(st.integers(8, 32)),
              "patch_size": draw(st.sampled_from([2, 4])), "qk_norm": draw(st.booleans()),

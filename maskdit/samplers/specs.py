@@ -6,6 +6,7 @@ Example: ``{"name": "heun", "steps": 40, "cfg_scale": 1.5}`` (EDM schedule by de
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +45,12 @@ class KarrasScheduleSpec(_RangeSchedule):
     name: Literal["karras"] = "karras"
     rho: float = Field(7.0, gt=0, le=100, description="EDM time-step exponent")
 
+    @model_validator(mode="after")
+    def _representable(self) -> KarrasScheduleSpec:
+        _check_levels(lambda: get_sigmas_karras(2, self.sigma_min, self.sigma_max, self.rho),
+                      f"rho {self.rho} with sigmas in [{self.sigma_min}, {self.sigma_max}]")
+        return self
+
     def build(self, *, steps: int, device: Any = None, **context: Any):
         return get_sigmas_karras(steps, self.sigma_min, self.sigma_max, self.rho, device=device)
 
@@ -74,12 +81,27 @@ class DDPMScheduleSpec(SpecModel):
     def _ordered(self) -> DDPMScheduleSpec:
         if self.beta_start > self.beta_end:
             raise ValueError(f"beta_start ({self.beta_start}) must not exceed beta_end ({self.beta_end})")
+        # the last timestep is the noisiest ('trailing' with one step visits exactly it)
+        _check_levels(lambda: get_sigmas_ddpm(1, num_timesteps=self.num_timesteps, beta_start=self.beta_start,
+                                              beta_end=self.beta_end, beta_schedule=self.beta_schedule,
+                                              spacing="trailing"),
+                      f"{self.num_timesteps} timesteps with betas up to {self.beta_end}")
         return self
 
     def build(self, *, steps: int, device: Any = None, **context: Any):
         return get_sigmas_ddpm(steps, num_timesteps=self.num_timesteps, beta_start=self.beta_start,
                                beta_end=self.beta_end, beta_schedule=self.beta_schedule, spacing=self.spacing,
                                steps_offset=self.steps_offset, device=device)
+
+
+def _check_levels(make: Callable[[], Any], what: str) -> None:
+    """A schedule whose noise levels overflow or underflow float64 validates but cannot run: refuse it."""
+    try:
+        levels = make()[:-1].tolist()  # the final 0 aside
+    except OverflowError:
+        levels = [math.inf]
+    if not all(math.isfinite(level) and level > 0 for level in levels):
+        raise ValueError(f"{what} give noise levels {levels} outside float64's finite positive range")
 
 
 #: a registered sigma schedule; ``schedule.build(steps=n)`` gives the [n + 1] float64 sigmas

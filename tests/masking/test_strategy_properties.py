@@ -1,94 +1,10 @@
-"""Contract properties every masking strategy x ratio schedule must satisfy (hypothesis)."""
+"""What the built-in strategies and schedules do beyond the shipped contracts (those run over
+every registered strategy and schedule in test_contracts.py)."""
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from maskdit.masking import MASKING, RATIO_SCHEDULES, Mask, build_masking, build_ratio_schedule, num_kept, specs
-from tests.masking.plugins import SCHEDULE_EXAMPLES, STRATEGY_NAMES, strategy_spec
-
-PAIRS = [(s, r) for s in STRATEGY_NAMES for r in SCHEDULE_EXAMPLES]
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def _draw_case(data, strategy_name, schedule_name):
-    schedule = data.draw(SCHEDULE_EXAMPLES[schedule_name], label="schedule")
-    height = data.draw(st.integers(1, 12), label="height")
-    width = data.draw(st.integers(1, 12), label="width")
-    batch = data.draw(st.integers(1, 5), label="batch")
-    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    step = data.draw(st.integers(0, 2000), label="step")
-    log_sigma = data.draw(st.lists(st.floats(-7, 5), min_size=batch, max_size=batch), label="log_sigma")
-    sigma = torch.tensor(log_sigma, dtype=torch.float64).exp()
-    strategy = build_masking(strategy_spec(strategy_name, schedule))
-    return strategy, schedule, (height, width), batch, seed, step, sigma
-
-
-def _expected_kept(strategy_name, schedule, length, seed, step, sigma):
-    """Ask the schedule for the batch's ratio with a generator in the same state the strategy sees."""
-    if strategy_name == "none":
-        return length
-    ratio = build_ratio_schedule(schedule)(step=step, sigma=sigma, generator=torch.Generator().manual_seed(seed))
-    return num_kept(length, ratio)
-
-
-@pytest.mark.parametrize("strategy_name,schedule_name", PAIRS)
-@FAST
-@given(data=st.data())
-def test_mask_invariants(strategy_name, schedule_name, data):
-    strategy, schedule, grid, batch, seed, step, sigma = _draw_case(data, strategy_name, schedule_name)
-    length = grid[0] * grid[1]
-    try:
-        expected = _expected_kept(strategy_name, schedule, length, seed, step, sigma)
-    except ValueError:  # the ratio leaves no visible token: the strategy must refuse too
-        with pytest.raises(ValueError, match="no visible token"):
-            strategy(batch, grid, sigma=sigma, step=step, generator=torch.Generator().manual_seed(seed))
-        return
-    mask = strategy(batch, grid, sigma=sigma, step=step, generator=torch.Generator().manual_seed(seed))
-
-    # exact counts, the same in every sample
-    assert mask.ids_keep.shape == (batch, expected)
-    assert mask.dropped.shape == mask.ids_restore.shape == (batch, length)
-    assert mask.dropped.sum(dim=1).tolist() == [length - expected] * batch
-
-    for b in range(batch):
-        kept = mask.ids_keep[b].tolist()
-        dropped = torch.nonzero(mask.dropped[b]).flatten().tolist()
-        # kept and dropped are disjoint and together complete
-        assert len(set(kept)) == len(kept)
-        assert set(kept).isdisjoint(dropped)
-        assert sorted(kept + dropped) == list(range(length))
-        # ids_restore inverts the order "kept (in ids_keep order), then dropped"
-        order = torch.argsort(mask.ids_restore[b])
-        assert order[:expected].tolist() == kept
-        assert sorted(order[expected:].tolist()) == dropped
-        assert torch.equal(order[mask.ids_restore[b]], torch.arange(length))
-
-    # gather then scatter: kept tokens bit-exact, the fill at every dropped position
-    tokens = torch.randn(batch, length, 3, generator=torch.Generator().manual_seed(seed))
-    fill = torch.tensor([7.0, -8.0, 9.5])
-    restored = mask.scatter(mask.gather(tokens), fill)
-    keep = ~mask.dropped
-    assert torch.equal(restored[keep], tokens[keep])
-    assert torch.equal(restored[mask.dropped], fill.expand(int(mask.dropped.sum()), 3))
-
-    # determinism under a seeded generator
-    again = strategy(batch, grid, sigma=sigma, step=step, generator=torch.Generator().manual_seed(seed))
-    assert torch.equal(again.ids_keep, mask.ids_keep) and torch.equal(again.ids_restore, mask.ids_restore)
-
-
-@pytest.mark.parametrize("strategy_name", STRATEGY_NAMES)
-@FAST
-@given(height=st.integers(1, 10), width=st.integers(1, 10), batch=st.integers(1, 4), seed=st.integers(0, 10_000))
-def test_zero_ratio_is_identity(strategy_name, height, width, batch, seed):
-    strategy = build_masking(strategy_spec(strategy_name, 0.0))
-    mask = strategy(batch, (height, width), generator=torch.Generator().manual_seed(seed))
-    assert mask.is_identity
-    assert torch.equal(mask.ids_keep, torch.arange(height * width).expand(batch, -1))
-    tokens = torch.randn(batch, height * width, 2)
-    assert torch.equal(mask.scatter(mask.gather(tokens), 0.0), tokens)
-
+from maskdit.masking import Mask, build_masking, build_ratio_schedule, num_kept, specs
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
 def test_random_drops_each_position_with_frequency_r(ratio):

@@ -1,5 +1,5 @@
-"""Generic checks every registered sampler gets for free (parametrised over the registry),
-build_sampler, and bad inputs."""
+"""The shipped sampler contracts (maskdit.testing.test_samplers, collected here) over every
+registered sampler and sigma schedule; build_sampler, and what the built-in ones refuse."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import torch
 from pydantic import ValidationError
 
 from maskdit.samplers import (
-    SAMPLERS,
-    SIGMA_SCHEDULES,
     build_sampler,
     get_sigmas_ddpm,
     get_sigmas_karras,
@@ -18,50 +16,17 @@ from maskdit.samplers import (
     sample_function,
     specs,
 )
+from maskdit.samplers.common import check_inputs
+from maskdit.testing.test_samplers import (  # noqa: F401
+    test_ready_sampler,
+    test_sampler_input_checks,
+    test_sampler_is_a_pure_function,
+    test_sampler_steps,
+    test_sigma_schedule,
+)
 from tests.samplers.toys import GaussianDenoiser
 
-NAMES = SAMPLERS.names()
 
-
-def _spec_for(name: str, **fields):
-    return SAMPLERS.get(name)(**fields)
-
-
-@pytest.mark.parametrize("name", SIGMA_SCHEDULES.names())
-def test_every_sigma_schedule_decreases_to_zero(name):
-    sigmas = SIGMA_SCHEDULES.get(name)().build(steps=5)
-    assert sigmas.shape == (6,) and sigmas.dtype == torch.float64 and sigmas[-1] == 0
-    assert bool((sigmas[:-1] > 0).all()) and bool((sigmas[1:] < sigmas[:-1]).all())
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_same_inputs_same_result_and_dtype_kept(name):
-    sampler = sample_function(name)
-    x = 80.0 * torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(0))
-    sigmas = get_sigmas_karras(6)
-    first = sampler(GaussianDenoiser(), x, sigmas, generator=torch.Generator().manual_seed(1))
-    second = sampler(GaussianDenoiser(), x, sigmas, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(first, second) and first.dtype == torch.float32 and first.shape == x.shape
-    assert torch.isfinite(first).all()
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_callback_once_per_step_and_model_called_in_model_dtype(name):
-    seen_dtypes, infos = set(), []
-
-    def model(x, sigma, *, labels=None, mask=None):
-        seen_dtypes.add((x.dtype, sigma.dtype, sigma.shape))
-        return 0.5 * x / (1 + sigma.view(-1, 1, 1, 1) ** 2)
-
-    x = 80.0 * torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    sample_function(name)(model, x, get_sigmas_karras(5), callback=infos.append,
-                           generator=torch.Generator().manual_seed(1))
-    assert [info["i"] for info in infos] == list(range(5))
-    assert seen_dtypes == {(torch.float32, torch.float32, (2,))}
-    assert all(info["x"].dtype == torch.float64 for info in infos)
-
-
-@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize(
     "x, sigmas, match",
     [
@@ -76,18 +41,10 @@ def test_callback_once_per_step_and_model_called_in_model_dtype(name):
         (torch.full((2, 3), float("nan")), get_sigmas_karras(3), "NaN"),
     ],
 )
-def test_bad_inputs_raise_value_error(name, x, sigmas, match):
+def test_input_check_messages_say_what_is_wrong(x, sigmas, match):
+    """Every built-in sampler starts with check_inputs (the contract checks that each refuses these)."""
     with pytest.raises(ValueError, match=match):
-        sample_function(name)(GaussianDenoiser(), x, sigmas, generator=torch.Generator())
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_bad_labels_and_bad_denoiser_output_raise(name):
-    x = torch.randn(2, 1, 2, 2)
-    with pytest.raises(ValueError, match="labels"):
-        sample_function(name)(GaussianDenoiser(), x, get_sigmas_karras(2), labels=torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match="shaped like x"):
-        sample_function(name)(lambda x, s, labels=None, mask=None: x[:1], x, get_sigmas_karras(2))
+        check_inputs(x, sigmas)
 
 
 @pytest.mark.parametrize("name", ["ddpm", "heun"])
@@ -109,19 +66,6 @@ def test_schedules_shape_and_errors():
                 lambda: get_sigmas_ddpm(5, steps_offset=999)):
         with pytest.raises(ValueError):
             bad()
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_build_sampler_from_spec(name):
-    spec = _spec_for(name, steps=4, cfg_scale=1.0)
-    sampler = build_sampler(spec)
-    assert sampler.name == name and sampler.steps == 4 and sampler.sigmas[-1] == 0
-    model = GaussianDenoiser()
-    noise = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    out = sampler(model, noise, generator=torch.Generator().manual_seed(1))
-    assert out.shape == noise.shape and out.dtype == noise.dtype
-    assert model.calls == sampler.num_evaluations  # the count the summary reports
-    assert spec.sigma_max == float(sampler.sigmas[0]) and spec.sigma_min == float(sampler.sigmas[-2])
 
 
 def test_built_sampler_reproduces_the_bare_function_and_wraps_guidance():
@@ -164,6 +108,8 @@ def test_per_sample_noise_is_batch_independent():
         {"name": "ddpm", "steps": 2000},
         {"name": "ddpm", "schedule": {"name": "ddpm", "beta_start": 0.1, "beta_end": 0.01}},
         {"name": "heun", "sigma_max": 80.0},
+        {"name": "heun", "schedule": {"name": "karras", "rho": 0.004}},  # 80^(1/rho) overflows float64
+        {"name": "ddim", "schedule": {"name": "ddpm", "num_timesteps": 7050, "beta_end": 0.5}},  # alpha_bar -> 0
         {"name": "plms"},
     ],
 )
@@ -172,12 +118,3 @@ def test_bad_specs_are_rejected(data):
 
     with pytest.raises(ValidationError):
         TypeAdapter(specs.SamplerSpec).validate_python(data)
-
-
-def test_spec_json_round_trip():
-    from pydantic import TypeAdapter
-
-    adapter = TypeAdapter(specs.SamplerSpec)
-    for name in NAMES:
-        spec = _spec_for(name, cfg_scale=1.5, cfg_interval=(0.2, 3.0))
-        assert adapter.validate_json(adapter.dump_json(spec)) == spec
