@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from maskdit.config.errors import InputError
 from maskdit.config.plugins import ENTRY_POINT_GROUP, load_plugins
@@ -53,6 +54,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:  # None: a handler set outside Python, which cannot be put back; the default is
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def refuse_fifo(path: str, what: str = "spec file") -> None:
+    """InputError for a FIFO or socket given as a file to read: opening one waits for a writer,
+    maybe for ever (a device such as /dev/zero is left to the readers' size caps)."""
+    if Path(path).is_fifo() or Path(path).is_socket():
+        raise InputError(f"{path}: a FIFO or socket, not a {what}; give a {what}")
 
 
 def shell_command(words: Sequence[str]) -> str:
