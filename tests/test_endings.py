@@ -180,3 +180,23 @@ def test_ctrl_c_in_a_build_still_says_how_to_continue(tmp_path, capsys, monkeypa
     assert f"interrupted; checkpoint {run / 'checkpoints' / 'step-00000003'}; continue with: " \
            f"python -m maskdit.build {run} --resume" in err
     assert json.loads((run / "spec.json").read_text())["name"] == "tiny"
+
+
+def test_an_interrupt_before_a_steps_metrics_line_keeps_every_step_logged_once(tmp_path, capsys, monkeypatch):
+    from maskdit.train import loop
+
+    real_log = loop.Trainer._log
+
+    def interrupt_before_line_6(self, result, images_per_second):
+        if result.step == 6:  # step 6 applied and counted, its line not yet written
+            raise cli.Terminated()
+        return real_log(self, result, images_per_second)
+
+    monkeypatch.setattr(loop.Trainer, "_log", interrupt_before_line_6)
+    spec = spec_file(tmp_path)  # 8 steps, a checkpoint every 4
+    assert build([spec, "--runs", str(tmp_path)]) == 143
+    run = tmp_path / "tiny"
+    assert ckpt.latest_checkpoint(run / "checkpoints").name == "step-00000004"  # not 6: its line is missing
+    monkeypatch.setattr(loop.Trainer, "_log", real_log)
+    assert build([str(run), "--resume"]) == 0
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == list(range(1, 9))

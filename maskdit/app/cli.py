@@ -37,9 +37,9 @@ class Terminated(KeyboardInterrupt):
 def sigterm_as_interrupt() -> Iterator[None]:
     """Inside the block, the first SIGTERM raises :class:`Terminated` in the main thread; later ones
     are ignored, so they cannot cut short the checkpoint the first one leads to. The previous
-    handler is put back on leaving. Outside the main thread (where Python cannot handle signals)
-    nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
+    handler is put back on leaving. Outside the main thread (where Python cannot handle signals),
+    or when SIGTERM is ignored (the parent chose that), nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         yield
         return
     received: list[int] = []

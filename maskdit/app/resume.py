@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from maskdit.app.cli import printable, shell_command
-from maskdit.app.experiment_spec import ExperimentSpec, load_spec_dict, parse_override, validate_spec
+from maskdit.app.experiment_spec import ExperimentSpec, load_spec_dict, validate_spec
 from maskdit.config import json_input as jsonio
 from maskdit.config.errors import CheckpointError, InputError
 from maskdit.io.checkpoint import latest_checkpoint, read_state
@@ -53,7 +53,7 @@ def folder_spec(folder: Path, overrides: Sequence[str]) -> tuple[ExperimentSpec,
     file = folder / SPEC_FILE
     if not file.is_file():
         raise InputError(f"{folder}: a folder without {SPEC_FILE}: give a spec file, or a run folder a build wrote")
-    if any(parse_override(item)[0] == "name" for item in overrides):
+    if "name" in set_fields(overrides):
         raise InputError(f"--set name: {folder} continues in place under its own name; drop --set name")
     try:
         data = load_spec_dict(str(file))
@@ -64,16 +64,19 @@ def folder_spec(folder: Path, overrides: Sequence[str]) -> tuple[ExperimentSpec,
     recorded = data.get("name")
     if recorded == folder.name:
         return validate_spec(data, overrides), None
-    shown = jsonio.short(recorded)  # repr: escapes reach the terminal as text
+    # repr: escapes in the recorded name reach the terminal as text
+    copied = f"note: {folder}'s spec names the run {jsonio.short(recorded)} (a copied or renamed run folder)"
     try:  # the folder's name is not always a valid run name (a space, say): then the spec keeps its own
         spec = validate_spec({**data, "name": folder.name}, overrides)
-        return spec, f"note: {folder}'s spec names the run {shown} (a copied or renamed run folder); " \
-                     f"continuing it in place, renamed to {folder.name!r}"
+        return spec, f"{copied}; continuing it in place, renamed to {folder.name!r}"
     except InputError:
         spec = validate_spec(data, overrides)
-        return spec, f"note: {folder}'s spec names the run {shown} (a copied or renamed run folder); " \
-                     f"continuing it in place under that name ({folder.name!r} is no valid run name)"
+        return spec, f"{copied}; continuing it in place under that name ({folder.name!r} is no valid run name)"
 
+
+def set_fields(overrides: Sequence[str]) -> list[str]:
+    """The field paths ``--set`` overrides name (malformed ones are reported when they are applied)."""
+    return [item.partition("=")[0] for item in overrides]
 
 def check_spec_file_home(spec_path: str, run_dir: Path, runs: Path, overrides: Sequence[str],
                          plugins: Sequence[str]) -> None:
@@ -128,7 +131,7 @@ def check_same_run(run_dir: Path, spec: ExperimentSpec, overrides: Sequence[str]
     saved = run_spec(run_dir)
     if saved is None:
         return
-    asked = [parse_override(item)[0] for item in overrides] + (["name"] if renamed else [])
+    asked = set_fields(overrides) + (["name"] if renamed else [])
     problems = []
     for path, was, given in differences(saved, json.loads(spec.model_dump_json())):
         shown = f"{printable(path)}: run's {_show(was)} vs given {_show(given)}"
