@@ -3,22 +3,76 @@
 A command is ``main(argv) -> exit code`` made by :func:`command` from its argument parser and
 its body: the arguments are parsed, the ``--plugin`` modules loaded, and an :class:`InputError`
 that escapes is printed as one ``error: ...`` line per problem (by rank 0 alone under torchrun:
-every rank meets the same bad input) and exits with :data:`EXIT_BAD_INPUT`. Commands import the
-library and this module, never each other.
+every rank meets the same bad input) and exits with :data:`EXIT_BAD_INPUT`. While a command runs,
+SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) where Ctrl-C would raise KeyboardInterrupt,
+so both end it the same way: a command that escapes either exits 130 after one ``interrupted``
+line, or 143 quietly. Commands import the library and this module, never each other.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import shlex
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from maskdit.config.errors import InputError
 from maskdit.config.plugins import ENTRY_POINT_GROUP, load_plugins
 from maskdit.train.distributed import DistributedSetupError, context_from_env
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C's KeyboardInterrupt is, so code that stops cleanly on Ctrl-C (the
+    training loop's checkpoint between optimizer updates) stops the same way on SIGTERM."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block, the first SIGTERM raises :class:`Terminated` in the main thread; later ones
+    are ignored, so they cannot cut short the checkpoint the first one leads to. The previous
+    handler is put back on leaving. Outside the main thread (where Python cannot handle signals),
+    or when SIGTERM is ignored (the parent chose that), nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        yield
+        return
+    received: list[int] = []
+
+    def handle(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:  # None: a handler set outside Python, which cannot be put back; the default is
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def refuse_fifo(path: str, what: str = "spec file") -> None:
+    """InputError for a FIFO or socket given as a file to read: opening one waits for a writer,
+    maybe for ever (a device such as /dev/zero is left to the readers' size caps)."""
+    if Path(path).is_fifo() or Path(path).is_socket():
+        raise InputError(f"{path}: a FIFO or socket, not a {what}; give a {what}")
+
+
+def shell_command(words: Sequence[str]) -> str:
+    """A command line to print for copying into a shell: every word quoted as the shell needs, and
+    characters that are not printable shown as escapes, so a name read from a file can neither run
+    as a command nor drive the terminal."""
+    return " ".join(shlex.quote(printable(str(word))) for word in words)
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (escape codes, newlines) as a backslash escape."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
@@ -74,12 +128,19 @@ def command(parse_args: Callable[[list[str] | None], argparse.Namespace]):
     def decorate(body: Callable[[argparse.Namespace], int]) -> Callable[[list[str] | None], int]:
         @functools.wraps(body)
         def main(argv: list[str] | None = None) -> int:
-            try:
-                args = parse_args(argv)  # argparse exits 2 itself on an unknown flag
-                load_plugins(args.plugins, warn=warn)
-                return body(args)
-            except InputError as err:
-                return report(err, quiet=not is_main_rank())
+            with sigterm_as_interrupt():
+                try:
+                    args = parse_args(argv)  # argparse exits 2 itself on an unknown flag
+                    load_plugins(args.plugins, warn=warn)
+                    return body(args)
+                except InputError as err:
+                    return report(err, quiet=not is_main_rank())
+                except Terminated:  # asked to stop (a scheduler, `kill`): no traceback, no message
+                    return EXIT_TERMINATED
+                except KeyboardInterrupt:
+                    if is_main_rank():
+                        print("interrupted", file=sys.stderr)  # progress bars close (end their line) first
+                    return EXIT_INTERRUPTED
 
         return main
 

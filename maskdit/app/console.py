@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from maskdit.app.cli import EXIT_BAD_INPUT, EXIT_OK
+from maskdit.app.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
 #: subcommand -> what it does (its module is maskdit.app.commands.<name>)
 COMMANDS = {
@@ -39,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    # deferred: only the command that runs is imported (with the optional dependencies it defers)
-    command = importlib.import_module(f"maskdit.app.commands.{name}")
+    try:  # deferred: only the command that runs is imported (with the optional dependencies it defers)
+        command = importlib.import_module(f"maskdit.app.commands.{name}")
+    except KeyboardInterrupt:  # Ctrl-C while torch loads: as inside a command, one line
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return command.main(rest)
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from pydantic import ValidationError
 
+from maskdit.app.cli import printable, shell_command
 from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.config.errors import CheckpointError
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
@@ -108,7 +109,9 @@ def plugin_advice(modules: list[str]) -> str:
     """The sentence naming the --plugin options a run's spec needs ('' when none are missing)."""
     if not modules:
         return ""
-    return f"the run used plugins from {', '.join(modules)}: pass {' '.join(f'--plugin {m}' for m in modules)}"
+    # the names come from a file: quoted as the shell needs and escaped for the terminal
+    named = ", ".join(printable(module) for module in modules)
+    return f"the run used plugins from {named}: pass {shell_command([w for m in modules for w in ('--plugin', m)])}"
 
 
 def load_run(path: str | Path, weights: Weights = "ema", *, device: str | torch.device = "cpu"

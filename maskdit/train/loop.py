@@ -260,6 +260,7 @@ class Trainer:
                 if main and due and not result.skipped:  # a skipped step has its one record already
                     self._log(result, window_images / max(time.perf_counter() - window_start, 1e-9))
                     window_start, window_images = time.perf_counter(), 0
+                self._updating = False  # the step is whole: applied, counted and logged
                 if result.step % self.train.checkpoint_every == 0 or result.step == total:
                     path = self.save()
                     for hook in self.callbacks.on_checkpoint if path is not None else ():
@@ -282,14 +283,15 @@ class Trainer:
         skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))
         if skipped:
             self._skip(step)  # raises NonFiniteError after too many in a row
-        self._updating = True  # from here to the step count, an interrupt would leave a half-updated state
+        # from here until _fit has logged the step, an interrupt would leave a half-updated state (or
+        # a checkpoint of a step whose metrics line is missing); _fit clears it
+        self._updating = True
         if not skipped:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.ema.update(self.model)
         self.state.step += 1
         self._rng_at_step = self.generator.get_state()
-        self._updating = False
         if not skipped:
             self.state.consecutive_skips = 0
             self.state.history.append(loss)

@@ -1,7 +1,10 @@
 """``python -m maskdit.build [SPEC] [--dry-run] [--schema] [--set a.b=value ...]``.
 
-SPEC is a path to a JSON spec or the name of a bundled preset (default: ``default``). A bad
+SPEC is a path to a JSON spec or the name of a bundled preset (default: ``default``), or with
+``--resume`` a run folder, continued in place with its own spec.json (plus any ``--set``). A bad
 spec prints one line per problem (field path and what was expected) and exits with code 2.
+Ctrl-C or SIGTERM between optimizer updates writes a checkpoint, prints the command that
+continues the run and exits with 130 (Ctrl-C) or 143 (SIGTERM).
 Under ``torchrun --nproc_per_node N -m maskdit.build SPEC`` it trains data-parallel; rank 0
 prints and writes, the other ranks stay quiet.
 """
@@ -11,14 +14,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
+import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from maskdit.app import cli
 from maskdit.app.experiment import Experiment
-from maskdit.app.experiment_spec import json_schema, preset_names, read_spec
+from maskdit.app.experiment_spec import ExperimentSpec, json_schema, preset_names, read_spec
+from maskdit.app.resume import (
+    check_same_run,
+    check_spec_file_home,
+    folder_spec,
+    is_run_folder,
+    resume_command,
+    same_folder,
+)
 from maskdit.app.run_loading import missing_plugins, plugin_advice
 from maskdit.app.summary import format_table, summarize
 from maskdit.app.training_run import train_run
@@ -35,11 +47,13 @@ from maskdit.train.loop import NonFiniteError, ResumeInfo
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m maskdit.build", description=__doc__.split("\n\n")[0])
-    parser.add_argument("spec", nargs="?", default="default", help=f"spec path or preset ({', '.join(preset_names())})")
+    parser.add_argument("spec", nargs="?", default="default",
+                        help=f"spec path or preset ({', '.join(preset_names())}); with --resume also a run folder")
     parser.add_argument("--dry-run", action="store_true", help="validate and build, print a summary, do not train")
     parser.add_argument("--schema", action="store_true", help="print the JSON Schema of specs and exit")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
-    parser.add_argument("--runs", default="runs", help="folder that holds run folders (default: runs)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run "
+                        "(given a run folder: that folder, in place, with its own spec.json)")
+    parser.add_argument("--runs", default=None, help="folder that holds run folders (default: runs)")
     cli.add_set_argument(parser, "train.steps=2000")
     cli.add_plugin_argument(parser)
     return parser.parse_args(argv)
@@ -52,19 +66,55 @@ def main(args: argparse.Namespace) -> int:
         if main_rank:
             print(json.dumps(json_schema(), indent=2))
         return cli.EXIT_OK
-    try:
-        spec = read_spec(args.spec, args.overrides)
-    except InputError as err:  # a run's saved spec.json can say which --plugin it needs
-        folder = Path(args.spec).parent if Path(args.spec).is_file() else None
-        advice = plugin_advice(missing_plugins(folder)) if folder is not None else ""
-        raise InputError(*err.lines, *([f"{args.spec}: {advice}"] if advice else [])) from None
+    given = Path(args.spec)
+    if given.is_dir():  # a run folder: continued in place with its own spec
+        spec, run_dir, note = continue_folder(given, args)
+    else:
+        cli.refuse_fifo(args.spec)
+        spec = read_spec_with_advice(args.spec, args.overrides, given.parent if given.is_file() else None)
+        runs = Path(args.runs if args.runs is not None else "runs")
+        run_dir, note = run_folder(runs, spec.name), None
+        if args.resume:
+            check_spec_file_home(args.spec, run_dir, runs, args.overrides, args.plugins)
+    if args.resume:
+        check_same_run(run_dir, spec, args.overrides, plugins=args.plugins, renamed=note is not None)
     experiment = Experiment(spec)
     if main_rank:
         print(format_table(summarize(experiment)))
+        if note:
+            print(note, file=sys.stderr)
     if args.dry_run:
         return cli.EXIT_OK
-    run_dir = run_folder(Path(args.runs), spec.name)
-    return run(experiment, run_dir, resume=args.resume, runs=Path(args.runs))
+    return run(experiment, run_dir, resume=args.resume)
+
+
+def read_spec_with_advice(spec: str, overrides: list[str], home: Path | None) -> ExperimentSpec:
+    """:func:`read_spec`, whose errors name the --plugin options a run folder ``home`` records."""
+    try:
+        return read_spec(spec, overrides)
+    except InputError as err:  # a run's saved spec.json can say which --plugin it needs
+        advice = plugin_advice(missing_plugins(home)) if home is not None else ""
+        raise InputError(*err.lines, *([f"{spec}: {advice}"] if advice else [])) from None
+
+
+def continue_folder(folder: Path, args: argparse.Namespace) -> tuple[ExperimentSpec, Path, str | None]:
+    """(spec, run folder, note) for ``build RUN_FOLDER --resume``: the folder's own spec with the
+    ``--set``s, the folder itself (which must be a plain folder, not a link out of its parent)."""
+    if not is_run_folder(folder):
+        raise InputError(f"{args.spec}: a folder, not a spec file or a run folder (no spec.json or checkpoints/)")
+    if not args.resume:
+        raise InputError(f"{args.spec}: a run folder; continue it with: "
+                         f"{resume_command(folder, args.overrides, args.plugins)}")
+    folder = Path(os.path.abspath(folder))  # `build . --resume` inside the folder: its own name
+    if args.runs is not None and not same_folder(args.runs, folder.parent):
+        raise InputError(f"--runs: {args.spec} continues where it is, not under {args.runs}; drop --runs")
+    run_dir = run_folder(folder.parent, folder.name)
+    try:
+        spec, note = folder_spec(folder, args.overrides)
+    except InputError as err:
+        advice = plugin_advice(missing_plugins(folder))
+        raise InputError(*err.lines, *([f"{args.spec}: {advice}"] if advice else [])) from None
+    return spec, run_dir, note
 
 
 def run_folder(runs: Path, name: str) -> Path:
@@ -86,10 +136,11 @@ def resume_lines(info: ResumeInfo) -> list[str]:
     return lines
 
 
-def run(experiment: Experiment, run_dir: Path, *, resume: bool, runs: Path | None = None) -> int:
+def run(experiment: Experiment, run_dir: Path, *, resume: bool) -> int:
     """The command's side of :func:`~maskdit.app.training_run.train_run`: open the process group
     under torchrun (NCCL on CUDA, gloo on CPU) and close it at the end, print where everything is
-    and the final metrics, and turn errors into one line and an exit code."""
+    and the final metrics, and turn errors into one line and an exit code (Ctrl-C: 130, SIGTERM:
+    143, each after the checkpoint the loop writes and the command that continues the run)."""
     train = experiment.spec.train
     # the batch check needs only the environment: fail before any rendezvous
     check_batch(train.batch_size, train.grad_accumulation, context_from_env().world_size)
@@ -111,10 +162,11 @@ def run(experiment: Experiment, run_dir: Path, *, resume: bool, runs: Path | Non
         return cli.report(err, quiet=not dist.is_main)
     except (NonFiniteError, OSError) as err:
         return cli.report(err, code=cli.EXIT_FAILED, quiet=not dist.is_main)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as cli.Terminated
+        terminated = isinstance(stop, cli.Terminated)
         if dist.is_main:
-            print(interrupted_line(run_dir, runs), file=sys.stderr)
-        return cli.EXIT_INTERRUPTED
+            print(interrupted_line(run_dir, experiment.run_record["plugins"], terminated=terminated), file=sys.stderr)
+        return cli.EXIT_TERMINATED if terminated else cli.EXIT_INTERRUPTED
     finally:
         shutdown(dist)
     if not dist.is_main:
@@ -133,14 +185,13 @@ def run(experiment: Experiment, run_dir: Path, *, resume: bool, runs: Path | Non
     return cli.EXIT_OK
 
 
-def interrupted_line(run_dir: Path, runs: Path | None) -> str:
-    """The Ctrl-C message: the command that continues this run (its saved spec, its --runs)."""
+def interrupted_line(run_dir: Path, plugins: Sequence[str] = (), *, terminated: bool = False) -> str:
+    """The message of Ctrl-C (or SIGTERM): the checkpoint and the command that continues the run."""
+    what = "terminated (SIGTERM)" if terminated else "interrupted"
     latest = latest_checkpoint(run_dir / "checkpoints")
     if latest is None or not (run_dir / "spec.json").is_file():
-        return "\ninterrupted before the first checkpoint; nothing to resume"
-    runs = runs if runs is not None else run_dir.parent
-    command = shlex.join(["python", "-m", "maskdit.build", str(run_dir / "spec.json"), "--runs", str(runs), "--resume"])
-    return f"\ninterrupted; checkpoint {latest}; continue with: {command}"
+        return f"\n{what} before the first checkpoint; nothing to resume"
+    return f"\n{what}; checkpoint {latest}; continue with: {resume_command(run_dir, plugins=plugins)}"
 
 
 if __name__ == "__main__":
