@@ -21,7 +21,7 @@ SCHEDULE_EXAMPLES = {
     "constant": ratios.map(lambda r: specs.ConstantRatioSpec(ratio=r)),
     "uniform": _uniform(),
     "cosine": st.builds(specs.CosineRatioSpec, start=ratios, end=ratios, total_steps=st.integers(1, 1000)),
-    "sigma": st.builds(specs.SigmaRatioSpec, r_min=ratios, r_max=ratios),
+    "sigma": st.builds(specs.SigmaRatioSpec, r_min=ratios, r_max=ratios, groups=st.integers(1, 6)),
 }
 
 

@@ -5,7 +5,17 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskdit.masking import MASKING, RATIO_SCHEDULES, Mask, build_masking, build_ratio_schedule, num_kept, specs
+from maskdit.masking import (
+    MASKING,
+    RATIO_SCHEDULES,
+    Mask,
+    build_masking,
+    build_ratio_schedule,
+    kept_per_sample,
+    num_kept,
+    specs,
+)
+from tests.masking.checks import check_any_mask
 from tests.masking.plugins import SCHEDULE_EXAMPLES, STRATEGY_NAMES, strategy_spec
 
 PAIRS = [(s, r) for s in STRATEGY_NAMES for r in SCHEDULE_EXAMPLES]
@@ -25,12 +35,13 @@ def _draw_case(data, strategy_name, schedule_name):
     return strategy, schedule, (height, width), batch, seed, step, sigma
 
 
-def _expected_kept(strategy_name, schedule, length, seed, step, sigma):
-    """Ask the schedule for the batch's ratio with a generator in the same state the strategy sees."""
+def _expected_kept(strategy_name, schedule, length, batch, seed, step, sigma) -> list[int]:
+    """Ask the schedule for the batch's ratio (one, or one per sample) with a generator in the
+    same state the strategy sees: the count each sample must keep."""
     if strategy_name == "none":
-        return length
+        return [length] * batch
     ratio = build_ratio_schedule(schedule)(step=step, sigma=sigma, generator=torch.Generator().manual_seed(seed))
-    return num_kept(length, ratio)
+    return kept_per_sample(length, ratio, batch)
 
 
 @pytest.mark.parametrize("strategy_name,schedule_name", PAIRS)
@@ -40,42 +51,22 @@ def test_mask_invariants(strategy_name, schedule_name, data):
     strategy, schedule, grid, batch, seed, step, sigma = _draw_case(data, strategy_name, schedule_name)
     length = grid[0] * grid[1]
     try:
-        expected = _expected_kept(strategy_name, schedule, length, seed, step, sigma)
+        expected = _expected_kept(strategy_name, schedule, length, batch, seed, step, sigma)
     except ValueError:  # the ratio leaves no visible token: the strategy must refuse too
         with pytest.raises(ValueError, match="no visible token"):
             strategy(batch, grid, sigma=sigma, step=step, generator=torch.Generator().manual_seed(seed))
         return
     mask = strategy(batch, grid, sigma=sigma, step=step, generator=torch.Generator().manual_seed(seed))
 
-    # exact counts, the same in every sample
-    assert mask.ids_keep.shape == (batch, expected)
-    assert mask.dropped.shape == mask.ids_restore.shape == (batch, length)
-    assert mask.dropped.sum(dim=1).tolist() == [length - expected] * batch
-
-    for b in range(batch):
-        kept = mask.ids_keep[b].tolist()
-        dropped = torch.nonzero(mask.dropped[b]).flatten().tolist()
-        # kept and dropped are disjoint and together complete
-        assert len(set(kept)) == len(kept)
-        assert set(kept).isdisjoint(dropped)
-        assert sorted(kept + dropped) == list(range(length))
-        # ids_restore inverts the order "kept (in ids_keep order), then dropped"
-        order = torch.argsort(mask.ids_restore[b])
-        assert order[:expected].tolist() == kept
-        assert sorted(order[expected:].tolist()) == dropped
-        assert torch.equal(order[mask.ids_restore[b]], torch.arange(length))
-
-    # gather then scatter: kept tokens bit-exact, the fill at every dropped position
-    tokens = torch.randn(batch, length, 3, generator=torch.Generator().manual_seed(seed))
-    fill = torch.tensor([7.0, -8.0, 9.5])
-    restored = mask.scatter(mask.gather(tokens), fill)
-    keep = ~mask.dropped
-    assert torch.equal(restored[keep], tokens[keep])
-    assert torch.equal(restored[mask.dropped], fill.expand(int(mask.dropped.sum()), 3))
+    # exact counts per sample; each group (the whole batch, for one ratio) obeys the Mask contract
+    check_any_mask(mask, expected, seed)
 
     # determinism under a seeded generator
     again = strategy(batch, grid, sigma=sigma, step=step, generator=torch.Generator().manual_seed(seed))
-    assert torch.equal(again.ids_keep, mask.ids_keep) and torch.equal(again.ids_restore, mask.ids_restore)
+    assert torch.equal(again.dropped, mask.dropped)
+    again_groups = again.groups if hasattr(again, "groups") else (again,)
+    for one, other in zip(again_groups, mask.groups if hasattr(mask, "groups") else (mask,)):
+        assert torch.equal(one.ids_keep, other.ids_keep) and torch.equal(one.ids_restore, other.ids_restore)
 
 
 @pytest.mark.parametrize("strategy_name", STRATEGY_NAMES)
@@ -144,10 +135,10 @@ def test_schedule_values():
     assert cosine(step=0) == pytest.approx(0.8) and cosine(step=50) == pytest.approx(0.5)
     assert cosine(step=100) == pytest.approx(0.2) and cosine(step=10_000) == pytest.approx(0.2)
     sigma = build_ratio_schedule(specs.SigmaRatioSpec(r_min=0.2, r_max=0.8, sigma_min=0.01, sigma_max=100.0))
-    assert sigma(sigma=torch.full((4,), 0.001)) == pytest.approx(0.2)
-    assert sigma(sigma=torch.full((4,), 1.0)) == pytest.approx(0.5)
-    assert sigma(sigma=torch.tensor([0.01, 100.0])) == pytest.approx(0.5)  # geometric mean
-    assert sigma(sigma=torch.full((2,), 1e4)) == pytest.approx(0.8)
+    assert sigma(sigma=torch.full((4,), 0.001)).tolist() == pytest.approx([0.2] * 4)
+    assert sigma(sigma=torch.full((4,), 1.0)).tolist() == pytest.approx([0.5] * 4)
+    assert sigma(sigma=torch.tensor([100.0, 0.01])).tolist() == pytest.approx([0.8, 0.2])  # each its own
+    assert sigma(sigma=torch.full((2,), 1e4)).tolist() == pytest.approx([0.8, 0.8])
     with pytest.raises(ValueError, match="finite, positive"):
         sigma(sigma=torch.tensor([1.0, float("nan")]))
     uniform = build_ratio_schedule(specs.UniformRatioSpec(low=0.3, high=0.6))
