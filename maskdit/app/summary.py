@@ -66,8 +66,9 @@ def _estimate(experiment: Experiment, strategy, max_ratio: float) -> RatioEstima
     if not isinstance(low, float) or low >= max_ratio or not callable(getattr(strategy, "kept_counts", None)):
         return None
     spec = experiment.spec
+    micro = spec.train.batch_size // spec.train.grad_accumulation  # what one objective call groups
     estimate = estimate_ratio(strategy, spec.model.num_tokens, noise=build_noise(spec.losses.noise),
-                              batch_size=spec.train.batch_size, total_steps=spec.train.total_steps)
+                              batch_size=micro, total_steps=spec.train.total_steps)
     return RatioEstimate(mean=estimate.mean, low=low, high=max_ratio, samples=estimate.samples, seed=estimate.seed)
 
 

@@ -23,10 +23,12 @@ from maskdit.masking.mask import Mask
 class GroupedMask:
     """``groups[g]`` is the Mask of the batch rows ``members[g]`` (an int64 [B_g] tensor).
 
-    Contract: one or more groups, each a Mask obeying the Mask contract with its own K (so exact counts, disjoint and complete keep / drop, ``ids_restore`` the
-    inverse permutation, gather / scatter round trip hold inside every group); all groups have
-    the same number of tokens L; the members of all groups together are each of the batch rows
-    0 .. B - 1 exactly once. Samples of a group stay in the order of ``members[g]``.
+    Contract: one or more groups, each a Mask obeying the Mask contract with its own K (exact
+    counts, disjoint and complete keep / drop, ``ids_restore`` the inverse permutation, gather /
+    scatter round trip, all inside every group); all groups have the same number of tokens L;
+    the members of all groups together are each of the batch rows 0 .. B - 1 exactly once.
+    Strategies give one group per distinct kept count, in order of decreasing count, each
+    group's members in ascending batch order; a batch with one count is a plain Mask.
 
     What a Mask offers per sample, a GroupedMask offers in batch order: ``dropped`` [B, L],
     ``batch_size``, ``num_tokens``, ``ratio`` (the mean dropped fraction over the samples),

@@ -22,7 +22,8 @@ def test_noise_adaptive_flops_are_quoted_at_the_expected_ratio_with_the_range():
     experiment = Experiment(spec)
     rows = dict(summarize(experiment))
     estimate = estimate_ratio(experiment.masking(), spec.model.num_tokens, noise=build_noise(spec.losses.noise),
-                              batch_size=spec.train.batch_size, total_steps=spec.train.total_steps)
+                              batch_size=spec.train.batch_size // spec.train.grad_accumulation,
+                              total_steps=spec.train.total_steps)
     expected = round(estimate.mean, 3)
     assert 0.4 < expected < 0.6  # the example's ramp is centred on the training noise levels
     assert rows["train FLOPs"].startswith(f"{_giga(training_flops(spec.model, mask_ratio=expected))} MACs/sample/step "
