@@ -1,4 +1,5 @@
-"""Masking strategies: ``strategy(batch_size, grid_hw, *, sigma=None, step=None, generator=None) -> Mask``.
+"""Masking strategies: ``strategy(batch_size, grid_hw, *, sigma=None, step=None, generator=None) -> Mask``
+(or a GroupedMask, below).
 
 Every strategy asks its ratio schedule for the batch's ratio and keeps exactly
 ``int(L * (1 - r))`` tokens per sample (the reference's rounding); all randomness comes from
