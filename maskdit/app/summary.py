@@ -6,6 +6,10 @@ import torch
 
 from maskdit.app.experiment import Experiment
 from maskdit.core.describe import model_rows
+from maskdit.core.flops import training_flops
+from maskdit.losses import build_noise
+from maskdit.masking.expected import RatioEstimate, estimate_ratio
+from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.specs import masking_max_ratio
 from maskdit.masking.strategies import num_kept
 
@@ -26,9 +30,19 @@ def summarize(experiment: Experiment) -> list[tuple[str, str]]:
     ratio = masking_max_ratio(spec.masking)
     generator = torch.Generator().manual_seed(spec.seed)
     mask = strategy(2, (model.grid_size, model.grid_size), sigma=torch.ones(2), step=0, generator=generator)
-    rows.append(("masking", f"{spec.masking.name}: up to r = {ratio:g}, encoder sees >= "
-                            f"{num_kept(tokens, ratio)} of {tokens} tokens (step 0 draw: {mask.num_kept})"))
-    rows[4:4] = model_rows(model, mask_ratio=ratio)  # after "classes"
+    estimate = _estimate(experiment, strategy, ratio)
+    varies = "" if estimate is None else (f" (r {estimate.low:g}..{ratio:g}, expected {estimate.mean:.3f}: the mean "
+                                          f"over {estimate.samples} training noise levels and steps, seed "
+                                          f"{estimate.seed})")
+    rows.append(("masking", f"{spec.masking.name}: up to r = {ratio:g}{varies}, encoder sees >= "
+                            f"{num_kept(tokens, ratio)} of {tokens} tokens (step 0 draw: {_kept(mask)})"))
+    # compute is quoted at the expected ratio; a ratio that varies also gets the range of its bounds
+    model_at = model_rows(model, mask_ratio=ratio if estimate is None else round(estimate.mean, 3))
+    if estimate is not None:
+        cheapest, dearest = training_flops(model, mask_ratio=ratio), training_flops(model, mask_ratio=estimate.low)
+        model_at.insert(2, ("train FLOPs range", f"{cheapest / 1e9:.3g} G (r = {ratio:g}) to {dearest / 1e9:.3g} G "
+                                                 f"(r = {estimate.low:g}) MACs/sample/step, the schedule's bounds"))
+    rows[4:4] = model_at  # after "classes"
     terms = " + ".join(f"{term.weight:g}*{term.name}" for term in spec.losses.terms)
     rows.append(("loss", f"{terms}, sigma ~ {spec.losses.noise.name}, label dropout {spec.losses.label_dropout:g}"))
     sampler = spec.sampler
@@ -42,6 +56,26 @@ def summarize(experiment: Experiment) -> list[tuple[str, str]]:
                           f"EMA {train.ema.decay:g}, {train.precision} on {train.device}"))
     rows.append(("eval", f"{spec.eval.num_samples} samples: {', '.join(spec.eval.metrics) or 'none'}"))
     return rows
+
+
+def _estimate(experiment: Experiment, strategy, max_ratio: float) -> RatioEstimate | None:
+    """The expected ratio of a schedule that varies (None for a constant one, or a strategy
+    that cannot say its counts), with ``low`` set to the schedule's lower bound."""
+    schedule = getattr(strategy, "schedule", None)
+    low = getattr(schedule, "min_ratio", None)
+    if not isinstance(low, float) or low >= max_ratio or not callable(getattr(strategy, "kept_counts", None)):
+        return None
+    spec = experiment.spec
+    micro = spec.train.batch_size // spec.train.grad_accumulation  # what one objective call groups
+    estimate = estimate_ratio(strategy, spec.model.num_tokens, noise=build_noise(spec.losses.noise),
+                              batch_size=micro, total_steps=spec.train.total_steps)
+    return RatioEstimate(mean=estimate.mean, low=low, high=max_ratio, samples=estimate.samples, seed=estimate.seed)
+
+
+def _kept(mask) -> str:
+    if isinstance(mask, GroupedMask):
+        return ", ".join(str(group.num_kept) for group in mask.groups)
+    return str(mask.num_kept)
 
 
 def _describe_decay(decay) -> str:

@@ -5,7 +5,8 @@ mask ratio; the decoder entry maps them to the decoder width, learned mask token
 dropped positions, a fixed decoder position embedding is added and a light decoder runs on all
 tokens. ``decoder_depth = 0`` gives plain DiT (Peebles & Xie 2023). ``spec.routing`` moves where
 the Mask applies (deferred masking, token routing, sparse-deep training: see RoutingSpec); with
-no mask every block sees every token. This is the raw backbone F(x, c_noise, y);
+no mask every block sees every token. A GroupedMask (per-sample kept counts) runs one dense
+forward per group and returns the outputs in batch order. This is the raw backbone F(x, c_noise, y);
 preconditioning lives in :mod:`maskdit.core.denoiser`.
 """
 
@@ -23,6 +24,7 @@ from maskdit.core.init_check import check_written, fill_nan_
 from maskdit.core.layers import DecoderEntry, FinalLayer
 from maskdit.core.registries import LABEL_EMBEDDERS
 from maskdit.core.specs import ModelSpec
+from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
 
 BlockFactory = Callable[..., nn.Module]
@@ -137,7 +139,7 @@ class MaskDiT(nn.Module):
         x: torch.Tensor,
         noise_labels: torch.Tensor,
         labels: torch.Tensor | None = None,
-        mask: Mask | None = None,
+        mask: Mask | GroupedMask | None = None,
     ) -> torch.Tensor:
         spec = self.spec
         expected = (spec.in_channels, spec.input_size, spec.input_size)
@@ -149,6 +151,10 @@ class MaskDiT(nn.Module):
                                if isinstance(mask, torch.Tensor) else ""))
         if mask is not None and (mask.batch_size != x.shape[0] or mask.num_tokens != spec.num_tokens):
             raise ValueError(f"{mask} does not fit a batch of {x.shape[0]} with {spec.num_tokens} tokens")
+        if isinstance(mask, GroupedMask):
+            # one K per group keeps each group's tokens dense; samples are independent, so this
+            # equals running each sample with its own mask: [B_g, C, H, W] per group -> [B, C, H, W]
+            return mask.run(lambda group, *rows: self.forward(*rows, mask=group), x, noise_labels, labels)
         masked = mask is not None and not mask.is_identity
 
         tokens = self.x_embedder(x) + self.pos_embed  # [B, L, D]

@@ -18,7 +18,8 @@ class DSMLoss:
 
     Without a mask it is the plain per-sample mean over all values. With a mask (MaskDiT,
     Zheng et al. 2024, sec. 3.2): the squared error is averaged over channels and over each
-    p x p patch to give one value per token [B, L], then averaged over the VISIBLE tokens only. With an identity mask both agree (up to rounding).
+    p x p patch to give one value per token [B, L], then averaged over each sample's own VISIBLE
+    tokens (``mask.dropped``, also for a GroupedMask). With an identity mask both agree (up to rounding).
     ``tokens='all'`` averages over every position whatever the mask: for token routing (TREAD,
     Krause et al. 2025) and sparse-deep training (SPRINT), where every token reaches the output.
     """

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
 
 
@@ -13,14 +14,16 @@ from maskdit.masking.mask import Mask
 class LossInputs:
     """y: clean data [B, C, H, W]; noisy: x_t = y + sigma * noise [B, C, H, W]; sigma [B];
     denoised: D(x_t; sigma) [B, C, H, W], predicted at every position even under a mask;
-    mask: the Mask the denoiser ran with (None = all tokens); patch_size: side of a token's
-    patch (None when there is no mask and nothing needs it)."""
+    mask: the Mask the denoiser ran with (None = all tokens), or a GroupedMask when samples kept
+    different counts (its ``dropped`` [B, L] is each sample's own mask, in batch order, so terms
+    that read ``mask.dropped`` work unchanged); patch_size: side of a token's patch (None when
+    there is no mask and nothing needs it)."""
 
     y: torch.Tensor
     noisy: torch.Tensor
     sigma: torch.Tensor
     denoised: torch.Tensor
-    mask: Mask | None = None
+    mask: Mask | GroupedMask | None = None
     patch_size: int | None = None
 
     @property

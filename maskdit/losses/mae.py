@@ -15,7 +15,8 @@ class MAELoss:
     target = patchify(x_t) [B, L, p*p*C], normalised per patch: (t - mean) / sqrt(var + eps)
     with the UNBIASED variance (divisor p*p*C - 1, as the reference computes it);
     prediction = patchify(D(x_t; sigma)), not normalised; no EDM weighting. Returns zeros [B]
-    without computing anything when no token is dropped.
+    without computing anything when no token is dropped, and 0 for a sample that drops none
+    (a group of a GroupedMask that keeps every token).
     """
 
     name = "mae"
@@ -41,7 +42,8 @@ class MAELoss:
         prediction = patchify(inputs.denoised, inputs.patch_size)  # [B, L, p*p*C]
         per_patch = ((prediction - target) ** 2).mean(dim=-1)  # [B, L]
         dropped = inputs.mask.dropped.to(per_patch.dtype)  # [B, L], 1 = dropped
-        return (per_patch * dropped).sum(dim=1) / dropped.sum(dim=1)
+        # a sample with nothing dropped has a zero sum: 0 / 1, not 0 / 0
+        return (per_patch * dropped).sum(dim=1) / dropped.sum(dim=1).clamp_min(1)
 
     def __repr__(self) -> str:
         return f"MAELoss(eps={self.eps:g}, normalize_target={self.normalize_target})"

@@ -11,6 +11,7 @@ import torch
 from maskdit.losses.inputs import LossInputs
 from maskdit.losses.label_dropout import drop_labels
 from maskdit.losses.patches import infer_patch_size
+from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
 
 LossTerm = Callable[[LossInputs], torch.Tensor]
@@ -33,7 +34,7 @@ class ObjectiveOutput:
     total: torch.Tensor
     parts: dict[str, torch.Tensor]
     sigma: torch.Tensor
-    mask: Mask | None
+    mask: Mask | GroupedMask | None
     labels: torch.Tensor | None
 
 
@@ -50,8 +51,11 @@ class Objective:
     same order, and these rows of it are used, so the ranks together see exactly what a single
     process draws and every rank's generator stays in the same state.
     Then one denoiser call D(x_t; sigma, labels, mask) (an all-kept mask is passed as None:
-    the inference path), and every term on the result. The patch size p comes from the mask's
-    token count and the image size (p^2 = H W / L), checked against ``patch_size`` when that
+    the inference path), and every term on the result. When the masking gives samples different
+    kept counts (a noise-adaptive ratio schedule), the mask is a GroupedMask: the denoiser still
+    gets one call with it (the backbone runs each group as one dense tensor and returns the
+    outputs in batch order), and the terms see each sample's own mask. The patch size p comes
+    from the mask's token count and the image size (p^2 = H W / L), checked against ``patch_size`` when that
     is given; drawing a mask needs ``patch_size``.
 
     ``patch_size`` and ``num_classes`` left as None are taken from the denoiser on each call
@@ -67,7 +71,7 @@ class Objective:
         terms: Sequence[WeightedTerm],
         noise: Callable[..., torch.Tensor],
         *,
-        masking: Callable[..., Mask] | None = None,
+        masking: Callable[..., Mask | GroupedMask] | None = None,
         patch_size: int | None = None,
         label_dropout: float = 0.0,
         num_classes: int | None = None,
@@ -101,7 +105,7 @@ class Objective:
         *,
         sigma: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
-        mask: Mask | None = None,
+        mask: Mask | GroupedMask | None = None,
         generator: torch.Generator | None = None,
         step: int | None = None,
         rows: slice | None = None,
@@ -192,10 +196,10 @@ class Objective:
             raise ValueError("noise contains NaN or infinite values")
         return noise.to(y.dtype)
 
-    def _mask(self, mask, batch, image_hw, sigma, step, generator, device, patch_size) -> Mask | None:
+    def _mask(self, mask, batch, image_hw, sigma, step, generator, device, patch_size) -> Mask | GroupedMask | None:
         if mask is not None:
-            if not isinstance(mask, Mask) or mask.batch_size != batch:
-                raise ValueError(f"mask must be a Mask for a batch of {batch}, got {mask!r}")
+            if not isinstance(mask, (Mask, GroupedMask)) or mask.batch_size != batch:
+                raise ValueError(f"mask must be a Mask or GroupedMask for a batch of {batch}, got {mask!r}")
             return mask
         if self.masking is None:
             return None

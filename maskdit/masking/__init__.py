@@ -1,9 +1,11 @@
-"""Token masking: the Mask, the strategies that draw one, and the ratio schedules they consult."""
+"""Token masking: the Mask (and the GroupedMask of per-sample counts), the strategies that draw
+one, and the ratio schedules they consult."""
 
 from __future__ import annotations
 
 from maskdit.config.registry import Registry, registry
 from maskdit.masking import specs
+from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
 from maskdit.masking.ratio_schedules import ConstantRatio, CosineRatio, SigmaRatio, UniformRatio
 from maskdit.masking.specs import build_ratio_schedule
@@ -13,6 +15,7 @@ from maskdit.masking.strategies import (
     MaskingStrategy,
     NoMasking,
     RandomMasking,
+    kept_per_sample,
     num_kept,
 )
 
@@ -28,6 +31,7 @@ def build_masking(spec) -> MaskingStrategy:
 
 __all__ = [
     "Mask",
+    "GroupedMask",
     "MaskingStrategy",
     "RandomMasking",
     "BlockMasking",
@@ -38,6 +42,7 @@ __all__ = [
     "CosineRatio",
     "SigmaRatio",
     "num_kept",
+    "kept_per_sample",
     "MASKING",
     "RATIO_SCHEDULES",
     "build_masking",

@@ -4,6 +4,10 @@ Layout follows the reference MaskDiT / MAE code: ``ids_keep`` lists the kept gri
 (in whatever order the strategy chose, e.g. shuffled), ``ids_restore`` is the inverse of the
 permutation ``cat(ids_keep, ids_dropped)``, so ``scatter`` can put the encoder's K tokens and
 L - K fill tokens back into grid order with one gather.
+
+A Mask keeps the same K in every sample, so the kept tokens stay one dense [B, K, D] tensor.
+Per-sample ratios (noise-adaptive masking) come as a :class:`~maskdit.masking.grouped.GroupedMask`:
+the batch split into groups of samples, each group one Mask with its own K.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ import torch
 
 @dataclass(frozen=True, eq=False)
 class Mask:
-    """ids_keep [B, K] long, ids_restore [B, L] long, dropped [B, L] bool (True = dropped, grid order)."""
+    """ids_keep [B, K] long, ids_restore [B, L] long, dropped [B, L] bool (True = dropped, grid order).
+
+    Contract: every sample keeps exactly K tokens (1 <= K <= L); per sample, ``ids_keep`` and the
+    dropped positions are disjoint and together all L positions; ``ids_restore`` is the inverse
+    of the order "ids_keep, then the dropped positions"; ``scatter(gather(t), fill)`` gives back
+    t at the kept positions and ``fill`` at the dropped ones. A batch whose samples keep
+    different counts is a :class:`~maskdit.masking.grouped.GroupedMask` of such Masks.
+    """
 
     ids_keep: torch.Tensor
     ids_restore: torch.Tensor
@@ -101,8 +112,9 @@ class Mask:
     def to(self, device: torch.device | str) -> Mask:
         return Mask(self.ids_keep.to(device), self.ids_restore.to(device), self.dropped.to(device))
 
-    def rows(self, rows: slice) -> Mask:
-        """The mask of ``rows`` of the batch (every row keeps K tokens, so this is again a Mask)."""
+    def rows(self, rows: slice | torch.Tensor) -> Mask:
+        """The mask of ``rows`` of the batch, a slice or an index tensor (every row keeps K tokens,
+        so this is again a Mask)."""
         return Mask(self.ids_keep[rows], self.ids_restore[rows], self.dropped[rows])
 
     # ---- token movement -------------------------------------------------------------------

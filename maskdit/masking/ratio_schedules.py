@@ -1,7 +1,10 @@
 """Mask-ratio schedules: small objects a strategy asks for "the ratio of this batch".
 
-Call signature: ``schedule(*, step=None, sigma=None, generator=None) -> float``. One ratio per
-batch, so every sample of a batch keeps the same number of tokens.
+Call signature: ``schedule(*, step=None, sigma=None, generator=None) -> float | torch.Tensor``.
+A float is the ratio of the whole batch (every sample keeps the same number of tokens); a [B]
+tensor gives each sample its own ratio, and the strategy splits the batch into groups of equal
+kept count (see :mod:`maskdit.masking.strategies`). ``min_ratio`` / ``max_ratio`` bound every
+value a schedule returns.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ class ConstantRatio:
     def __init__(self, ratio: float) -> None:
         _check_ratio(ratio, "ratio")
         self.ratio = float(ratio)
+
+    @property
+    def min_ratio(self) -> float:
+        return self.ratio
 
     @property
     def max_ratio(self) -> float:
@@ -37,6 +44,10 @@ class UniformRatio:
         if low > high:
             raise ValueError(f"low ({low}) must not exceed high ({high})")
         self.low, self.high = float(low), float(high)
+
+    @property
+    def min_ratio(self) -> float:
+        return self.low
 
     @property
     def max_ratio(self) -> float:
@@ -63,6 +74,10 @@ class CosineRatio:
         self.start, self.end, self.total_steps = float(start), float(end), int(total_steps)
 
     @property
+    def min_ratio(self) -> float:
+        return min(self.start, self.end)
+
+    @property
     def max_ratio(self) -> float:
         return max(self.start, self.end)
 
@@ -78,34 +93,65 @@ class CosineRatio:
 
 
 class SigmaRatio:
-    """Noise-adaptive ratio: linear in log-sigma between (sigma_min, r_min) and (sigma_max, r_max),
-    clamped outside; evaluated at the batch's mean log-sigma so the whole batch shares one ratio."""
+    """Noise-adaptive ratio: each sample's ratio follows its own sigma, linear in log-sigma between
+    (sigma_min, r_min) and (sigma_max, r_max) and clamped outside (so r_max > r_min drops more
+    tokens at high noise, where fine detail is gone anyway).
 
-    def __init__(self, r_min: float, r_max: float, sigma_min: float = 0.002, sigma_max: float = 80.0) -> None:
+    Returns a [B] float64 tensor of per-sample ratios, quantised to at most ``groups`` values so
+    the encoder runs a few dense groups rather than one per sample: the samples are sorted by
+    sigma (stable, ties in batch order), cut into ``groups`` contiguous runs of near-equal size
+    (the first ``B mod groups`` runs one longer), and each run gets the mean of its members'
+    ratios (so the group's token budget is theirs, up to the kept count's rounding). The ratio
+    is therefore non-decreasing in sigma when r_max >= r_min (non-increasing otherwise);
+    ``groups >= B`` gives every sample its exact ratio. No randomness is drawn.
+    """
+
+    def __init__(self, r_min: float, r_max: float, sigma_min: float = 0.002, sigma_max: float = 80.0,
+                 *, groups: int = 4) -> None:
         _check_ratio(r_min, "r_min")
         _check_ratio(r_max, "r_max")
-        if not 0 < sigma_min < sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
-        self.r_min, self.r_max = float(r_min), float(r_max)
+        if not 0 < sigma_min < sigma_max < math.inf:
+            raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+        self.r_min, self.r_max, self.groups = float(r_min), float(r_max), groups
         self.log_lo, self.log_hi = math.log(sigma_min), math.log(sigma_max)
+
+    @property
+    def min_ratio(self) -> float:
+        return min(self.r_min, self.r_max)
 
     @property
     def max_ratio(self) -> float:
         return max(self.r_min, self.r_max)
 
-    def __call__(self, *, step=None, sigma=None, generator=None) -> float:
+    def per_sample(self, sigma: torch.Tensor) -> torch.Tensor:
+        """[B] sigma -> [B] float64: each sample's exact ratio on the log-sigma ramp (no grouping)."""
+        log_sigma = self._log_sigma(sigma)
+        t = ((log_sigma - self.log_lo) / (self.log_hi - self.log_lo)).clamp(0.0, 1.0)
+        return self.r_min + (self.r_max - self.r_min) * t
+
+    def __call__(self, *, step=None, sigma=None, generator=None) -> torch.Tensor:
+        exact = self.per_sample(sigma)  # [B]
+        order = torch.argsort(self._log_sigma(sigma), stable=True)  # batch rows by increasing sigma
+        grouped = torch.empty_like(exact)
+        for run in torch.tensor_split(order, min(self.groups, order.numel())):  # contiguous runs of sorted rows
+            grouped[run] = exact[run].mean()
+        return grouped
+
+    @staticmethod
+    def _log_sigma(sigma) -> torch.Tensor:
         if sigma is None:
             raise ValueError("the sigma mask-ratio schedule needs the batch's noise levels (sigma=...)")
-        sigma = torch.as_tensor(sigma, dtype=torch.float64)
-        if sigma.numel() == 0 or not bool(torch.isfinite(sigma).all()) or bool((sigma <= 0).any()):
-            raise ValueError("sigma must be a non-empty tensor of finite, positive noise levels")
-        mean_log = sigma.log().mean().item()
-        t = min(max((mean_log - self.log_lo) / (self.log_hi - self.log_lo), 0.0), 1.0)
-        return self.r_min + (self.r_max - self.r_min) * t
+        sigma = torch.as_tensor(sigma).detach().to("cpu", torch.float64)
+        if sigma.ndim != 1 or sigma.numel() == 0 or not bool(torch.isfinite(sigma).all()) or bool((sigma <= 0).any()):
+            raise ValueError("sigma must be a non-empty [B] tensor of finite, positive noise levels, got "
+                             f"shape {tuple(sigma.shape)}")
+        return sigma.log()
 
     def __repr__(self) -> str:
         return (f"SigmaRatio(r_min={self.r_min:g}, r_max={self.r_max:g}, sigma_min={math.exp(self.log_lo):g}, "
-                f"sigma_max={math.exp(self.log_hi):g})")
+                f"sigma_max={math.exp(self.log_hi):g}, groups={self.groups})")
 
 
 

@@ -72,9 +72,12 @@ class CosineRatioSpec(SpecModel):
 
 @register("ratio")
 class SigmaRatioSpec(SpecModel):
-    """Noise-adaptive masking: r interpolated in log-sigma from r_min (low noise) to r_max (high noise)."""
+    """Noise-adaptive masking: each sample's r interpolated in log-sigma from r_min (low noise) to
+    r_max (high noise); the batch runs as ``groups`` sigma groups, each with its own kept count."""
 
     name: Literal["sigma"] = "sigma"
+    groups: int = Field(4, ge=1, le=4096, description="sigma groups per batch, each with one kept count "
+                                                     "(more: closer to each sample's own ratio, more calls)")
     r_min: Ratio = Field(description="ratio at or below sigma_min")
     r_max: Ratio = Field(description="ratio at or above sigma_max")
     sigma_min: float = Field(0.002, gt=0, description="noise level where the ramp starts")
@@ -91,7 +94,7 @@ class SigmaRatioSpec(SpecModel):
         return max(self.r_min, self.r_max)
 
     def build(self, **context: Any) -> SigmaRatio:
-        return SigmaRatio(self.r_min, self.r_max, self.sigma_min, self.sigma_max)
+        return SigmaRatio(self.r_min, self.r_max, self.sigma_min, self.sigma_max, groups=self.groups)
 
 
 #: a registered ratio schedule (a JSON object naming it)

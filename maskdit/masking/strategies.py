@@ -1,8 +1,13 @@
-"""Masking strategies: ``strategy(batch_size, grid_hw, *, sigma=None, step=None, generator=None) -> Mask``.
+"""Masking strategies: ``strategy(batch_size, grid_hw, *, sigma=None, step=None, generator=None) -> Mask``
+(or a GroupedMask, below).
 
-Every strategy asks its ratio schedule for one ratio per batch and keeps exactly
+Every strategy asks its ratio schedule for the batch's ratio and keeps exactly
 ``int(L * (1 - r))`` tokens per sample (the reference's rounding); all randomness comes from
-the ``generator`` passed in.
+the ``generator`` passed in. A schedule may instead give one ratio per sample (a [B] tensor, as
+noise-adaptive masking does): the samples that keep the same count then form one group, each
+group is drawn as one Mask (groups in order of decreasing count, each group's rows in batch
+order, all from the same generator), and the result is a
+:class:`~maskdit.masking.grouped.GroupedMask` (or a plain Mask when every sample keeps the same count).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 import torch
 
+from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
 from maskdit.masking.ratio_schedules import ConstantRatio
 
@@ -26,6 +32,17 @@ def num_kept(num_tokens: int, ratio: float) -> int:
     return kept
 
 
+def kept_per_sample(num_tokens: int, ratio: float | torch.Tensor, batch_size: int) -> list[int]:
+    """The kept count of each sample: ``ratio`` is one ratio for the batch or a [B] tensor of
+    per-sample ratios (each rounded as :func:`num_kept` does, in float64)."""
+    if not isinstance(ratio, torch.Tensor):
+        return [num_kept(num_tokens, ratio)] * batch_size
+    if ratio.shape != (batch_size,):
+        raise ValueError(f"the ratio schedule gave per-sample ratios of shape {tuple(ratio.shape)} for a batch of "
+                         f"{batch_size}; per-sample ratios must be a [B={batch_size}] tensor")
+    return [num_kept(num_tokens, r) for r in ratio.detach().to("cpu", torch.float64).tolist()]
+
+
 DEFAULT_RATIO = 0.5  # MaskDiT's mask ratio (Zheng et al. 2024, sec. 3.1)
 
 
@@ -35,7 +52,10 @@ class MaskingStrategy:
 
     ``ratio`` is a number (a constant ratio; default 0.5, the paper's) or a ratio schedule, any
     object ``schedule(*, step, sigma, generator) -> float`` with a ``max_ratio`` property (see
-    :mod:`maskdit.masking.ratio_schedules`).
+    :mod:`maskdit.masking.ratio_schedules`). A schedule that returns a [B] tensor gives each
+    sample its own ratio: samples with the same kept count form a group, :meth:`draw` is called
+    once per group, and the strategy returns a :class:`~maskdit.masking.grouped.GroupedMask`
+    (each group a Mask with its own K; a plain Mask when all samples keep the same count).
 
     To write a strategy, subclass and implement the one hook, :meth:`draw`; register a spec for
     it (``@maskdit.config.registry.register("masking")``) to use it from JSON."""
@@ -62,15 +82,34 @@ class MaskingStrategy:
         step: int | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
-    ) -> Mask:
+    ) -> Mask | GroupedMask:
         height, width = _check_grid(batch_size, grid_hw)
         if device is None:
             device = generator.device if generator is not None else "cpu"
+        device = torch.device(device)
+        counts = self.kept_counts(batch_size, height * width, sigma=sigma, step=step, generator=generator)
+        levels = sorted(set(counts), reverse=True)  # most tokens kept (lowest ratio) first
+        if len(levels) == 1:
+            return self._draw_group(batch_size, (height, width), levels[0], generator, device)
+        groups, members = [], []
+        for kept in levels:
+            rows = [b for b, count in enumerate(counts) if count == kept]
+            groups.append(self._draw_group(len(rows), (height, width), kept, generator, device))
+            members.append(torch.tensor(rows, dtype=torch.long, device=device))
+        return GroupedMask.combine(groups, members)
+
+    def kept_counts(self, batch_size: int, num_tokens: int, *, sigma: torch.Tensor | None = None,
+                    step: int | None = None, generator: torch.Generator | None = None) -> list[int]:
+        """The tokens each sample of a call keeps, as the call would decide them (the schedule is
+        asked once and draws from ``generator`` as in the call); no mask is drawn."""
         ratio = self.schedule(step=step, sigma=sigma, generator=generator)
-        kept = num_kept(height * width, ratio)
-        if kept == height * width:
+        return kept_per_sample(num_tokens, ratio, batch_size)
+
+    def _draw_group(self, batch_size: int, grid_hw: tuple[int, int], kept: int, generator: torch.Generator | None,
+                    device: torch.device) -> Mask:
+        if kept == grid_hw[0] * grid_hw[1]:
             return Mask.identity(batch_size, kept, device=device)
-        return self.draw(batch_size, (height, width), kept, generator, torch.device(device))
+        return self.draw(batch_size, grid_hw, kept, generator, device)
 
     def draw(self, batch_size: int, grid_hw: tuple[int, int], kept: int, generator: torch.Generator | None,
              device: torch.device) -> Mask:
