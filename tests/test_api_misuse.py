@@ -98,7 +98,7 @@ def test_a_bool_tensor_as_mask_is_a_type_error_naming_mask():
     dropped = torch.zeros(2, 16, dtype=torch.bool)
     dropped[:, :8] = True
     x, labels = torch.randn(2, 1, 16, 16), torch.zeros(2, dtype=torch.long)
-    with pytest.raises(TypeError, match=r"mask must be a maskdit Mask or None, got Tensor \(.*Mask.from_dropped"):
+    with pytest.raises(TypeError, match=r"mask must be a maskdit Mask, GroupedMask or None, got Tensor \(.*Mask.from_dropped"):
         denoiser(x, torch.ones(2), labels=labels, mask=dropped)
     assert denoiser(x, torch.ones(2), labels=labels, mask=Mask.from_dropped(dropped)).shape == x.shape
 

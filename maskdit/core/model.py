@@ -145,8 +145,8 @@ class MaskDiT(nn.Module):
         expected = (spec.in_channels, spec.input_size, spec.input_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected input [B, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
-        if mask is not None and not isinstance(mask, Mask):
-            raise TypeError(f"mask must be a maskdit Mask or None, got {type(mask).__name__}"
+        if mask is not None and not isinstance(mask, (Mask, GroupedMask)):
+            raise TypeError(f"mask must be a maskdit Mask, GroupedMask or None, got {type(mask).__name__}"
                             + (" (for a bool [B, L] drop pattern use Mask.from_dropped(dropped))"
                                if isinstance(mask, torch.Tensor) else ""))
         if mask is not None and (mask.batch_size != x.shape[0] or mask.num_tokens != spec.num_tokens):

@@ -24,7 +24,6 @@ from maskdit.masking import (
 from maskdit.masking.expected import estimate_ratio
 from maskdit.processes.noise import LogNormalNoise
 from tests.masking.checks import check_any_mask
-from tests.masking.plugins import STRATEGY_NAMES, strategy_spec
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits-noise-adaptive-masking.json"
@@ -71,7 +70,7 @@ def test_per_sample_ratios_follow_sigma_in_groups(case):
                           exact.mean().expand(len(sigma)))
 
 
-WITH_RATIO = [name for name in STRATEGY_NAMES if "ratio" in MASKING.get(name).model_fields]
+WITH_RATIO = [name for name in MASKING.names() if "ratio" in MASKING.get(name).model_fields]
 
 
 @pytest.mark.parametrize("strategy_name", WITH_RATIO)
@@ -80,7 +79,7 @@ WITH_RATIO = [name for name in STRATEGY_NAMES if "ratio" in MASKING.get(name).mo
 def test_adaptive_masks_obey_the_contract(strategy_name, case, height, width, seed):
     spec, sigma = case
     schedule = spec.build()
-    strategy = build_masking(strategy_spec(strategy_name, spec))
+    strategy = build_masking(MASKING.get(strategy_name)(ratio=spec))
     batch, length = len(sigma), height * width
     try:
         expected = kept_per_sample(length, schedule(sigma=sigma), batch)
