@@ -160,7 +160,7 @@ def test_a_fifo_as_the_spec_is_refused_not_read_for_ever(tmp_path):
     done = subprocess.run([sys.executable, "-m", "maskdit.build", str(fifo), "--runs", str(tmp_path)], cwd=ROOT,
                           env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == f"error: {fifo}: a FIFO or socket, not a spec file; give a spec file"
+    assert done.stderr.strip() == f"error: {fifo}: not a regular file (a FIFO); give the path of a JSON file"
 
 
 def test_ctrl_c_in_a_build_still_says_how_to_continue(tmp_path, capsys, monkeypatch):

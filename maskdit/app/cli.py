@@ -19,9 +19,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
-from maskdit.config.errors import InputError
+from maskdit.config.errors import InputError, escaped
 from maskdit.config.plugins import ENTRY_POINT_GROUP, load_plugins
 from maskdit.train.distributed import DistributedSetupError, context_from_env
 
@@ -56,23 +55,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def refuse_fifo(path: str, what: str = "spec file") -> None:
-    """InputError for a FIFO or socket given as a file to read: opening one waits for a writer,
-    maybe for ever (a device such as /dev/zero is left to the readers' size caps)."""
-    if Path(path).is_fifo() or Path(path).is_socket():
-        raise InputError(f"{path}: a FIFO or socket, not a {what}; give a {what}")
-
-
 def shell_command(words: Sequence[str]) -> str:
     """A command line to print for copying into a shell: every word quoted as the shell needs, and
     characters that are not printable shown as escapes, so a name read from a file can neither run
     as a command nor drive the terminal."""
-    return " ".join(shlex.quote(printable(str(word))) for word in words)
-
-
-def printable(text: str) -> str:
-    """``text`` with every non-printable character (escape codes, newlines) as a backslash escape."""
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+    return " ".join(shlex.quote(escaped(str(word))) for word in words)
 
 
 def add_plugin_argument(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from maskdit.app.cli import printable, shell_command
+from maskdit.app.cli import shell_command
+from maskdit.config.errors import escaped
 from maskdit.app.experiment_spec import ExperimentSpec, load_spec_dict, validate_spec
 from maskdit.config import json_input as jsonio
 from maskdit.config.errors import CheckpointError, InputError
@@ -134,7 +135,7 @@ def check_same_run(run_dir: Path, spec: ExperimentSpec, overrides: Sequence[str]
     asked = set_fields(overrides) + (["name"] if renamed else [])
     problems = []
     for path, was, given in differences(saved, json.loads(spec.model_dump_json())):
-        shown = f"{printable(path)}: run's {_show(was)} vs given {_show(given)}"
+        shown = f"{escaped(path)}: run's {_show(was)} vs given {_show(given)}"
         if path == "model" or path.startswith("model."):
             problems.append(f"{shown} (a run's model cannot change: its weights fix it)")
         elif not any(path == key or path.startswith(f"{key}.") for key in asked):

@@ -20,7 +20,8 @@ from typing import Any, Literal
 import torch
 from pydantic import ValidationError
 
-from maskdit.app.cli import printable, shell_command
+from maskdit.app.cli import shell_command
+from maskdit.config.errors import printable
 from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.config.errors import CheckpointError
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser

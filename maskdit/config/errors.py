@@ -34,6 +34,12 @@ def printable(text: object, limit: int = MAX_QUOTE) -> str:
     return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
 
 
+def escaped(text: str) -> str:
+    """``text`` with each non-printing character as its backslash escape and nothing else changed
+    (no quotes added): for words that another quoting, such as a shell's, wraps afterwards."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 def listed(items: Iterable[object], *, limit: int = 10) -> str:
     """The first ``limit`` of ``items`` (each through :func:`printable`), comma-separated, then how
     many more there are ("a, b, c ... and 19,990 more"), so a list read from a file stays one line."""

@@ -70,7 +70,6 @@ def main(args: argparse.Namespace) -> int:
     if given.is_dir():  # a run folder: continued in place with its own spec
         spec, run_dir, note = continue_folder(given, args)
     else:
-        cli.refuse_fifo(args.spec)
         spec = read_spec_with_advice(args.spec, args.overrides, given.parent if given.is_file() else None)
         runs = Path(args.runs if args.runs is not None else "runs")
         run_dir, note = run_folder(runs, spec.name), None

@@ -40,7 +40,6 @@ def load(args: argparse.Namespace) -> tuple[ExperimentSpec, LoadedRun]:
     path: Path = args.checkpoint
     if path.suffix == ".safetensors":
         loaded = open_run(path, device=args.device, format="native")
-        cli.refuse_fifo(args.spec)
         try:
             data = load_spec_dict(args.spec)
         except (OSError, ValueError) as err:
