@@ -87,18 +87,19 @@ def is_main_rank() -> bool:
 
 def report(err: BaseException | str, *, code: int = EXIT_BAD_INPUT, quiet: bool = False) -> int:
     """Print an error (or a message) as ``error: ...`` lines on stderr, nothing when ``quiet``;
-    returns ``code``. An InputError gives one line per problem, any other error one line."""
+    returns ``code``. An InputError gives one line per problem, any other error one line. The last
+    guard of terminal safety: a control character that reached a message prints as its escape."""
     if not quiet:
         lines = err.lines if isinstance(err, InputError) else [err if isinstance(err, str) else one_line(err)]
         for line in lines:
-            print(f"error: {line}", file=sys.stderr)
+            print(f"error: {escaped(line)}", file=sys.stderr)
     return code
 
 
 def warn(line: str) -> None:
     """Print ``warning: line`` on stderr (by rank 0 alone under torchrun)."""
     if is_main_rank():
-        print(f"warning: {line}", file=sys.stderr)
+        print(f"warning: {escaped(line)}", file=sys.stderr)
 
 
 def one_line(err: BaseException) -> str:

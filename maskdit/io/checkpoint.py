@@ -36,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from maskdit.config import json_input as jsonio
-from maskdit.config.errors import CheckpointError
+from maskdit.config.errors import CheckpointError, listed, printable
 from maskdit.io.files import UnsafePathError, check_inside, file_sha256
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,7 @@ def save_checkpoint(root: Path, step: int, tensors: dict[str, dict[str, torch.Te
     included) the temporary folder is removed and the previous checkpoints stay as they were."""
     bad = non_finite(tensors)
     if bad:
-        raise CheckpointError(f"refusing to write checkpoint step {step}: non-finite values in {', '.join(bad[:5])}"
-                              + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
+        raise CheckpointError(f"refusing to write checkpoint step {step}: non-finite values in {listed(bad, limit=5)}")
     check_inside(root.parent, root, folder=True)
     root.mkdir(parents=True, exist_ok=True)
     final = step_dir(root, step)
@@ -285,8 +284,7 @@ def load_checkpoint(path: Path, *, finite: bool = True) -> Checkpoint:
         groups.setdefault(group, {})[name] = value
     bad = non_finite(groups) if finite else []
     if bad:
-        raise CheckpointError(f"{file} holds non-finite values in {', '.join(bad[:5])}" +
-                              (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
+        raise CheckpointError(f"{file} holds non-finite values in {listed(bad, limit=5)}")
     return Checkpoint(path=path, tensors=groups, state=state)
 
 
@@ -295,10 +293,10 @@ def check_optimizer_tensors(tensors: dict[str, torch.Tensor], params: list[torch
     for key, value in tensors.items():
         index, _, slot = key.partition(".")
         if not index.isdigit() or int(index) >= len(params):
-            raise CheckpointError(f"{source}: optimizer tensor {key!r} names no parameter of this model")
+            raise CheckpointError(f"{source}: optimizer tensor {printable(key)} names no parameter of this model")
         shape = tuple(params[int(index)].shape)
         if slot != "step" and tuple(value.shape) != shape:
-            raise CheckpointError(f"{source}: optimizer tensor {key} has shape {tuple(value.shape)}, "
+            raise CheckpointError(f"{source}: optimizer tensor {printable(key)} has shape {tuple(value.shape)}, "
                                   f"its parameter {shape}")
 
 
