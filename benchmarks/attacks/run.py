@@ -93,8 +93,9 @@ def cli(command: str, *args: str | Path, timeout: float = 300, **extra: str) -> 
 
 
 def one_error_line(done: subprocess.CompletedProcess, *fragments: str) -> Outcome:
-    """Held when the command exited 2 with exactly one ``error:`` line, no traceback, naming ``fragments``."""
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    """Held when the command exited 2 with exactly one ``error:`` line (argparse's ``prog: error:``
+    for a flag), no traceback, naming ``fragments``."""
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:") or ": error: " in line]
     named = all(f in done.stderr for f in fragments)
     held = done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr and named
     return Outcome(held, f"rc {done.returncode}; " + (errors[0][:150] if errors else tail(done.stderr)))
@@ -452,13 +453,10 @@ def diffusers_0d(work: Path) -> Outcome:
 
 @attack("6-state-betas-strings", 6, "resume from a state.json whose optimizer betas are strings")
 def betas_strings(work: Path) -> Outcome:
-    run, spec = tiny_run(work)
-
     def strings(state: dict) -> None:
         for group in state["param_groups"]:
             group["betas"] = ["a", "b"]
-    edit_state(newest(run), strings)
-    return one_error_line(cli("build", spec, "--runs", run.parent, "--resume", "--set", "train.steps=12"))
+    return tampered_state(work, strings)
 
 
 def fake_distribution(work: Path, value: str) -> Path:
@@ -534,12 +532,21 @@ def fifo_spec(work: Path) -> Outcome:
 
 # --- 7. state.json outside the checksum --------------------------------------------------------------
 
+def refused_checkpoint(done: subprocess.CompletedProcess, checkpoint: Path) -> Outcome:
+    """Held when the resume refused the tampered checkpoint: exit 2, or a warning that it passed
+    over it and resumed from the one before."""
+    passed_over = f"passing over {checkpoint.name}" in done.stderr and "resuming from step 4" in done.stderr
+    held = "Traceback" not in done.stderr and (done.returncode == 2 or (done.returncode == 0 and passed_over))
+    said = next((line for line in done.stderr.splitlines() if line.startswith(("error:", "warning:"))), "")
+    return Outcome(held, f"rc {done.returncode}; {said[:150] or tail(done.stderr)}")
+
+
 def tampered_state(work: Path, change: Callable[[dict], None]) -> Outcome:
     run, spec = tiny_run(work)
-    edit_state(newest(run), change)
+    checkpoint = newest(run)
+    edit_state(checkpoint, change)
     done = cli("build", spec, "--runs", run.parent, "--resume", "--set", "train.steps=12")
-    return Outcome(done.returncode == 2 and "Traceback" not in done.stderr,
-                   f"rc {done.returncode}; {tail(done.stderr)}")
+    return refused_checkpoint(done, checkpoint)
 
 
 @attack("7-maximize", 7, "state.json param_groups maximize: true")
@@ -566,8 +573,7 @@ def checksums_deleted(work: Path) -> Outcome:
     tensors[key] = tensors[key] + 1
     save_file(tensors, str(weights))
     done = cli("build", spec, "--runs", run.parent, "--resume", "--set", "train.steps=12")
-    return Outcome(done.returncode == 2 and "Traceback" not in done.stderr,
-                   f"rc {done.returncode}; {tail(done.stderr)}")
+    return refused_checkpoint(done, checkpoint)
 
 
 # --- 8. debris and metrics integrity ------------------------------------------------------------------
@@ -575,7 +581,7 @@ def checksums_deleted(work: Path) -> Outcome:
 @attack("8-temp-debris", 8, "temp files of killed writers are removed on the next start")
 def temp_debris(work: Path) -> Outcome:
     run, spec = tiny_run(work)
-    debris = [run / ".metrics.jsonl.12345.tmp", run / ".spec.json.abc123.tmp", run / ".loss.png.xyz.tmp"]
+    debris = [run / ".metrics.jsonl.12345.tmp", run / ".spec.json.k3j9x_q2.tmp", run / ".loss.png.a8zz0m1c.tmp"]
     for path in debris:
         path.write_text("partial")
     mine = run / "notes.tmp"
@@ -820,7 +826,10 @@ def resume_mismatch(work: Path) -> Outcome:
     if first.returncode != 0:
         return Outcome(False, f"setup failed: {tail(first.stderr)}")
     done = cli("build", spec, "--runs", work / "runs", "--resume")
-    return one_error_line(done, "hidden_size")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    named = [line for line in errors if "hidden_size" in line]
+    return Outcome(done.returncode == 2 and "Traceback" not in done.stderr and bool(named),
+                   f"rc {done.returncode}; {len(errors)} error lines; " + (named[0][:120] if named else tail(done.stderr)))
 
 
 @attack("13-copied-run-folder", 13, "resume a copied run folder: the original stays untouched")
