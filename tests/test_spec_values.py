@@ -20,6 +20,9 @@ from maskdit.app.commands.build import main as build_main
 from maskdit.app.experiment_spec import ExperimentSpec, load_spec
 from maskdit.config.registry import PLUGINS
 from maskdit.config.spec_model import SEED_MAX, SpecModel
+from maskdit.core import ModelSpec
+from maskdit.losses.dsm import edm_weight
+from maskdit.losses.specs import DSMSpec
 from maskdit.samplers.specs import HeunSamplerSpec
 
 BAD_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -181,3 +184,11 @@ def test_spec_seeds_are_bounded_to_32_bits(capsys):
     assert build_main(["default", "--dry-run", "--set", f"seed={2**32}"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: seed: Input should be less than or equal to 4294967295")
+
+
+def test_a_tiny_sigma_data_is_refused_where_it_would_overflow_edms_weights():
+    for cls in (DSMSpec, ModelSpec):
+        with pytest.raises(ValidationError, match="sigma_data"):
+            cls(sigma_data=5e-324)
+    weight = edm_weight(torch.tensor([0.002, 80.0]), sigma_data=1e-4)  # the smallest accepted
+    assert torch.isfinite(weight).all()

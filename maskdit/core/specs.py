@@ -83,7 +83,8 @@ class ModelSpec(SpecModel):
     precond: Literal["edm", "ddpm"] = Field(
         "edm", description="'edm': EDM preconditioning (Karras et al. 2022); 'ddpm': epsilon net on DDPM timesteps (DiT)"
     )
-    sigma_data: float = Field(0.5, gt=0, le=100, description="EDM sigma_data: standard deviation of the data")
+    sigma_data: float = Field(0.5, ge=1e-4, le=100,  # below 1e-4 the preconditioning overflows float32
+                              description="EDM sigma_data: standard deviation of the data")
     routing: RoutingSpec = Field(RoutingSpec(), description="where a training mask applies in the encoder "
                                                             "(default: MaskDiT's, right after the embedding)")
 

@@ -23,7 +23,8 @@ class DSMSpec(SpecModel):
 
     name: Literal["dsm"] = "dsm"
     weight: float = Field(1.0, ge=0, le=1e6, description="weight of this term in the total")
-    sigma_data: float = Field(0.5, gt=0, le=100, description="EDM sigma_data in the weight lambda(sigma)")
+    sigma_data: float = Field(0.5, ge=1e-4, le=100,  # below 1e-4 lambda(sigma) overflows float32
+                              description="EDM sigma_data in the weight lambda(sigma)")
     tokens: Literal["visible", "all"] | None = Field(
         None, description="positions the loss covers: 'visible' (MaskDiT, MicroDiT), 'all' (TREAD, SPRINT); "
                           "None: what the model's routing implies (all when dropped tokens rejoin)")
