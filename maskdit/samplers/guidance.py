@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
 
 
@@ -116,8 +117,13 @@ def cfg(
                                   channels=channels)
 
 
-def _doubled(mask: Mask | None) -> Mask | None:
+def _doubled(mask: Mask | GroupedMask | None) -> Mask | GroupedMask | None:
+    """``mask`` for the batch [conditional half, unconditional half]: each sample's mask twice."""
     if mask is None:
         return None
+    if isinstance(mask, GroupedMask):  # row b's copy in the second half is row b + B
+        batch = mask.batch_size
+        return GroupedMask(tuple(_doubled(group) for group in mask.groups),
+                           tuple(torch.cat([rows, rows + batch]) for rows in mask.members))
     return Mask(torch.cat([mask.ids_keep, mask.ids_keep]), torch.cat([mask.ids_restore, mask.ids_restore]),
                 torch.cat([mask.dropped, mask.dropped]))

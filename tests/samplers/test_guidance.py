@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskdit.masking import Mask
+from maskdit.masking import GroupedMask, Mask
 from maskdit.samplers import cfg, get_sigmas_karras, sample_heun
 
 NUM_CLASSES = 5
@@ -106,6 +106,18 @@ def test_mask_is_doubled_with_the_batch():
     mask = Mask.from_dropped(torch.tensor([[True, False, False, True]] * 4))
     cfg(inner, 2.0)(x, sigma, labels=labels, mask=mask)
     assert inner.masks[-1].batch_size == 8 and torch.equal(inner.masks[-1].dropped[:4], mask.dropped)
+
+
+def test_a_grouped_mask_is_doubled_group_by_group():
+    inner = LabelDenoiser()
+    x, sigma, labels = _inputs()
+    light = Mask.from_dropped(torch.tensor([[True, False, False, False]] * 2))
+    heavy = Mask.from_dropped(torch.tensor([[True, True, False, True]] * 2))
+    mask = GroupedMask((light, heavy), (torch.tensor([0, 2]), torch.tensor([1, 3])))
+    cfg(inner, 2.0)(x, sigma, labels=labels, mask=mask)
+    doubled = inner.masks[-1]
+    assert isinstance(doubled, GroupedMask) and doubled.batch_size == 8
+    assert torch.equal(doubled.dropped, torch.cat([mask.dropped, mask.dropped]))  # each row's copy below it
 
 
 def test_guidance_works_inside_a_sampler():
