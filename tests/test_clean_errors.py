@@ -1,6 +1,7 @@
 """Bad inputs that used to end in a traceback: each must give one clear line naming the file or
 field, a non-zero exit, and leave nothing behind."""
 
+import importlib
 import json
 import pickle
 
@@ -192,3 +193,16 @@ def test_16_bit_png_is_scaled_not_saturated(tmp_path):
     pixels = np.asarray(load_image(tmp_path / "wide.png"))[..., 0].astype(int)
     assert np.abs(pixels - np.rint(wide.astype(float) * 255 / 65535)).max() == 0
     assert pixels.max() == 245 and (pixels == 255).sum() == 0
+
+
+@pytest.mark.parametrize("command,args", [
+    ("sample", ["run", "--cfg", "nan"]),
+    ("ema", ["run", "--decay", "0.9", "inf"]),
+    ("ema", ["run", "--sigma-rel", "NaN"]),
+    ("latents", ["decode", "x.npz", "--vae", "vae", "--out", "out", "--scale=-inf"]),
+])
+def test_number_options_refuse_nan_and_infinity(command, args, capsys):
+    main = importlib.import_module(f"maskdit.app.commands.{command}").main
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2 and "is not a finite number" in capsys.readouterr().err

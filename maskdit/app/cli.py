@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import shlex
 import signal
 import sys
@@ -60,6 +61,14 @@ def shell_command(words: Sequence[str]) -> str:
     characters that are not printable shown as escapes, so a name read from a file can neither run
     as a command nor drive the terminal."""
     return " ".join(shlex.quote(escaped(str(word))) for word in words)
+
+
+def finite_float(text: str) -> float:
+    """argparse ``type`` for a number option: NaN and infinities are refused (``float`` takes them)."""
+    value = float(text)  # argparse turns the ValueError of a non-number into its own error line
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def add_plugin_argument(parser: argparse.ArgumentParser) -> None:

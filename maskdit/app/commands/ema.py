@@ -60,15 +60,15 @@ BOOKKEEPING = ("step", "kind", "num_samples", "clipped_fraction", "seconds", "sa
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m maskdit.ema", description=__doc__.split("\n\n")[1])
     parser.add_argument("run", type=Path, help="run folder whose checkpoints/ holds the raw-weight snapshots")
-    parser.add_argument("--sigma-rel", type=float, nargs="+", default=[], metavar="S",
+    parser.add_argument("--sigma-rel", type=cli.finite_float, nargs="+", default=[], metavar="S",
                         help="power-function EMA widths, in (0, 0.2887] (EDM2 Eq. 3)")
-    parser.add_argument("--decay", type=float, nargs="+", default=[], metavar="D",
+    parser.add_argument("--decay", type=cli.finite_float, nargs="+", default=[], metavar="D",
                         help="plain EMA decays in [0, 1), with the run's warm-up setting")
     cli.add_set_argument(parser, "eval.num_samples=200")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default RUN/posthoc_ema.json)")
     parser.add_argument("--save", default=None, metavar="PROFILE",
                         help="also write this profile's average as RUN/posthoc/PROFILE.safetensors (e.g. power-0.05)")
-    parser.add_argument("--max-lost", type=float, default=MAX_LOST_WEIGHT,
+    parser.add_argument("--max-lost", type=cli.finite_float, default=MAX_LOST_WEIGHT,
                         help=f"largest share of a profile's weight allowed before the first snapshot "
                              f"(default {MAX_LOST_WEIGHT:g})")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")

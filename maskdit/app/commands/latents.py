@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     dec.add_argument("samples", type=Path, help="latent samples: .npz / .pt / .safetensors, [N, C, h, w] floats")
     dec.add_argument("--vae", required=True, type=Path, help="local diffusers AutoencoderKL folder")
     dec.add_argument("--out", required=True, type=Path, help="folder for samples.npz and grid.png")
-    dec.add_argument("--scale", type=float, default=None, help="latent scale factor (default: the VAE config's)")
+    dec.add_argument("--scale", type=cli.finite_float, default=None, help="latent scale factor (default: the VAE config's)")
     dec.add_argument("--batch-size", type=int, default=32, help="latents per VAE forward pass (default 32)")
     dec.add_argument("--grid", type=int, default=64, help="images in grid.png (default 64; 0 = no grid)")
     dec.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")

@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sampler", default=None,
                         help="a registered sampler's name (default: spec's or heun); checked with the spec")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps")
-    parser.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (1 = off)")
+    parser.add_argument("--cfg", type=cli.finite_float, default=None, help="classifier-free guidance scale (1 = off)")
     cli.add_set_argument(parser, "sampler.eta=0.5")
     parser.add_argument("--class-label", type=int, default=None, help="draw every sample from this class")
     parser.add_argument("--seed", type=int, default=0, help=f"run seed, 0..{SEED_MAX}; image i uses seed (seed, i)")
