@@ -43,6 +43,7 @@ from maskdit.config.errors import InputError
 from maskdit.config.spec_model import SEED_MAX
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.eval.generation import generate_batches
+from maskdit.io.files import atomic_write
 from maskdit.io.images import save_grid, to_uint8_nhwc, write_adm_npz
 from maskdit.samplers.specs import SamplerSpec
 from maskdit.train.distributed import gather_to_main, init_distributed, shutdown
@@ -213,9 +214,13 @@ def _main(args: argparse.Namespace, ctx) -> int:
         if not ctx.is_main:
             return cli.EXIT_OK
         if args.latents is not None:
-            args.latents.parent.mkdir(parents=True, exist_ok=True)
             arrays = {"latents": gathered} if labels is None else {"latents": gathered, "labels": labels.numpy()}
-            np.savez(args.latents, **arrays)
+
+            def write(tmp: Path) -> None:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, **arrays)
+
+            atomic_write(args.latents, write)  # an interrupted write leaves no partial file
             print(f"wrote {args.latents} (latents: float32 {gathered.shape}"
                   + (", labels)" if labels is not None else ")"))
             return cli.EXIT_OK
