@@ -23,7 +23,9 @@ MIX = 0x9E3779B97F4A7C15  # 2^64 / golden ratio: spreads (seed, index) pairs ove
 
 
 def image_seed(seed: int, index: int) -> int:
-    """The seed of image ``index`` of a run seeded with ``seed`` (distinct for distinct pairs below 2^32 images)."""
+    """The seed of image ``index`` of a run seeded with ``seed``. torch's generators keep its low 32
+    bits, so the images of one run get distinct seeds (below 2^32 images), but an image of one run
+    may share its seed with an image of another."""
     return (seed * MIX + index) % 2**64
 
 
