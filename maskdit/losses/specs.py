@@ -14,6 +14,7 @@ from maskdit.config.registry import one_of, register
 from maskdit.config.spec_model import SpecModel
 from maskdit.losses.dsm import DSMLoss
 from maskdit.losses.mae import MAELoss
+from maskdit.processes.flow_noise import LogitNormalTimeNoise, UniformTimeNoise
 from maskdit.processes.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
 
 
@@ -99,6 +100,33 @@ class DDPMNoiseSpec(SpecModel):
 
     def build(self, **context: Any):
         return DDPMNoise(self.num_timesteps, self.beta_start, self.beta_end, self.beta_schedule)
+
+
+@register("noise")
+class UniformTimeNoiseSpec(SpecModel):
+    """Flow matching's uniform time t ~ U[t_eps, 1 - t_eps] (SiT, REPA), as sigma = t / (1 - t)."""
+
+    name: Literal["uniform_t"] = "uniform_t"
+    t_eps: float = Field(1e-5, ge=1e-6, le=0.25,
+                         description="distance kept from each end of [0, 1], where sigma is 0 or infinite")
+
+    def build(self, **context: Any):
+        return UniformTimeNoise(self.t_eps)
+
+
+@register("noise")
+class LogitNormalTimeNoiseSpec(SpecModel):
+    """Flow matching's logit-normal time on t with t = 1 at noise (SD3, LightningDiT, SPRINT), with
+    SD3's optional shift; unshifted, the same sigmas as lognormal with p_mean = m, p_std = s."""
+
+    name: Literal["logit_normal_t"] = "logit_normal_t"
+    m: float = Field(0.0, ge=-20, le=20, description="mean of logit(t), t = 1 at noise")
+    s: float = Field(1.0, gt=0, le=20, description="standard deviation of logit(t)")
+    shift: float = Field(1.0, ge=0.01, le=100,
+                         description="SD3 time shift a: t' = a t / (1 + (a - 1) t), i.e. sigma times a; 1 = none")
+
+    def build(self, **context: Any):
+        return LogitNormalTimeNoise(self.m, self.s, self.shift)
 
 
 #: a registered noise-level distribution
