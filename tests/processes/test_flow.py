@@ -162,7 +162,7 @@ def test_euler_from_pure_noise_is_ddim(convention):
 
 # --- the time shift ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shift", [0.25, 1.0, 3.0, math.sqrt(768 * 256 / 4096)])
+@pytest.mark.parametrize("shift", [0.1, 0.25, 1.0, 3.0, math.sqrt(768 * 256 / 4096)])  # 0.1: 1 + (a - 1) is not a
 def test_shift_keeps_ends_is_monotone_and_scales_sigma(shift):
     t = torch.linspace(0, 1, 1001, dtype=F64)
     shifted = time_shift(t, shift)
