@@ -12,7 +12,7 @@ import math
 import torch
 
 from maskdit.processes.flow import t_to_sigma
-from maskdit.processes.noise import _device, _size
+from maskdit.processes.noise import draw_device, draw_shape
 
 
 class UniformTimeNoise:
@@ -29,7 +29,7 @@ class UniformTimeNoise:
         self.t_eps = float(t_eps)
 
     def __call__(self, batch_size: int, *, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
-        u = torch.rand(_size(batch_size), generator=generator, device=_device(device, generator), dtype=torch.float64)
+        u = torch.rand(draw_shape(batch_size), generator=generator, device=draw_device(device, generator), dtype=torch.float64)
         t = self.t_eps + (1 - 2 * self.t_eps) * u  # u in [0, 1): t in [t_eps, 1 - t_eps)
         return t_to_sigma(t).to(dtype)
 
@@ -56,7 +56,7 @@ class LogitNormalTimeNoise:
         self.m, self.s, self.shift = float(m), float(s), float(shift)
 
     def __call__(self, batch_size: int, *, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
-        normal = torch.randn(_size(batch_size), generator=generator, device=_device(device, generator), dtype=dtype)
+        normal = torch.randn(draw_shape(batch_size), generator=generator, device=draw_device(device, generator), dtype=dtype)
         sigma = (normal * self.s + self.m).exp()  # the lognormal's own arithmetic, so a = 1 matches it bit for bit
         return sigma if self.shift == 1 else sigma * self.shift
 

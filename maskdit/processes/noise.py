@@ -21,7 +21,7 @@ class LogNormalNoise:
         self.p_mean, self.p_std = float(p_mean), float(p_std)
 
     def __call__(self, batch_size: int, *, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
-        normal = torch.randn(_size(batch_size), generator=generator, device=_device(device, generator), dtype=dtype)
+        normal = torch.randn(draw_shape(batch_size), generator=generator, device=draw_device(device, generator), dtype=dtype)
         return (normal * self.p_std + self.p_mean).exp()
 
     def __repr__(self) -> str:
@@ -37,7 +37,7 @@ class LogUniformNoise:
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
 
     def __call__(self, batch_size: int, *, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
-        u = torch.rand(_size(batch_size), generator=generator, device=_device(device, generator), dtype=torch.float64)
+        u = torch.rand(draw_shape(batch_size), generator=generator, device=draw_device(device, generator), dtype=torch.float64)
         lo, hi = math.log(self.sigma_min), math.log(self.sigma_max)
         return (lo + (hi - lo) * u).exp().to(dtype)
 
@@ -55,21 +55,23 @@ class DDPMNoise:
         self.num_timesteps = num_timesteps
 
     def __call__(self, batch_size: int, *, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
-        device = _device(device, generator)
-        steps = torch.randint(0, self.num_timesteps, _size(batch_size), generator=generator, device=device)
+        device = draw_device(device, generator)
+        steps = torch.randint(0, self.num_timesteps, draw_shape(batch_size), generator=generator, device=device)
         return self.table.to(device)[steps].to(dtype)
 
     def __repr__(self) -> str:
         return f"DDPMNoise(num_timesteps={self.num_timesteps})"
 
 
-def _size(batch_size: int) -> tuple[int]:
+def draw_shape(batch_size: int) -> tuple[int]:
+    """The [B] shape of one draw; a clear error for a batch size that is not a positive int."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return (batch_size,)
 
 
-def _device(device, generator):
+def draw_device(device, generator):
+    """Where to draw: the device asked for, else the generator's (a generator draws only there)."""
     if device is not None:
         return device
     return generator.device if generator is not None else "cpu"
