@@ -40,7 +40,7 @@ EXPECTED = {
     "wrong_type_steps.json": ["train.steps:", "valid integer", "'many'"],
     "zero_steps.json": ["sampler.steps:", "greater than or equal to 1"],
     "guidance_without_classes.json": ["sampler.cfg_scale is 2.0 but the model is unconditional"],
-    "sigma_data_mismatch.json": ["the dsm loss uses sigma_data 1.0 but model.sigma_data is 0.5"],
+    "sigma_data_mismatch.json": ["the dsm loss uses sigma_data 1.0 but model.process.sigma_data is 0.5"],
 }
 
 

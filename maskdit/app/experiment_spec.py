@@ -58,11 +58,7 @@ class ExperimentSpec(SpecModel):
             raise ValueError(
                 f"masking ratio up to {ratio} leaves no visible token of the model's {tokens}"
             ) from None
-        for term in self.losses.terms + tuple(t for phase in self.train.phases for t in phase.loss_terms or ()):
-            if term.name == "dsm" and term.sigma_data != self.model.sigma_data:
-                raise ValueError(
-                    f"the dsm loss uses sigma_data {term.sigma_data} but model.sigma_data is {self.model.sigma_data}"
-                )
+        self._losses_fit_process()
         self._losses_fit_routing()
         if self.model.num_classes == 0 and self.sampler.cfg_scale != 1.0:
             raise ValueError(
@@ -84,6 +80,20 @@ class ExperimentSpec(SpecModel):
         return self
 
 
+    def _losses_fit_process(self) -> None:
+        """The training noise and the loss weighting must make sense for model.process."""
+        process = self.model.process
+        problem = process.noise_problem(self.losses.noise)
+        if problem:
+            raise ValueError(f"losses.noise {self.losses.noise.name!r} does not fit model.process {process.name!r}: "
+                             f"{problem}")
+        for term in self.losses.terms + tuple(t for phase in self.train.phases for t in phase.loss_terms or ()):
+            if term.name != "dsm":
+                continue
+            if term.weighting == "edm" and process.name == "edm" and term.sigma_data != process.sigma_data:
+                raise ValueError(f"the dsm loss uses sigma_data {term.sigma_data} but model.process.sigma_data is "
+                                 f"{process.sigma_data}")
+
     def _losses_fit_routing(self) -> None:
         """A model that predicts nothing at dropped positions (no decoder, tokens never rejoin:
         DiT under a mask, MicroDiT) can only be trained on the visible ones."""
@@ -97,8 +107,8 @@ class ExperimentSpec(SpecModel):
             if masking_max_ratio(masking) == 0:
                 continue
             for term in terms:
-                if term.name == "mae" or (term.name == "dsm" and term.tokens == "all"):
-                    what = "mae" if term.name == "mae" else "dsm with tokens 'all'"
+                if term.name == "mae" or getattr(term, "tokens", None) == "all":
+                    what = "mae" if term.name == "mae" else f"{term.name} with tokens 'all'"
                     raise ValueError(
                         f"the loss {what} needs predictions at dropped positions, but this model has no "
                         "decoder and its dropped tokens never rejoin (set model.routing.end or a decoder)"

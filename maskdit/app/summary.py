@@ -22,6 +22,7 @@ def summarize(experiment: Experiment) -> list[tuple[str, str]]:
     rows = [
         ("experiment", spec.name),
         ("model", _describe_model(model)),
+        ("process", _describe_process(model.process)),
         ("input", f"{model.in_channels}x{model.input_size}x{model.input_size}, patch {model.patch_size}, "
                   f"{model.grid_size}x{model.grid_size} = {tokens} tokens"),
         ("classes", "unconditional" if model.num_classes == 0 else f"{model.num_classes} ({model.label_embedder} embedder)"),
@@ -42,8 +43,11 @@ def summarize(experiment: Experiment) -> list[tuple[str, str]]:
         cheapest, dearest = training_flops(model, mask_ratio=ratio), training_flops(model, mask_ratio=estimate.low)
         model_at.insert(2, ("train FLOPs range", f"{cheapest / 1e9:.3g} G (r = {ratio:g}) to {dearest / 1e9:.3g} G "
                                                  f"(r = {estimate.low:g}) MACs/sample/step, the schedule's bounds"))
-    rows[4:4] = model_at  # after "classes"
-    terms = " + ".join(f"{term.weight:g}*{term.name}" for term in spec.losses.terms)
+    after_classes = [label for label, _ in rows].index("classes") + 1
+    rows[after_classes:after_classes] = model_at
+    terms = " + ".join(f"{term.weight:g}*{term.name}" + (f" ({term.weighting} weighting)"
+                                                          if getattr(term, "weighting", "edm") != "edm" else "")
+                       for term in spec.losses.terms)
     rows.append(("loss", f"{terms}, sigma ~ {spec.losses.noise.name}, label dropout {spec.losses.label_dropout:g}"))
     sampler = spec.sampler
     rows.append(("sampler", _describe_sampler(sampler, experiment.sampler.num_evaluations)))
@@ -88,6 +92,13 @@ def _describe_model(model) -> str:
                if model.decoder_depth else "no decoder")
     name = f"{model.preset}: " if model.preset else ""
     return f"{name}{encoder}, {decoder}, {_describe_routing(model)}"
+
+
+def _describe_process(process) -> str:
+    details = [f"network predicts {process.parameterisation}"]
+    if process.network_time:
+        details.append(f"fed {process.network_time}")
+    return f"{process.name}: " + ", ".join(details)
 
 
 def _describe_routing(model) -> str:

@@ -39,6 +39,7 @@ KINDS = {
     "block": "block",
     "label_embedder": "label embedder",
     "features": "feature extractor",
+    "process": "noising process",
 }
 
 

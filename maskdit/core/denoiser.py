@@ -14,17 +14,21 @@ import os
 import sys
 import warnings
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from maskdit.core.specs import ModelSpec
 from maskdit.masking.mask import Mask
-from maskdit.processes.vp import ddpm_sigmas
+from maskdit.processes.vp import BetaSchedule, ddpm_sigmas
+
+if TYPE_CHECKING:  # the spec module builds these wrappers through the process plugins
+    from maskdit.core.specs import ModelSpec
 
 _TORCH_NN = os.path.dirname(nn.__file__)
 
 
-def _sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+def sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     """sigma as a [B] float tensor (a scalar is broadcast to the batch); every level must be finite
     and > 0 (ln(sigma) is the noise label: 0 or NaN would give a silent NaN output). One check,
     one device sync, per call."""
@@ -34,7 +38,7 @@ def _sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     except (TypeError, RuntimeError, ValueError):
         sigma = None
     if sigma is None or sigma.dtype == torch.bool or sigma.is_complex():
-        raise TypeError(f"sigma must be a number or a real tensor [B], got {_describe(given)}")
+        raise TypeError(f"sigma must be a number or a real tensor [B], got {describe(given)}")
     if sigma.ndim == 0:
         sigma = sigma.expand(x.shape[0])
     if sigma.shape != (x.shape[0],):
@@ -48,7 +52,7 @@ def _sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     return sigma
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
     return f"a {type(value).__name__}"
@@ -66,7 +70,7 @@ class UnconditionalCallWarning(UserWarning):
     """A class-conditional denoiser was called without labels."""
 
 
-class _Preconditioned(nn.Module):
+class Preconditioned(nn.Module):
     """Shared plumbing: the backbone, its spec, and the attributes samplers / losses need."""
 
     def __init__(self, net: nn.Module, spec: ModelSpec) -> None:
@@ -99,7 +103,7 @@ class _Preconditioned(nn.Module):
     def _check_x(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             # an int image would run through the float network and be cast back to all zeros
-            raise TypeError(f"x must be a floating-point tensor [B, C, H, W] (e.g. x.float()), got {_describe(x)}")
+            raise TypeError(f"x must be a floating-point tensor [B, C, H, W] (e.g. x.float()), got {describe(x)}")
         expected = (self.in_channels, self.input_size, self.input_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected x [B, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
@@ -108,7 +112,7 @@ class _Preconditioned(nn.Module):
         return self.net.final_layer.linear.weight.dtype
 
 
-class Denoiser(_Preconditioned):
+class Denoiser(Preconditioned):
     """EDM preconditioning: D(x; sigma) = c_skip x + c_out F(c_in x; c_noise, y).
 
     c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2),
@@ -120,9 +124,11 @@ class Denoiser(_Preconditioned):
 
     precond = "edm"
 
-    def __init__(self, net: nn.Module, spec: ModelSpec) -> None:
+    def __init__(self, net: nn.Module, spec: ModelSpec, *, sigma_data: float | None = None) -> None:
         super().__init__(net, spec)
-        self.sigma_data = float(spec.sigma_data)  # the spec is the one source of truth (saved with weights)
+        if sigma_data is None:  # the spec's process is the one source of truth (saved with the weights)
+            sigma_data = getattr(spec, "sigma_data", None) or 0.5
+        self.sigma_data = float(sigma_data)
 
     def forward(
         self,
@@ -134,7 +140,7 @@ class Denoiser(_Preconditioned):
     ) -> torch.Tensor:
         self._check_x(x)
         labels = self._labels(labels, x)
-        sigma = _sigma_batch(sigma, x)
+        sigma = sigma_batch(sigma, x)
         sd = self.sigma_data
         s = sigma.reshape(-1, 1, 1, 1)  # [B, 1, 1, 1]
         c_skip = sd**2 / (s**2 + sd**2)
@@ -145,7 +151,7 @@ class Denoiser(_Preconditioned):
         return (c_skip * x + c_out * out[:, : self.in_channels].to(x.dtype)).to(x.dtype)
 
 
-class DDPMDenoiser(_Preconditioned):
+class DDPMDenoiser(Preconditioned):
     """An epsilon-prediction network on DDPM timesteps, seen as a sigma-space denoiser.
 
     A DDPM state x_t = sqrt(a_t) (x0 + sigma_t n) with sigma_t = sqrt((1 - a_t) / a_t), so
@@ -158,10 +164,11 @@ class DDPMDenoiser(_Preconditioned):
     precond = "ddpm"
 
     def __init__(
-        self, net: nn.Module, spec: ModelSpec, *, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+        self, net: nn.Module, spec: ModelSpec, *, num_steps: int = 1000, beta_start: float = 1e-4,
+        beta_end: float = 0.02, beta_schedule: BetaSchedule = "linear",
     ) -> None:
         super().__init__(net, spec)
-        sigmas = ddpm_sigmas(num_steps, beta_start, beta_end)  # DDPM's linear betas (Ho et al. 2020, sec. 4)
+        sigmas = ddpm_sigmas(num_steps, beta_start, beta_end, beta_schedule)  # DDPM: linear betas (Ho et al. 2020, sec. 4)
         self.register_buffer("log_sigmas", sigmas.log(), persistent=False)  # [num_steps], increasing
 
     @property
@@ -191,7 +198,7 @@ class DDPMDenoiser(_Preconditioned):
     ) -> torch.Tensor:
         self._check_x(x)
         labels = self._labels(labels, x)
-        sigma = _sigma_batch(sigma, x)
+        sigma = sigma_batch(sigma, x)
         s = sigma.reshape(-1, 1, 1, 1)  # [B, 1, 1, 1]
         c_in = 1 / (s**2 + 1).sqrt()
         t = self.sigma_to_t(sigma).float()

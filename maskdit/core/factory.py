@@ -14,6 +14,7 @@ import torch
 
 from maskdit.config.spec_model import SEED_MAX
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
+from maskdit.core.flow_denoiser import FlowDenoiser
 from maskdit.core.model import MaskDiT
 from maskdit.core.registries import BLOCKS, LABEL_EMBEDDERS
 from maskdit.core.specs import ModelSpec
@@ -50,8 +51,8 @@ def build_denoiser(
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
-) -> Denoiser | DDPMDenoiser:
-    """Backbone + preconditioning: EDM's (``precond='edm'``) or DDPM epsilon-prediction (``'ddpm'``).
+) -> Denoiser | DDPMDenoiser | FlowDenoiser:
+    """Backbone + the wrapper of ``spec.process``: EDM preconditioning, DDPM epsilon, or flow matching.
 
     ``spec``: a ModelSpec or a dict of its fields. Initial weights come from ``generator``, else
     from ``seed`` (default 0); the global RNG is not used (see :func:`build_model`)."""
@@ -78,8 +79,7 @@ def _checked_seed(seed: int | None) -> int:
     return int(seed)
 
 
-def wrap(net: MaskDiT, spec: ModelSpec) -> Denoiser | DDPMDenoiser:
-    """The preconditioning wrapper that ``spec.precond`` names around an existing backbone."""
-    if spec.precond == "edm":
-        return Denoiser(net, spec)
-    return DDPMDenoiser(net, spec).to(next(net.parameters()).device)
+def wrap(net: MaskDiT, spec: ModelSpec) -> Denoiser | DDPMDenoiser | FlowDenoiser:
+    """The wrapper that ``spec.process`` builds around an existing backbone (EDM preconditioning,
+    DDPM epsilon, flow matching, or a process plugin's own)."""
+    return spec.process.build(net=net, spec=spec)

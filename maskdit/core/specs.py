@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from maskdit.config.registry import name_of
+from maskdit.config.registry import name_of, one_of
 from maskdit.config.spec_model import SpecModel
 from maskdit.core import registries as _registries  # noqa: F401  (registers the built-in blocks first)
 from maskdit.core.presets import MODEL_PRESETS
+from maskdit.core.process_specs import PRECOND_PROCESS, EDMProcessSpec
 
 
 class RoutingSpec(SpecModel):
@@ -80,11 +81,9 @@ class ModelSpec(SpecModel):
     block: name_of("block") = Field("dit", description="transformer block plugin")
     learn_sigma: bool = Field(False, description="also predict a variance (2C output channels), as DiT does")
     qk_norm: bool = Field(False, description="LayerNorm on queries and keys (guards against late-training NaNs)")
-    precond: Literal["edm", "ddpm"] = Field(
-        "edm", description="'edm': EDM preconditioning (Karras et al. 2022); 'ddpm': epsilon net on DDPM timesteps (DiT)"
-    )
-    sigma_data: float = Field(0.5, ge=1e-4, le=100,  # below 1e-4 the preconditioning overflows float32
-                              description="EDM sigma_data: standard deviation of the data")
+    process: one_of("process") = Field(
+        EDMProcessSpec(), description="the noising process and what the network predicts: 'edm' (EDM preconditioning, "
+                                      "Karras et al. 2022), 'vp' (DDPM epsilon, DiT), 'flow' (linear interpolant, SiT / REPA)")
     routing: RoutingSpec = Field(RoutingSpec(), description="where a training mask applies in the encoder "
                                                             "(default: MaskDiT's, right after the embedding)")
 
@@ -96,7 +95,7 @@ class ModelSpec(SpecModel):
             if name not in MODEL_PRESETS:
                 raise ValueError(f"unknown model preset {name!r}; valid presets: {', '.join(MODEL_PRESETS)}")
             data = {**MODEL_PRESETS[name], **data}
-        return data
+        return _fold_precond(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -116,6 +115,16 @@ class ModelSpec(SpecModel):
         return self
 
     @property
+    def precond(self) -> str:
+        """The wrapper's name: 'edm', 'ddpm' (the 'vp' process) or 'flow' (a plugin's own name otherwise)."""
+        return getattr(self.process, "precond", "") or self.process.name
+
+    @property
+    def sigma_data(self) -> float | None:
+        """EDM's sigma_data for an 'edm' process, else None."""
+        return getattr(self.process, "sigma_data", None)
+
+    @property
     def grid_size(self) -> int:
         """Tokens per side."""
         return self.input_size // self.patch_size
@@ -128,3 +137,32 @@ class ModelSpec(SpecModel):
     def out_channels(self) -> int:
         """Channels the network predicts: C, or 2C with a learned variance."""
         return 2 * self.in_channels if self.learn_sigma else self.in_channels
+
+
+def _fold_precond(data: dict[str, Any]) -> dict[str, Any]:
+    """Specs written before ``model.process`` existed name ``precond`` and ``sigma_data``: fold them
+    into ``process`` ({"precond": "ddpm"} -> {"process": {"name": "vp"}}). Given beside a process
+    they must agree with it."""
+    if "precond" not in data and "sigma_data" not in data:
+        return data
+    data = dict(data)
+    precond, sigma_data = data.pop("precond", None), data.pop("sigma_data", None)
+    process = data.get("process")
+    if precond is not None and precond not in PRECOND_PROCESS:
+        raise ValueError(f"unknown precond {precond!r}; valid: {', '.join(PRECOND_PROCESS)} (or give model.process)")
+    if isinstance(process, SpecModel):
+        process = process.model_dump()
+    if process is None:
+        process = {"name": PRECOND_PROCESS[precond or "edm"]}
+    elif not isinstance(process, dict):
+        return data  # let the process field report its own type error
+    else:
+        process = dict(process)
+        if precond is not None and process.get("name", "edm") != PRECOND_PROCESS[precond]:
+            raise ValueError(f"precond {precond!r} contradicts model.process {process.get('name')!r}: give model.process only")
+    if sigma_data is not None and process.get("name", "edm") == "edm":  # older specs saved it for every precond
+        if process.get("sigma_data", sigma_data) != sigma_data:
+            raise ValueError(f"sigma_data {sigma_data} contradicts model.process.sigma_data {process['sigma_data']}")
+        process["sigma_data"] = sigma_data
+    data["process"] = process
+    return data

@@ -1,4 +1,4 @@
-"""The held-out denoising loss: EDM's lambda-weighted loss of a model on the held-out split at
+"""The held-out denoising loss: the lambda-weighted loss of a model (the weighting its dsm term trains with) on the held-out split at
 fixed noise levels and fixed noise, so every model (and every step of one run) is scored on the
 same noisy images. Cheap and smooth, and it does not saturate the way a guided FID does."""
 
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from maskdit.data import build_dataset
-from maskdit.losses import build_noise, edm_weight
+from maskdit.losses import DSMLoss, build_noise
 from maskdit.processes.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
 
 SIGMA_GRID_SIZE = 8
@@ -44,7 +44,8 @@ def sigma_grid(noise: Any, size: int) -> list[float]:
 
 
 class HeldOutLoss:
-    """EDM's weighted denoising loss of a model on the held-out split of ``spec.data`` at a fixed
+    """The weighted denoising loss of a model (lambda of the spec's dsm term: EDM's by default, the
+    velocity MSE's for flow matching) on the held-out split of ``spec.data`` at a fixed
     sigma grid (:func:`sigma_grid` of ``spec.losses.noise``: for the lognormal, its quantiles
     exp(p_mean + p_std Phi^-1((i + 0.5) / n))), every token kept.
 
@@ -67,7 +68,8 @@ class HeldOutLoss:
         self.labels = labels if spec.model.num_classes > 0 else None
         generator = torch.Generator().manual_seed(seed)
         self.noise = [torch.randn(self.images.shape, generator=generator) for _ in self.sigmas]
-        self.sigma_data, self.batch_size = spec.model.sigma_data, batch_size
+        self.weighting = _weighting(spec)
+        self.batch_size = batch_size
 
     @torch.no_grad()
     def __call__(self, denoiser: torch.nn.Module) -> tuple[float, list[float]]:
@@ -87,8 +89,16 @@ class HeldOutLoss:
                     s = torch.full((len(y),), sigma, device=device)
                     denoised = denoiser(y + sigma * eps, s, labels=labels)
                     total += float((denoised - y).square().flatten(1).mean(1).sum())
-                weight = float(edm_weight(torch.tensor(sigma), self.sigma_data))
+                weight = float(self.weighting.weight(torch.tensor(sigma, dtype=torch.float64)))
                 per_sigma.append(weight * total / len(self.images))
         finally:
             denoiser.train(was_training)
         return sum(per_sigma) / len(per_sigma), per_sigma
+
+
+def _weighting(spec: Any) -> DSMLoss:
+    """The lambda(sigma) the run trains with: its dsm term's weighting, else EDM's with the model's sigma_data."""
+    dsm = next((term for term in spec.losses.terms if term.name == "dsm"), None)
+    if dsm is not None:
+        return DSMLoss(dsm.sigma_data, weighting=dsm.weighting)
+    return DSMLoss(spec.model.sigma_data or 0.5)

@@ -1,4 +1,4 @@
-"""Training objective: loss terms (dsm, mae), noise-level distributions, label dropout, composition.
+"""Training objective: loss terms (dsm with EDM / velocity / eps weighting, mae, velocity_cosine), noise-level distributions, label dropout, composition.
 
 ``build_objective(spec.losses, masking=..., patch_size=..., num_classes=...)`` turns the spec's
 losses section into an ``Objective``; ``maskdit_objective()`` is the paper's (DSM + 0.1 MAE,
@@ -11,12 +11,13 @@ from typing import Any
 
 from maskdit.config.registry import Registry, registry
 from maskdit.losses import specs
-from maskdit.losses.dsm import DSMLoss, edm_weight
+from maskdit.losses.dsm import WEIGHTINGS, DSMLoss, edm_weight, eps_weight, velocity_weight
 from maskdit.losses.inputs import LossInputs
 from maskdit.losses.label_dropout import drop_labels
 from maskdit.losses.mae import MAELoss
 from maskdit.losses.objective import LossTerm, Objective, ObjectiveOutput, WeightedTerm
 from maskdit.losses.patches import infer_patch_size, patchify, pool_to_tokens
+from maskdit.losses.velocity_cosine import VelocityCosineLoss
 from maskdit.masking import build_masking
 from maskdit.masking.specs import RandomMaskingSpec
 from maskdit.processes.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
@@ -98,6 +99,10 @@ __all__ = [
     "build_objective",
     "drop_labels",
     "edm_weight",
+    "eps_weight",
+    "velocity_weight",
+    "VelocityCosineLoss",
+    "WEIGHTINGS",
     "infer_patch_size",
     "maskdit_objective",
     "patchify",

@@ -6,7 +6,7 @@ Example: ``{"terms": [{"name": "dsm", "weight": 1.0}, {"name": "mae", "weight": 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -14,6 +14,7 @@ from maskdit.config.registry import one_of, register
 from maskdit.config.spec_model import SpecModel
 from maskdit.losses.dsm import DSMLoss
 from maskdit.losses.mae import MAELoss
+from maskdit.losses.velocity_cosine import VelocityCosineLoss
 from maskdit.processes.flow_noise import LogitNormalTimeNoise, UniformTimeNoise
 from maskdit.processes.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
 
@@ -29,10 +30,26 @@ class DSMSpec(SpecModel):
     tokens: Literal["visible", "all"] | None = Field(
         None, description="positions the loss covers: 'visible' (MaskDiT, MicroDiT), 'all' (TREAD, SPRINT); "
                           "None: what the model's routing implies (all when dropped tokens rejoin)")
+    weighting: Literal["edm", "v", "eps"] = Field(
+        "edm", description="lambda(sigma) on |D - y|^2: 'edm' (Karras et al. 2022), 'v' = the velocity MSE of flow "
+                           "matching (SiT, REPA, SPRINT), 'eps' = DDPM's noise MSE")
 
     def build(self, *, loss_tokens: str = "visible", **context: Any):
         """``loss_tokens``: what the term covers when ``tokens`` is None (the model's routing)."""
-        return DSMLoss(sigma_data=self.sigma_data, tokens=self.tokens or loss_tokens)
+        return DSMLoss(sigma_data=self.sigma_data, tokens=self.tokens or loss_tokens, weighting=self.weighting)
+
+
+@register("loss")
+class VelocityCosineSpec(SpecModel):
+    """LightningDiT's 1 - cos(v_hat, v) over channels, averaged over positions (added to the v-MSE)."""
+
+    name: Literal["velocity_cosine"] = "velocity_cosine"
+    weight: float = Field(1.0, ge=0, le=1e6, description="weight of this term in the total (LightningDiT: 1)")
+    tokens: Literal["visible", "all"] | None = Field(
+        None, description="positions the term covers; None: as the model's routing implies (as dsm)")
+
+    def build(self, *, loss_tokens: str = "visible", **context: Any):
+        return VelocityCosineLoss(tokens=self.tokens or loss_tokens)
 
 
 @register("loss")
@@ -107,6 +124,7 @@ class UniformTimeNoiseSpec(SpecModel):
     """Flow matching's uniform time t ~ U[t_eps, 1 - t_eps] (SiT, REPA), as sigma = t / (1 - t)."""
 
     name: Literal["uniform_t"] = "uniform_t"
+    flow_time: ClassVar[bool] = True  # a flow-matching time distribution (see process specs)
     t_eps: float = Field(1e-5, ge=1e-6, le=0.25,
                          description="distance kept from each end of [0, 1], where sigma is 0 or infinite")
 
@@ -120,6 +138,7 @@ class LogitNormalTimeNoiseSpec(SpecModel):
     SD3's optional shift; unshifted, the same sigmas as lognormal with p_mean = m, p_std = s."""
 
     name: Literal["logit_normal_t"] = "logit_normal_t"
+    flow_time: ClassVar[bool] = True
     m: float = Field(0.0, ge=-20, le=20, description="mean of logit(t), t = 1 at noise")
     s: float = Field(1.0, gt=0, le=20, description="standard deviation of logit(t)")
     shift: float = Field(1.0, ge=0.01, le=100,

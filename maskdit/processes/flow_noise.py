@@ -33,6 +33,10 @@ class UniformTimeNoise:
         t = self.t_eps + (1 - 2 * self.t_eps) * u  # u in [0, 1): t in [t_eps, 1 - t_eps)
         return t_to_sigma(t).to(dtype)
 
+    def quantile(self, q: torch.Tensor) -> torch.Tensor:
+        """The sigma at quantile ``q`` (a float64 tensor in [0, 1])."""
+        return t_to_sigma(self.t_eps + (1 - 2 * self.t_eps) * q)
+
     def __repr__(self) -> str:
         return f"UniformTimeNoise(t_eps={self.t_eps:g})"
 
@@ -59,6 +63,11 @@ class LogitNormalTimeNoise:
         normal = torch.randn(draw_shape(batch_size), generator=generator, device=draw_device(device, generator), dtype=dtype)
         sigma = (normal * self.s + self.m).exp()  # the lognormal's own arithmetic, so a = 1 matches it bit for bit
         return sigma if self.shift == 1 else sigma * self.shift
+
+    def quantile(self, q: torch.Tensor) -> torch.Tensor:
+        """The sigma at quantile ``q`` (a float64 tensor in (0, 1))."""
+        normal = torch.distributions.Normal(0.0, 1.0)
+        return self.shift * torch.exp(self.m + self.s * normal.icdf(q))
 
     def __repr__(self) -> str:
         return f"LogitNormalTimeNoise(m={self.m:g}, s={self.s:g}, shift={self.shift:g})"
