@@ -10,6 +10,7 @@ from maskdit.core.compiled import compile_blocks
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.embeddings import PatchEmbed, TimestepEmbedder, sincos_2d
 from maskdit.core.factory import build_denoiser, build_model, wrap
+from maskdit.core.flow_denoiser import FlowDenoiser
 from maskdit.core.flops import FlopBreakdown, flops_per_forward, forward_breakdown, sampling_flops, training_flops
 from maskdit.core.init_check import UninitializedWeightsError
 from maskdit.core.label_embedders import OneHotLabelEmbedder, TableLabelEmbedder
@@ -24,6 +25,7 @@ __all__ = [
     "MaskDiT",
     "Denoiser",
     "DDPMDenoiser",
+    "FlowDenoiser",
     "ModelSpec",
     "MODEL_PRESETS",
     "BLOCKS",

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from maskdit.config import json_input as jsonio
+from maskdit.core.specs import ModelSpec
 from maskdit.io import checkpoint as ckpt
 from maskdit.io.files import check_inside, clean_temp_files
 from maskdit.io.jsonl import append_jsonl, truncate_jsonl
@@ -180,7 +181,7 @@ class Trainer:
         loaded = ckpt.load_checkpoint(path)
         saved_model = (loaded.state.get("spec") or {}).get("model")
         ours = (self.run_record.get("spec") or {}).get("model")
-        if saved_model is not None and ours is not None and saved_model != ours:
+        if saved_model is not None and ours is not None and not _same_model(saved_model, ours):
             raise ckpt.CheckpointError(f"{path} was written for a different model spec; refusing to resume")
         optimizer_tensors = loaded.tensors.get("optimizer", {})
         ckpt.check_optimizer_tensors(optimizer_tensors, self.trainable, source=str(path / ckpt.TENSORS))
@@ -413,3 +414,14 @@ class Trainer:
                 state[name].copy_(value.to(state[name].dtype))
         return averaged.eval()
 
+
+
+def _same_model(saved: Any, ours: Any) -> bool:
+    """The two model specs (JSON) describe one model: equal as written, or once read as today's
+    ModelSpec reads them (a checkpoint from before ``model.process`` names ``precond``)."""
+    if saved == ours:
+        return True
+    try:
+        return ModelSpec.model_validate(saved).model_dump(mode="json") == ModelSpec.model_validate(ours).model_dump(mode="json")
+    except ValueError:  # pydantic's ValidationError: a spec this code cannot read is not ours
+        return False
