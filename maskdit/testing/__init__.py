@@ -30,6 +30,7 @@ from maskdit.testing.masking import (
 )
 from maskdit.testing.masks import check_mask
 from maskdit.testing.network import check_block, check_block_spec, check_initialised, check_label_embedder_spec
+from maskdit.testing.process import check_denoiser, check_process_spec
 from maskdit.testing.samplers import (
     check_input_checks,
     check_pure_function,
@@ -44,6 +45,8 @@ __all__ = [
     "GaussianDenoiser",
     "check_block",
     "check_block_spec",
+    "check_denoiser",
+    "check_process_spec",
     "check_initialised",
     "check_input_checks",
     "check_label_embedder_spec",

@@ -15,11 +15,13 @@ from torch import nn
 
 from maskdit.config import SpecModel
 from maskdit.core.blocks import DiTBlock
+from maskdit.core.process_specs import EDMProcessSpec
 from maskdit.losses import DSMLoss
 from maskdit.masking import ConstantRatio, Mask, MaskingStrategy, RandomMasking, specs
 from maskdit.samplers import sample_euler
 from maskdit.samplers.specs import EulerSamplerSpec
 from maskdit.testing import (
+    check_process_spec,
     ContractError,
     check_block,
     check_input_checks,
@@ -413,3 +415,28 @@ def test_blocks_breaking_their_contracts_are_caught(block, contract):
     check_block(DiTBlock(16, 2, cond_dim=8, qk_norm=True), width=16, cond_dim=8, subject="dit")
     with _broken(contract):
         check_block(block, width=16, cond_dim=8, subject=type(block).__name__)
+
+
+def test_processes_breaking_the_denoiser_contract_are_caught():
+    class Float32Out(EDMProcessSpec):  # returns float32 whatever x is
+        def build(self, *, net, spec, **context):
+            inner = super().build(net=net, spec=spec)
+            return _Wrapped(inner, lambda out: out.float())
+
+    class Mixing(EDMProcessSpec):  # sample b's output depends on the other samples
+        def build(self, *, net, spec, **context):
+            return _Wrapped(super().build(net=net, spec=spec), lambda out: out + out.mean(0, keepdim=True))
+
+    check_process_spec(EDMProcessSpec())
+    for broken in (Float32Out(), Mixing()):
+        with _broken("denoiser contract"):
+            check_process_spec(broken)
+
+
+class _Wrapped(nn.Module):
+    def __init__(self, inner, change):
+        super().__init__()
+        self.inner, self.net, self.change = inner, inner.net, change
+
+    def forward(self, x, sigma, *, labels=None, mask=None):
+        return self.change(self.inner(x, sigma, labels=labels, mask=mask))
