@@ -69,7 +69,9 @@ FIRST_ROUND = ["dit", "tread-0.5", "maskdit-0.5", "sprint-0.75", "deferred-0.75"
 
 
 def make_plan(layout: Layout, name: str, calibration: dict[str, Any], train_seconds: float) -> dict[str, Any]:
-    seconds = calibration["seconds_per_step"]
+    twin = layout.variants[name].twin or name  # a flow variant runs its EDM twin's network: its step time
+    seconds = {key.replace(twin, name, 1) if key.split("/")[0] == twin else key: value
+               for key, value in calibration["seconds_per_step"].items()}
     main = max(8, int(round(train_seconds / seconds[name] / 8)) * 8)
     tune = max(1, int(round(TUNE_FRACTION * main))) if layout.variants[name].tune else 0
     return {"main_steps": main, "tune_steps": tune, "eval_steps": [k * main // 8 for k in EVAL_EIGHTHS],

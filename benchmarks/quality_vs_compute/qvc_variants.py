@@ -13,7 +13,7 @@ what ``python -m maskdit.build --set`` applies).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from maskdit import ExperimentSpec, read_spec, validate_spec
@@ -27,22 +27,55 @@ STUDY_EMA = {"decay": 0.999, "warmup": True}  # every committed record was train
 
 
 @dataclass(frozen=True)
+class Objective:
+    """How a variant is trained beyond its tokens: the model's process, the dsm weighting, the
+    training time distribution (None: the preset's EDM lognormal) and the sampler's time grid."""
+
+    process: dict[str, Any] | None = None
+    weighting: str = "edm"
+    noise: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+
+
+EDM = Objective()
+SIT = {"name": "flow", "convention": "sit", "prediction": "v"}
+UNIFORM_GRID = {"name": "uniform_t"}  # SiT's sampling grid: uniform in t from pure noise
+OBJECTIVES = {
+    # flow matching as SiT trains it: velocity MSE, t ~ U(0, 1)
+    "fm-u": Objective(SIT, "v", {"name": "uniform_t"}, UNIFORM_GRID),
+    # as SD3 / SPRINT / LightningDiT: velocity MSE, logit-normal(0, 1) t
+    "fm-ln": Objective(SIT, "v", {"name": "logit_normal_t", "m": 0.0, "s": 1.0}, UNIFORM_GRID),
+}
+
+
+@dataclass(frozen=True)
 class Variant:
-    """One training recipe: the model changes, the mask ratio, the loss terms, and whether a ready
-    model needs a short unmasked tuning (MaskDiT's unmasking tuning, MicroDiT's and SPRINT's fine-tune)."""
+    """One training recipe: the model changes, the mask ratio, the loss terms, whether a ready
+    model needs a short unmasked tuning (MaskDiT's unmasking tuning, MicroDiT's and SPRINT's
+    fine-tune), and the objective (EDM unless named). ``twin``: the EDM variant with the same
+    network and tokens, whose calibrated step time a flow variant shares (the process changes a
+    few element-wise operations around the same network)."""
 
     method: str
     ratio: float
     model: dict[str, Any]
     terms: list[dict[str, Any]]
     tune: bool
+    objective: Objective = EDM
+    twin: str | None = None
+
+    def loss_terms(self, terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``terms`` with this variant's dsm weighting."""
+        if self.objective.weighting == "edm":
+            return terms
+        return [{**term, "weighting": self.objective.weighting} if term["name"] == "dsm" else term for term in terms]
 
 
 def _variants(depth: int) -> dict[str, Variant]:
     route = {"start": 1, "end": depth - 1}  # TREAD / SPRINT: first and last block dense
     mixer = {"start": max(1, depth // 3)}  # deferred masking's patch-mixer: 2 of 6 blocks, 1 of 4
     maskdit = {"decoder": True}
-    return {
+    edm = {
         "dit": Variant("dit", 0.0, {}, DSM, tune=False),
         "maskdit-0.25": Variant("maskdit", 0.25, maskdit, DSM_MAE, tune=True),
         "maskdit-0.5": Variant("maskdit", 0.5, maskdit, DSM_MAE, tune=True),
@@ -52,6 +85,10 @@ def _variants(depth: int) -> dict[str, Variant]:
         "sprint-0.75": Variant("sprint", 0.75, {"routing": {**route, "fill": "mask_token", "fuse": "concat"}}, DSM,
                                tune=True),
     }
+    # flow matching beside EDM: DiT under both time distributions, the best sparse method (TREAD) under each
+    flow = {f"{name}-{key}": replace(edm[name], objective=OBJECTIVES[key], twin=name)
+            for name in ("dit", "tread-0.5") for key in OBJECTIVES}
+    return {**edm, **flow}
 
 
 @dataclass(frozen=True)
@@ -114,20 +151,27 @@ def variant_patch(layout: Layout, name: str, *, main_steps: int, tune_steps: int
     """The JSON patch of one variant over the base preset: ``main_steps`` of its recipe, then (a
     tuning branch) ``tune_steps`` unmasked DSM steps at the tuning lr."""
     variant = layout.variants[name]
+    objective = variant.objective
     model = layout.model()
     if variant.model.get("decoder"):
         model.update(layout.decoder())
     if "routing" in variant.model:
         model["routing"] = variant.model["routing"]
+    if objective.process is not None:
+        model["process"] = objective.process
     phases = [{"name": "main", "steps": main_steps}]
     if tune_steps:
-        phases.append({"name": "tune", "steps": tune_steps, "masking": {"name": "none"}, "loss_terms": DSM,
-                       "lr": TUNE_LR})
+        phases.append({"name": "tune", "steps": tune_steps, "masking": {"name": "none"},
+                       "loss_terms": variant.loss_terms(DSM), "lr": TUNE_LR})
+    sampler = {"name": "euler", "steps": sampler_steps, "cfg_scale": cfg_scale, **dict(layout.sampler)}
+    if objective.schedule is not None:
+        sampler["schedule"] = objective.schedule
+    noise = {} if objective.noise is None else {"losses.noise": objective.noise}
     return {
         "name": f"qvc-{layout.name}-{name}", "seed": seed, "model": model,
         "masking": {"name": "random", "ratio": variant.ratio} if variant.ratio else {"name": "none"},
-        "losses.terms": variant.terms,
-        "sampler": {"name": "euler", "steps": sampler_steps, "cfg_scale": cfg_scale, **dict(layout.sampler)},
+        "losses.terms": variant.loss_terms(variant.terms), **noise,
+        "sampler": sampler,
         "train.phases": phases, "train.checkpoint_every": eval_every or main_steps + tune_steps,
         "train.keep_checkpoints": 1, "train.sample_every": eval_every, "train.log_every": 50,
         "train.ema": {"decay": layout.ema[0], "warmup": layout.ema[1]},
