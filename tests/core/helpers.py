@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from maskdit.core import ModelSpec
+from maskdit.core.layers import FinalLayer
 from maskdit.masking import ConstantRatio, RandomMasking
 
 
@@ -29,3 +30,18 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             if tensor.is_floating_point():
                 tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
     return module
+
+
+class Recorder(torch.nn.Module):
+    """A stand-in network: returns a fixed output and remembers what it was called with
+    (x, the time / noise label, labels, mask)."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+        self.final_layer = FinalLayer(4, 4)  # the wrappers read the network dtype from here
+        self.calls = []
+
+    def forward(self, x, noise_labels, labels=None, mask=None):
+        self.calls.append((x, noise_labels, labels, mask))
+        return self.out

@@ -10,21 +10,7 @@ from maskdit.core import DDPMDenoiser, Denoiser, build_denoiser
 from maskdit.core.layers import FinalLayer
 from maskdit.processes import ddpm_alphas_cumprod
 
-from .helpers import random_mask, randomize_, tiny_spec
-
-
-class Recorder(nn.Module):
-    """Returns a fixed output and remembers what it was called with."""
-
-    def __init__(self, out):
-        super().__init__()
-        self.out = out
-        self.final_layer = FinalLayer(4, 4)  # the wrappers read the network dtype from here
-        self.calls = []
-
-    def forward(self, x, noise_labels, labels=None, mask=None):
-        self.calls.append((x, noise_labels, labels, mask))
-        return self.out
+from .helpers import Recorder, random_mask, randomize_, tiny_spec
 
 
 def test_edm_preconditioning_formulas():

@@ -9,23 +9,9 @@ from maskdit.core import FlowDenoiser, ModelSpec, build_denoiser
 from maskdit.core.layers import FinalLayer
 from maskdit.processes import interpolate, sigma_to_t, t_to_sigma, v_to_x0, velocity
 
-from .helpers import random_mask, randomize_, tiny_spec
+from .helpers import Recorder, random_mask, randomize_, tiny_spec
 
 FLOW = {"name": "flow", "convention": "sit"}
-
-
-class Recorder(nn.Module):
-    """Returns a fixed output and remembers what it was called with."""
-
-    def __init__(self, out):
-        super().__init__()
-        self.out = out
-        self.final_layer = FinalLayer(4, 4)  # the wrappers read the network dtype from here
-        self.calls = []
-
-    def forward(self, x, time, labels=None, mask=None):
-        self.calls.append((x, time, labels, mask))
-        return self.out
 
 
 def wrapper(convention, prediction, out):
