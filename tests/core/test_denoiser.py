@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from maskdit.core import DDPMDenoiser, Denoiser, build_denoiser
 from maskdit.core.layers import FinalLayer

@@ -3,7 +3,6 @@ parameterisation, on a stand-in network with known output and on the real backbo
 
 import pytest
 import torch
-from torch import nn
 
 from maskdit.core import FlowDenoiser, ModelSpec, build_denoiser
 from maskdit.core.layers import FinalLayer
