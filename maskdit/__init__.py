@@ -23,9 +23,11 @@ from maskdit.core import (
 from maskdit.interop import (
     export_reference_dit,
     export_reference_maskdit,
+    export_reference_sit,
     load_native,
     load_reference_dit,
     load_reference_maskdit,
+    load_reference_sit,
     save_native,
 )
 from maskdit.losses import Objective, build_objective, maskdit_objective
@@ -84,6 +86,8 @@ __all__ = [
     "load_reference_dit",
     "export_reference_maskdit",
     "export_reference_dit",
+    "load_reference_sit",
+    "export_reference_sit",
     "save_native",
     "load_native",
     "maskdit_objective",

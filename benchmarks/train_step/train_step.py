@@ -62,13 +62,14 @@ from maskdit.io import atomic_write
 REFERENCE_MS = {"MaskDiT-S/2": {0.5: 2126.0, 0.0: 2615.0}}  # the reference MaskDiT code, timed on a 2-core CPU, recorded
 DEFAULT_PRESETS = ["MaskDiT-S/2", "DiT-S/2", "MaskDiT-lite-S/2"]
 ALL_SIZES = ("S", "B", "L", "XL")
+SAME_NETWORK_AS_DIT = ("SiT",)  # DiT's network under another process: its train step costs DiT's
 
 
 def resolve_presets(names: list[str]) -> list[str]:
     """``all`` = every registered family (DiT, MaskDiT, MaskDiT-lite, TREAD, SPRINT, Deferred) at S/B/L/XL, patch 2."""
     if names != ["all"]:
         return names
-    families = sorted({name.rsplit("-", 1)[0] for name in MODEL_PRESETS}, key=len)
+    families = sorted({name.rsplit("-", 1)[0] for name in MODEL_PRESETS} - set(SAME_NETWORK_AS_DIT), key=len)
     return [f"{family}-{size}/2" for size in ALL_SIZES for family in families if f"{family}-{size}/2" in MODEL_PRESETS]
 
 

@@ -1,8 +1,12 @@
-"""Named architectures: DiT-{S,B,L,XL,H}/{2,4,8} and MaskDiT-{S,B,L,XL,H}/{2,4,8}.
+"""Named architectures: DiT-{S,B,L,XL,H}/{2,4,8}, MaskDiT-{S,B,L,XL,H}/{2,4,8} and SiT-{S,B,L,XL}/{2,4,8}.
 
 Encoder sizes are DiT's (Peebles & Xie 2023, Table 1). MaskDiT presets carry the reference
 decoder, fixed for every size: 8 blocks, width 512, 16 heads, one-hot label embedding.
 DiT presets have no decoder and DiT's label table with a learned null row.
+
+``SiT-*`` (Ma et al. 2024) is DiT's network trained as a flow: the linear interpolant in SiT's
+time (t = 1 at the data, fed to the network as is) with velocity output. Its checkpoints keep
+DiT's learned-variance channels (``learn_sigma``), which the flow wrapper drops. SiT has no H size.
 
 ``MaskDiT-lite-*`` presets scale the decoder with the encoder instead (half the encoder width,
 64-wide heads, 2 blocks for S and B, 4 for L, XL and H), so that the decoder costs a small
@@ -37,6 +41,8 @@ ENCODER_SIZES = MappingProxyType(
 PATCH_SIZES = (2, 4, 8)
 REFERENCE_DECODER = MappingProxyType({"decoder_depth": 8, "decoder_hidden_size": 512, "decoder_num_heads": 16})
 LITE_DECODER_DEPTH = MappingProxyType({"S": 2, "B": 2, "L": 4, "XL": 4, "H": 4})
+SIT_SIZES = ("S", "B", "L", "XL")
+SIT_PROCESS = MappingProxyType({"name": "flow", "convention": "sit", "prediction": "v"})
 
 
 def lite_decoder(size: str) -> dict:
@@ -74,6 +80,8 @@ def _build_presets() -> dict[str, dict]:
                 **dit, "routing": {"start": 2, "end": depth - 2, "fill": "mask_token", "fuse": "concat"}
             }
             presets[f"Deferred-{size}/{patch}"] = {**dit, "routing": {"start": depth // 6}}
+            if size in SIT_SIZES:
+                presets[f"SiT-{size}/{patch}"] = {**dit, "learn_sigma": True, "process": dict(SIT_PROCESS)}
     return presets
 
 

@@ -1,4 +1,4 @@
-"""Checkpoints in and out: reference MaskDiT / DiT layouts and our native safetensors + JSON format."""
+"""Checkpoints in and out: reference MaskDiT / DiT / SiT / REPA layouts and our native safetensors + JSON format."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from maskdit.interop.reference import (
     load_reference_dit,
     load_reference_maskdit,
 )
+from maskdit.interop.sit import RepaProjectors, export_reference_sit, load_reference_sit, read_repa_projectors
 from maskdit.interop.strict import check_state, load_strict
 from maskdit.io.weight_files import read_checkpoint
 
@@ -20,6 +21,10 @@ __all__ = [
     "load_reference_dit",
     "export_reference_maskdit",
     "export_reference_dit",
+    "load_reference_sit",
+    "export_reference_sit",
+    "read_repa_projectors",
+    "RepaProjectors",
     "save_native",
     "load_native",
     "read_native_spec",

@@ -31,7 +31,7 @@ def load_reference_maskdit(src: Source, *, which: str = "ema", **overrides: Any)
     ``which`` picks the EMA (sampling) or raw weights; ``overrides`` are ModelSpec fields, e.g.
     ``num_heads=6, decoder_num_heads=16`` or ``preset='MaskDiT-S/2'``, ``sigma_data=0.5``.
     """
-    source = _name(src)
+    source = source_name(src)
     state = select_state(read_checkpoint(src), which, source=source)
     state = strip_prefix(strip_prefix(state, "module.", required=False), MASKDIT_PREFIX, required=False)
     return _load(state, overrides, precond="edm", default_label_embedder="onehot", source=source)
@@ -40,7 +40,7 @@ def load_reference_maskdit(src: Source, *, which: str = "ema", **overrides: Any)
 def load_reference_dit(src: Source, *, which: str = "ema", **overrides: Any) -> DDPMDenoiser:
     """A DiT checkpoint (bare state dict, or dict with ``model``/``ema``) as a :class:`DDPMDenoiser`:
     its epsilon prediction on DDPM timesteps seen as a sigma-space denoiser for our samplers."""
-    source = _name(src)
+    source = source_name(src)
     state = select_state(read_checkpoint(src), which, source=source)
     state = strip_prefix(state, "module.", required=False)
     return _load(state, overrides, precond="ddpm", default_label_embedder="table", source=source)
@@ -78,6 +78,17 @@ def _check_exportable(spec: ModelSpec, layout: str) -> None:
 
 
 def _load(state: StateDict, overrides: dict[str, Any], *, precond: str, default_label_embedder: str, source: str):
+    spec = spec_from_state(state, overrides, base={"precond": precond},
+                           default_label_embedder=default_label_embedder, source=source)
+    net = build_model(spec, device="meta")
+    load_strict(net, state, source=source)
+    return wrap(net, spec)
+
+
+def spec_from_state(state: StateDict, overrides: Mapping[str, Any], *, base: Mapping[str, Any],
+                    default_label_embedder: str, source: str) -> ModelSpec:
+    """The ModelSpec of a reference-layout ``state``: inferred fields, then ``base`` (the format's own
+    settings), then the caller's ``overrides``; head counts must come from ``overrides``."""
     fields = infer_architecture(
         state, default_label_embedder=overrides.get("label_embedder", default_label_embedder), source=source
     )
@@ -91,14 +102,12 @@ def _load(state: StateDict, overrides: dict[str, Any], *, precond: str, default_
             "(e.g. preset='MaskDiT-S/2')"
         )
     try:
-        spec = ModelSpec(**{**fields, "precond": precond, **overrides})
+        return ModelSpec(**{**fields, **base, **overrides})
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in err.errors())
         raise CheckpointError(f"{source}: the inferred architecture is invalid: {problems}") from None
-    net = build_model(spec, device="meta")
-    load_strict(net, state, source=source)
-    return wrap(net, spec)
 
 
-def _name(src: Source) -> str:
+def source_name(src: Source) -> str:
+    """How errors name ``src``: its path, or "in-memory checkpoint"."""
     return "in-memory checkpoint" if isinstance(src, Mapping) else str(src)

@@ -1,5 +1,6 @@
-"""The reference MaskDiT / DiT state-dict layouts, spelled out from the reference code's key list (Anima-Lab/MaskDiT, facebookresearch/DiT), and an
-independent functional forward pass over such a dict (explicit one-hot Linear, explicit softmax
+"""The reference MaskDiT / DiT / SiT / REPA state-dict layouts, spelled out from the reference code's
+key list (Anima-Lab/MaskDiT, facebookresearch/DiT, willisma/SiT, sihyun-yu/REPA), and independent
+functional forward passes over such dicts (explicit one-hot Linear or table lookup, explicit softmax
 attention, explicit unpatchify), to check that our modules compute what the reference computes.
 """
 
@@ -69,6 +70,44 @@ def dit_shapes(*, depth=28, hidden=1152, patch=2, channels=4, classes=1000, inpu
     return shapes
 
 
+def sit_shapes(*, depth=28, hidden=1152, patch=2, channels=4, classes=1000, input_size=32, learn_sigma=True):
+    """SiT's models.py: timm PatchEmbed (proj only), TimestepEmbedder MLP on 256 frequencies, an
+    nn.Embedding of classes + 1 rows (class dropout 0.1 > 0 adds the null row), pos_embed as a frozen
+    Parameter, SiTBlocks (affine-free LayerNorms, timm Attention with qkv bias and no qk-norm, timm
+    Mlp, adaLN Linear to 6 widths), FinalLayer (Linear to p*p*C_out, adaLN Linear to 2 widths)."""
+    tokens = (input_size // patch) ** 2
+    out = patch * patch * channels * (2 if learn_sigma else 1)
+    shapes = {
+        "x_embedder.proj.weight": (hidden, channels, patch, patch), "x_embedder.proj.bias": (hidden,),
+        "t_embedder.mlp.0.weight": (hidden, 256), "t_embedder.mlp.0.bias": (hidden,),
+        "t_embedder.mlp.2.weight": (hidden, hidden), "t_embedder.mlp.2.bias": (hidden,),
+        "y_embedder.embedding_table.weight": (classes + 1, hidden),
+        "pos_embed": (1, tokens, hidden),
+    }
+    for i in range(depth):
+        shapes.update(_block(f"blocks.{i}", hidden, hidden))
+    shapes.update({
+        "final_layer.linear.weight": (out, hidden), "final_layer.linear.bias": (out,),
+        "final_layer.adaLN_modulation.1.weight": (2 * hidden, hidden),
+        "final_layer.adaLN_modulation.1.bias": (2 * hidden,),
+    })
+    return shapes
+
+
+def repa_shapes(*, z_dims=(768,), projector_dim=2048, **sizes):
+    """REPA's models/sit.py: SiT without learned variance, plus one projector MLP per target encoder
+    (Linear hidden -> projector_dim, SiLU, Linear, SiLU, Linear -> z_dim: indices 0, 2, 4)."""
+    shapes = sit_shapes(learn_sigma=False, **sizes)
+    hidden = shapes["pos_embed"][-1]
+    for k, z in enumerate(z_dims):
+        shapes.update({
+            f"projectors.{k}.0.weight": (projector_dim, hidden), f"projectors.{k}.0.bias": (projector_dim,),
+            f"projectors.{k}.2.weight": (projector_dim, projector_dim), f"projectors.{k}.2.bias": (projector_dim,),
+            f"projectors.{k}.4.weight": (z, projector_dim), f"projectors.{k}.4.bias": (z,),
+        })
+    return shapes
+
+
 def random_state(shapes, seed=0, scale=0.2):
     """Random values in EVERY tensor, including the ones the reference zero-initialises."""
     g = torch.Generator().manual_seed(seed)
@@ -113,11 +152,7 @@ def functional_forward(s, x, t, onehot, *, heads, dec_heads, patch, ids_keep=Non
     tokens = F.conv2d(x, w, s["x_embedder.proj.bias"], stride=patch).flatten(2).transpose(1, 2) + s["pos_embed"]
     if ids_keep is not None:
         tokens = torch.gather(tokens, 1, ids_keep[:, :, None].expand(-1, -1, tokens.shape[-1]))
-    half = 128
-    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
-    args = t[:, None].float() * freqs[None]
-    temb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    c = _lin(s, "t_embedder.mlp.2", F.silu(_lin(s, "t_embedder.mlp.0", temb)))
+    c = _t_embed(s, t)
     if "y_embedder.embedding_table.weight" in s:
         c = c + onehot @ s["y_embedder.embedding_table.weight"].T
     depth = len({k.split(".")[1] for k in s if k.startswith("blocks.")})
@@ -132,8 +167,31 @@ def functional_forward(s, x, t, onehot, *, heads, dec_heads, patch, ids_keep=Non
     dec_depth = len({k.split(".")[1] for k in s if k.startswith("decoder_blocks.")})
     for j in range(dec_depth):
         tokens = _block_forward(s, f"decoder_blocks.{j}", tokens, c, dec_heads)
-    out = _modulated_linear(s, "final_layer", tokens, c)
-    grid = hgt // patch
-    cout = out.shape[-1] // (patch * patch)
+    return _unpatchify(_modulated_linear(s, "final_layer", tokens, c), hgt // patch, patch)
+
+
+def sit_functional_forward(s, x, t, labels, *, heads, patch):
+    """SiT's (and REPA's) forward over a state dict without projectors: t fed as is (continuous),
+    labels index the table (num_classes = null); the learned-variance half is dropped as SiT does."""
+    tokens = F.conv2d(x, s["x_embedder.proj.weight"], s["x_embedder.proj.bias"], stride=patch)
+    tokens = tokens.flatten(2).transpose(1, 2) + s["pos_embed"]
+    c = _t_embed(s, t) + s["y_embedder.embedding_table.weight"][labels]
+    depth = len({k.split(".")[1] for k in s if k.startswith("blocks.")})
+    for i in range(depth):
+        tokens = _block_forward(s, f"blocks.{i}", tokens, c, heads)
+    out = _unpatchify(_modulated_linear(s, "final_layer", tokens, c), x.shape[-1] // patch, patch)
+    return out[:, : x.shape[1]]
+
+
+def _t_embed(s, t):
+    half = 128
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
+    args = t[:, None].float() * freqs[None]
+    temb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return _lin(s, "t_embedder.mlp.2", F.silu(_lin(s, "t_embedder.mlp.0", temb)))
+
+
+def _unpatchify(out, grid, patch):
+    b, cout = out.shape[0], out.shape[-1] // (patch * patch)
     out = out.reshape(b, grid, grid, patch, patch, cout)
     return torch.einsum("nhwpqc->nchpwq", out).reshape(b, cout, grid * patch, grid * patch)
