@@ -29,14 +29,16 @@ from maskdit.core.factory import build_model, wrap
 from maskdit.interop.diffusers import is_diffusers_folder, load_diffusers
 from maskdit.interop.native import load_native
 from maskdit.interop.reference import load_reference_dit, load_reference_maskdit
+from maskdit.interop.sit import load_reference_sit
 from maskdit.interop.strict import load_strict
 from maskdit.io.checkpoint import STATE, latest_checkpoint, load_checkpoint, read_state
 from maskdit.io.weight_files import read_checkpoint
 
 Weights = Literal["ema", "model"]
 #: how to read a path: "train" what this library writes (a run, checkpoint or diffusers folder; a
-#: file: a native export), "reference" a reference checkpoint whose keys say MaskDiT or DiT.
-Format = Literal["auto", "train", "native", "reference", "reference-maskdit", "reference-dit"]
+#: file: a native export), "reference" a reference checkpoint whose keys say MaskDiT, DiT or REPA's SiT
+#: (SiT's own files have DiT's keys: name them with "reference-sit").
+Format = Literal["auto", "train", "native", "reference", "reference-maskdit", "reference-dit", "reference-sit"]
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,12 @@ def _open_reference(path: Path, format: Format, weights: Weights, architecture: 
     checkpoint = read_checkpoint(path)
     if format == "reference":
         state = next((checkpoint[k] for k in ("ema", "model") if isinstance(checkpoint.get(k), dict)), checkpoint)
-        format = "reference-maskdit" if state and all(str(k).startswith("model.") for k in state) else "reference-dit"
-    loader = load_reference_maskdit if format == "reference-maskdit" else load_reference_dit
+        if state and all(str(k).startswith("model.") for k in state):
+            format = "reference-maskdit"
+        else:  # REPA's SiT carries its projectors; SiT's own files look like DiT's
+            format = "reference-sit" if any(str(k).startswith("projectors.") for k in state) else "reference-dit"
+    loader = {"reference-maskdit": load_reference_maskdit, "reference-sit": load_reference_sit}.get(
+        format, load_reference_dit)
     try:
         return loader(checkpoint, which=weights, **architecture)
     except (ValueError, TypeError) as err:  # the loader names the in-memory "checkpoint"; say which file

@@ -7,15 +7,16 @@ import pytest
 import torch
 
 from maskdit.app.experiment_spec import ExperimentSpec
-from maskdit.app.run_loading import load_run
+from maskdit.app.run_loading import load_run, open_run
 from maskdit.core import build_denoiser
 from maskdit.app.commands.export import main as export_main
-from maskdit.interop import CheckpointError, load_reference_dit, load_reference_maskdit
+from maskdit.interop import CheckpointError, load_reference_dit, load_reference_maskdit, load_reference_sit
 from maskdit.io.checkpoint import save_checkpoint
 from tests.train.test_checkpoint_safety import rewrite_tensors
 
 DIT = {"input_size": 16, "in_channels": 4, "patch_size": 2, "depth": 2, "hidden_size": 64, "num_heads": 4,
        "decoder_depth": 0, "num_classes": 10, "label_embedder": "table", "learn_sigma": True, "precond": "ddpm"}
+SIT = {**{k: v for k, v in DIT.items() if k != "precond"}, "process": {"name": "flow", "convention": "sit"}}
 MASKDIT = {**DIT, "decoder_depth": 1, "decoder_hidden_size": 32, "decoder_num_heads": 2, "learn_sigma": False,
            "label_embedder": "onehot", "precond": "edm"}
 
@@ -66,13 +67,24 @@ def test_load_run_refuses_nan_weights_and_non_models(tmp_path):
 
 
 @pytest.mark.parametrize("fmt,model,loader", [("reference-dit", DIT, load_reference_dit),
-                                               ("reference-maskdit", MASKDIT, load_reference_maskdit)])
+                                               ("reference-maskdit", MASKDIT, load_reference_maskdit),
+                                               ("reference-sit", SIT, load_reference_sit)])
 def test_reference_exports_load_back_bit_exactly(tmp_path, fmt, model, loader):
     run, ema = make_run(tmp_path, model)
     out = tmp_path / "ref.pt"
     assert export_main([str(run), "--format", fmt, "--out", str(out)]) == 0
     back = loader(out, num_heads=4, decoder_num_heads=2) if model["decoder_depth"] else loader(out, num_heads=4)
     assert same_weights(back, ema)
+    assert back.precond == ("flow" if fmt == "reference-sit" else model.get("precond"))
+
+
+def test_a_sit_export_reads_back_through_load_run_and_samples(tmp_path):
+    run, ema = make_run(tmp_path, SIT)
+    out = tmp_path / "sit.pt"
+    assert export_main([str(run), "--format", "reference-sit", "--out", str(out)]) == 0
+    assert export_main([str(run), "--format", "reference-dit", "--out", str(tmp_path / "dit.pt")]) == 2  # not DDPM
+    loaded = open_run(out, format="reference-sit", architecture={"num_heads": 4})
+    assert loaded.spec is None and loaded.denoiser.convention == "sit" and same_weights(loaded.denoiser, ema)
 
 
 def test_diffusers_export_matches_diffusers_and_loads_back(tmp_path):

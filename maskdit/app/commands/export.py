@@ -1,4 +1,4 @@
-"""``python -m maskdit.export RUN --format native|reference-maskdit|reference-dit|diffusers --out PATH [--weights ema|model]``.
+"""``python -m maskdit.export RUN --format native|reference-maskdit|reference-dit|reference-sit|diffusers --out PATH [--weights ema|model]``.
 
 RUN is anything :func:`maskdit.app.run_loading.load_run` reads (a run folder, a checkpoint folder, a native
 export, a diffusers DiT folder). Formats:
@@ -8,6 +8,9 @@ export, a diffusers DiT folder). Formats:
   ``model`` with ``--weights model``), as its sampling script reads it; EDM models only.
 * ``reference-dit``: DiT's layout, a bare state dict as DiT's released checkpoints; DDPM
   (epsilon) models with a label table and no decoder only.
+* ``reference-sit``: SiT's layout (DiT's keys with a learned-variance output), a bare state dict
+  SiT's ``sample.py`` reads; flow-matching models with a label table and no decoder only (a model
+  in REPA's time convention reads back with ``load_reference_sit(..., layout="repa")``).
 * ``diffusers``: a folder ``diffusers.DiTTransformer2DModel.from_pretrained(PATH)`` loads (DiT
   layout only; a MaskDiT decoder is refused), see :mod:`maskdit.interop.diffusers`.
 
@@ -39,13 +42,13 @@ from maskdit.app.run_loading import open_run
 from maskdit.app.training_hooks import SAMPLES_DIR
 from maskdit.app.training_run import SPEC_FILE
 from maskdit.config.errors import CheckpointError, InputError
-from maskdit.interop import export_reference_dit, export_reference_maskdit, save_native
+from maskdit.interop import export_reference_dit, export_reference_maskdit, export_reference_sit, save_native
 from maskdit.interop.diffusers import CONFIG, SIDECAR, WEIGHTS, save_diffusers
 from maskdit.interop.native import native_paths
 from maskdit.io import checkpoint as ckpt
 from maskdit.io.runlock import LOCK_NAME, RunLock
 
-FORMATS = ("native", "reference-maskdit", "reference-dit", "diffusers")
+FORMATS = ("native", "reference-maskdit", "reference-dit", "reference-sit", "diffusers")
 #: what a run folder holds that an export must never replace: files, and folders it may not enter
 RUN_FILES = frozenset({SPEC_FILE, METRICS_FILE, EVAL_FILE, GRID_FILE, PLOT_FILE, "loss.png", "posthoc_ema.json",
                        LOCK_NAME})
@@ -64,6 +67,8 @@ def export(denoiser, fmt: str, out: Path, *, weights: str = "ema") -> Path:
         return _write_tensors({weights: state} if out.suffix != ".safetensors" else state, out)
     if fmt == "reference-dit":
         return _write_tensors(export_reference_dit(denoiser), out)
+    if fmt == "reference-sit":
+        return _write_tensors(export_reference_sit(denoiser), out)
     raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 

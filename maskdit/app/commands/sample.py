@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m maskdit.sample", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="training checkpoint / run folder, .safetensors, or reference file")
     parser.add_argument("--format", default="auto",
-                        choices=["auto", "train", "native", "reference-maskdit", "reference-dit"],
+                        choices=["auto", "train", "native", "reference-maskdit", "reference-dit", "reference-sit"],
                         help="checkpoint format (default: detected)")
     parser.add_argument("--weights", default="ema", choices=["ema", "model"], help="which weights to sample with")
     parser.add_argument("--preset", default=None, help="architecture preset for a reference checkpoint")
