@@ -119,6 +119,7 @@ class EulerMaruyamaSamplerSpec(_FlowSampler):
                                  f"({self.schedule.t_max})")
             if self.steps < 2:
                 raise ValueError("with a last step, steps must be >= 2 (one Euler-Maruyama step and the last step)")
+            self.grid()  # a range too narrow for the steps raises ValueError here, not when sampling
         if self.diffusion_form == "sbdm" and math.isinf(self.sigma_max):
             raise ValueError("diffusion_form 'sbdm' is infinite at pure noise: set schedule.t_max below 1")
         return self

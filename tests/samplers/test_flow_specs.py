@@ -159,6 +159,10 @@ def test_guided_velocity_agrees_with_guided_x0_and_uses_the_flow_interval():
     assert torch.allclose(x0(v), x0(v_u) + 3.0 * (x0(v_c) - x0(v_u)), rtol=0, atol=1e-14)
     assert torch.equal(guided.velocity(x_t, torch.full((2,), 0.2, dtype=torch.float64), labels=labels),
                        model.velocity(x_t, torch.full((2,), 0.2, dtype=torch.float64), labels=labels))  # s = 0.8
+    x_t3 = x_t.repeat(1, 3, 1, 1)  # [B, 3, H, W]: DiT's quirk, guide the first channels only
+    one = cfg(model, 3.0, channels=1).velocity(x_t3, t_sit, labels=labels)
+    v_c3 = model.velocity(x_t3, t_sit, labels=labels)
+    assert torch.equal(one[:, 1:], v_c3[:, 1:]) and torch.allclose(one[:, :1], v[:, :1], rtol=0, atol=1e-14)
     model.batches.clear()
     sampler = build_sampler({"name": "euler", "steps": 10, "cfg_scale": 3.0, "cfg_interval_t": [0.0, 0.7],
                              "schedule": {"name": "uniform_t"}})
