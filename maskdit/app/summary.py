@@ -112,13 +112,16 @@ def _describe_routing(model) -> str:
     return f"{span}, dropped tokens rejoin before block {end} as {fill}{fused} (loss on all tokens)"
 
 
-def _describe_sampler(sampler, evaluations: int) -> str:
+def _describe_sampler(sampler, evaluations: int | None) -> str:
     guidance = f"cfg {sampler.cfg_scale:g}"
     if sampler.cfg_scale != 1 and sampler.cfg_interval is not None:
         guidance += f" for sigma in [{sampler.cfg_interval[0]:g}, {sampler.cfg_interval[1]:g}]"
+    if sampler.cfg_scale != 1 and getattr(sampler, "cfg_interval_t", None) is not None:
+        guidance += f" for flow time t in [{sampler.cfg_interval_t[0]:g}, {sampler.cfg_interval_t[1]:g}] (1 = noise)"
     if sampler.cfg_scale != 1 and sampler.cfg_channels is not None:
         guidance += f" on {sampler.cfg_channels} channel(s)"
-    return (f"{sampler.name}, {sampler.steps} steps ({evaluations} denoiser calls), "
+    calls = "adaptive: denoiser calls counted while sampling" if evaluations is None else f"{evaluations} denoiser calls"
+    return (f"{sampler.name}, {sampler.steps} steps ({calls}), "
             f"{sampler.schedule.name} sigma {sampler.sigma_min:g}..{sampler.sigma_max:g}, {guidance}")
 
 

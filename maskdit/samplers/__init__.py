@@ -1,7 +1,9 @@
 """Sampling: sigma schedules, samplers as pure functions, classifier-free guidance, ready samplers.
 
 Samplers: ``sample_<name>(denoiser, x, sigmas, *, labels=None, noise_sampler=None,
-generator=None, callback=None, dtype=None, ...) -> x0`` with x = sigmas[0] * noise.
+generator=None, callback=None, dtype=None, ...) -> x0`` with x = sigmas[0] * noise; the flow-space
+samplers (``sample_flow_euler``, ``sample_flow_heun``, ``sample_dopri5``, ``sample_euler_maruyama``,
+SiT's) take the flow state x_t = s_0 * noise instead (s = sigma / (1 + sigma), 1 at pure noise).
 ``build_sampler(spec)`` turns the spec's sampler section into a ``Sampler`` (sigmas, function,
 options and guidance in one callable).
 """
@@ -12,7 +14,7 @@ import torch
 
 from maskdit.config.registry import Registry, registry
 from maskdit.processes.vp import ddpm_alphas_cumprod, ddpm_sigmas, ddpm_timesteps
-from maskdit.samplers import specs
+from maskdit.samplers import flow_specs, specs
 from maskdit.samplers.common import (
     NoiseSampler,
     generator_noise_sampler,
@@ -22,6 +24,9 @@ from maskdit.samplers.ddim import sample_ddim
 from maskdit.samplers.ddpm import sample_ddpm
 from maskdit.samplers.dpmpp import sample_dpmpp_2m
 from maskdit.samplers.euler import sample_euler
+from maskdit.samplers.flow_ode import sample_dopri5, sample_flow_euler, sample_flow_heun
+from maskdit.samplers.flow_sde import sample_euler_maruyama
+from maskdit.samplers.flow_view import velocity_view
 from maskdit.samplers.guidance import ClassifierFreeGuidance, cfg
 from maskdit.samplers.heun import sample_heun
 from maskdit.samplers.ready import Sampler, sampler_from_spec, sampler_spec  # noqa: F401
@@ -29,6 +34,7 @@ from maskdit.samplers.sigmas import (
     get_sigmas_ddpm,
     get_sigmas_karras,
     get_sigmas_loglinear,
+    get_sigmas_uniform_t,
 )
 
 #: the registered sigma schedules: spec.build(steps=n, device=None) -> sigmas [n + 1]
@@ -71,12 +77,19 @@ __all__ = [
     "get_sigmas_ddpm",
     "get_sigmas_karras",
     "get_sigmas_loglinear",
+    "get_sigmas_uniform_t",
+    "flow_specs",
     "per_sample_noise_sampler",
     "sample_function",
     "sample_ddim",
     "sample_ddpm",
+    "sample_dopri5",
     "sample_dpmpp_2m",
     "sample_euler",
+    "sample_euler_maruyama",
+    "sample_flow_euler",
+    "sample_flow_heun",
     "sample_heun",
     "specs",
+    "velocity_view",
 ]

@@ -9,6 +9,7 @@ import torch
 
 from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
+from maskdit.processes.flow import t_to_sigma
 
 
 class ClassifierFreeGuidance:
@@ -54,25 +55,70 @@ class ClassifierFreeGuidance:
     def __call__(
         self, x: torch.Tensor, sigma: torch.Tensor, *, labels: torch.Tensor | None = None, mask: Mask | None = None
     ) -> torch.Tensor:
+        return self._guide(self.denoiser, x, sigma, sigma, labels, mask, "sigma")
+
+    @property
+    def convention(self) -> str | None:
+        """The time convention of the wrapped model's velocity (None: it has no ``velocity``)."""
+        if not callable(getattr(self.denoiser, "velocity", None)):
+            return None
+        return getattr(self.denoiser, "convention", None)
+
+    @property
+    def prediction(self) -> str:
+        """What the wrapped flow model predicts (where its velocity is defined); 'v' if it does not say."""
+        return getattr(self.denoiser, "prediction", "v")
+
+    def velocity(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor | float,
+        *,
+        labels: torch.Tensor | None = None,
+        mask: Mask | None = None,
+        sigma: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The guided velocity v_u + s (v_c - v_u) of a wrapped flow model, on its own time ``t``
+        (scalar or [B], its convention), with the same interval, channel and null-label rules.
+
+        At fixed x_t and t, x0 = x_t - s v is affine in v, so this equals guiding x0 wherever both
+        exist; the velocity also exists at pure noise, where SiT's samplers start. The interval is
+        decided on ``sigma`` [B] (EDM's noise level of each sample) when given, else on the
+        sigma of ``t``: a sampler that knows its grid's sigmas passes them, so a level on the
+        interval's edge is decided exactly as in sigma space."""
+        if self.convention is None:
+            raise TypeError(f"{type(self.denoiser).__name__} has no velocity (and time convention): guide it as a "
+                            "denoiser, guidance(x, sigma, ...)")
+        t = torch.as_tensor(t, device=x_t.device)
+        t = t.expand(x_t.shape[0]) if t.ndim == 0 and x_t.ndim >= 2 else t  # [] -> [B]
+        if sigma is None and self.scale != 1.0 and self.sigma_interval is not None:
+            sigma = t_to_sigma(t.to(torch.float64), self.convention)  # noise end -> inf
+        if sigma is None:
+            sigma = torch.zeros_like(t, dtype=torch.float64)  # no interval: the level is not consulted
+        return self._guide(self.denoiser.velocity, x_t, t, sigma, labels, mask, "t")
+
+    def _guide(self, call: Any, x: torch.Tensor, time: torch.Tensor, sigma: torch.Tensor,
+               labels: torch.Tensor | None, mask: Mask | None, what: str) -> torch.Tensor:
+        """call(x, time) guided: the one mixing rule of __call__ (x0) and velocity (v)."""
         if self.scale == 1.0:
-            return self.denoiser(x, sigma, labels=labels, mask=mask)
+            return call(x, time, labels=labels, mask=mask)
         if labels is None:
             raise ValueError(f"classifier-free guidance (scale {self.scale:g}) needs class labels: pass labels=... "
                              "(or use scale 1 for unguided samples)")
-        if x.ndim < 2 or sigma.shape != (x.shape[0],) or labels.shape != (x.shape[0],):
+        if x.ndim < 2 or time.shape != (x.shape[0],) or sigma.shape != (x.shape[0],) or labels.shape != (x.shape[0],):
             raise ValueError(
-                f"guidance expects x [B, C, ...], sigma [B], labels [B]; got {tuple(x.shape)}, "
-                f"{tuple(sigma.shape)}, {tuple(labels.shape)}"
+                f"guidance expects x [B, C, ...], {what} [B], labels [B]; got {tuple(x.shape)}, "
+                f"{tuple(time.shape)}, {tuple(labels.shape)}"
             )
         if self.channels is not None and self.channels > x.shape[1]:
             raise ValueError(f"channels={self.channels} but the input has only {x.shape[1]} channels")
         scale = self._scales(sigma)  # [B]
         guided = scale != 1.0  # [B] bool
         if not bool(guided.any()):
-            return self.denoiser(x, sigma, labels=labels, mask=mask)
+            return call(x, time, labels=labels, mask=mask)
         null = torch.full_like(labels, self.null_label)
-        both = self.denoiser(
-            torch.cat([x, x]), torch.cat([sigma, sigma]), labels=torch.cat([labels, null]), mask=_doubled(mask)
+        both = call(
+            torch.cat([x, x]), torch.cat([time, time]), labels=torch.cat([labels, null]), mask=_doubled(mask)
         )  # [2B, C, ...]: conditional half first
         cond, uncond = both.chunk(2)
         view = (-1,) + (1,) * (x.ndim - 1)  # [B] -> [B, 1, 1, 1]

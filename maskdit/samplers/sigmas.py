@@ -2,7 +2,8 @@
 
 Every schedule returns n decreasing positive noise levels followed by a final 0, in float64
 (the sampler then takes n steps). Samplers accept any such tensor, so schedules and samplers
-mix freely.
+mix freely. The flow-time grid (``get_sigmas_uniform_t``) may start at pure noise (sigma = inf,
+only flow-space samplers start there) and may stop short of the data (t_min > 0).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 
 import torch
 
+from maskdit.processes.flow import t_to_sigma, time_shift
 from maskdit.processes.vp import BetaSchedule, Spacing, ddpm_sigmas, ddpm_timesteps
 
 
@@ -69,6 +71,33 @@ def get_sigmas_ddpm(
     table = ddpm_sigmas(num_timesteps, beta_start, beta_end, beta_schedule)  # [T]
     steps = ddpm_timesteps(n, num_timesteps, spacing, steps_offset)  # [n], descending
     return _append_zero(table[steps].to(device))
+
+
+def get_sigmas_uniform_t(
+    n: int,
+    t_max: float = 1.0,
+    t_min: float = 0.0,
+    shift: float = 1.0,
+    *,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """n steps evenly spaced in the noise-end time s (REPA's t; SiT's is 1 - s), as sigmas.
+
+    s_i = linspace(t_max, t_min, n + 1), optionally moved by SD3's time shift (sigma' = shift
+    sigma), then sigma_i = s_i / (1 - s_i). t_max = 1 starts at pure noise (sigma = inf), as SiT's
+    samplers do; t_min = 0 ends at the data (sigma = 0), t_min > 0 stops short of it (SiT's
+    ``sample_eps``). SiT's ``num_sampling_steps`` N is this grid with n = N - 1 intervals.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"number of steps must be a positive int, got {n!r}")
+    if not (0.0 <= t_min < t_max <= 1.0):
+        raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={t_min!r}, t_max={t_max!r}")
+    times = torch.linspace(t_max, t_min, n + 1, dtype=torch.float64, device=device)
+    sigmas = t_to_sigma(time_shift(times, shift), "repa")  # t_to_sigma(1) = 1 / 0 = inf
+    if bool((sigmas[1:] >= sigmas[:-1]).any()):
+        raise ValueError(f"{n} steps between t = {t_max!r} and {t_min!r} (shift {shift!r}) give noise levels that "
+                         "are not strictly decreasing in float64: use fewer steps or a wider range")
+    return sigmas
 
 
 def _check_range(n: int, sigma_min: float, sigma_max: float) -> None:

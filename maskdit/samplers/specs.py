@@ -2,6 +2,8 @@
 
 Example: ``{"name": "heun", "steps": 40, "cfg_scale": 1.5}`` (EDM schedule by default) or
 ``{"name": "ddim", "steps": 50, "eta": 0.0, "schedule": {"name": "ddpm", "spacing": "leading"}}``.
+On a flow-time grid (``{"name": "uniform_t"}``) euler and heun run SiT's flow-space samplers; the
+flow samplers dopri5 and euler_maruyama are in :mod:`maskdit.samplers.flow_specs`.
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
+import torch
 from pydantic import Field, model_validator
 
 from maskdit.config.registry import one_of, register
 from maskdit.config.spec_model import FloatOrInfinity, SpecModel
+from maskdit.processes.flow import t_to_sigma
 from maskdit.samplers.ddim import sample_ddim
 from maskdit.samplers.ddpm import sample_ddpm
 from maskdit.samplers.dpmpp import sample_dpmpp_2m
 from maskdit.samplers.euler import sample_euler
+from maskdit.samplers.flow_ode import sample_flow_euler, sample_flow_heun
 from maskdit.samplers.heun import sample_heun
 from maskdit.samplers.ready import sampler_from_spec
 from maskdit.samplers.sigmas import (
@@ -126,6 +131,11 @@ class SamplerSpecBase(SpecModel):
     cfg_channels: int | None = Field(
         None, ge=1, le=64, description="guide only the first k channels (DiT guides 3 of 4); None = all"
     )
+    cfg_interval_t: tuple[float, float] | None = Field(
+        None, description="(t_lo, t_hi) on the flow's noise-end time (REPA's t, 1 = noise; SiT's t is 1 - this): "
+                          "guide only inside; REPA's t <= 0.7 is (0, 0.7), LightningDiT's SiT-time 'from t 0.11' is "
+                          "(0, 0.89). The exact sigma interval s / (1 - s); not together with cfg_interval"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -133,19 +143,57 @@ class SamplerSpecBase(SpecModel):
             lo, hi = self.cfg_interval
             if not 0 <= lo <= hi:
                 raise ValueError(f"cfg_interval must be (lo, hi) with 0 <= lo <= hi, got {self.cfg_interval}")
+        if self.cfg_interval_t is not None:
+            lo, hi = self.cfg_interval_t
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(f"cfg_interval_t must be (t_lo, t_hi) with 0 <= t_lo <= t_hi <= 1, got "
+                                 f"{self.cfg_interval_t}")
+            if self.cfg_interval is not None:
+                raise ValueError("give the guidance interval once: cfg_interval (sigma) or cfg_interval_t (flow time)")
         if isinstance(self.schedule, DDPMScheduleSpec) and self.steps > self.schedule.num_timesteps:
             raise ValueError(f"{self.steps} steps exceed the DDPM schedule's {self.schedule.num_timesteps} timesteps")
+        if self.state_space == "sigma" and math.isinf(self.sigma_max):
+            raise ValueError(f"sampler {self.name!r} works in EDM's sigma space and cannot start at pure noise "
+                             f"(schedule {self.schedule.name!r} starts at sigma = inf): set schedule.t_max below 1, "
+                             "or use a flow-space sampler (euler, heun, dopri5, euler_maruyama)")
         return self
+
+    @property
+    def state_space(self) -> str:
+        """What the sample function's state is: 'sigma' (x = x0 + sigma eps, starting at sigma_0 *
+        noise) or 'flow' (x_t = x_sigma / (1 + sigma), starting at s_0 * noise, 1 at pure noise)."""
+        return "sigma"
+
+    @property
+    def flow_time_grid(self) -> bool:
+        """Whether the schedule is a grid on the flow's time (e.g. uniform_t)."""
+        return bool(getattr(self.schedule, "flow_time", False))
+
+    def grid(self):
+        """The [steps + 1] float64 sigmas the sampler visits."""
+        return self.schedule.build(steps=self.steps)
 
     @property
     def sigma_min(self) -> float:
         """Smallest nonzero noise level visited."""
-        return float(self.schedule.build(steps=self.steps)[-2])
+        sigmas = self.grid()
+        return float(sigmas[-2] if sigmas[-1] == 0 else sigmas[-1])
 
     @property
     def sigma_max(self) -> float:
-        """Largest noise level visited (where sampling starts)."""
-        return float(self.schedule.build(steps=self.steps)[0])
+        """Largest noise level visited (where sampling starts; inf = pure noise)."""
+        return float(self.grid()[0])
+
+    def guidance_interval(self) -> tuple[float, float] | None:
+        """The guidance interval in sigma: cfg_interval, or cfg_interval_t mapped by s / (1 - s)."""
+        if self.cfg_interval_t is None:
+            return self.cfg_interval
+        lo, hi = (float(t_to_sigma(torch.tensor(t, dtype=torch.float64), "repa")) for t in self.cfg_interval_t)
+        return lo, hi
+
+    def evaluations_per_step(self) -> tuple[int, int] | None:
+        """Network evaluations on a step to a nonzero level and on the step to 0 (None: adaptive)."""
+        return self.evals_per_step
 
     def sample_function(self) -> Callable[..., Any]:
         """The pure function ``sample_<name>(denoiser, x, sigmas, **options) -> x0``."""
@@ -158,8 +206,8 @@ class SamplerSpecBase(SpecModel):
     def build(self, *, null_label: int | None = None, **context: Any):
         """The ready ``Sampler`` (guidance included when cfg_scale != 1; ``null_label``: the
         model's num_classes, else taken from the denoiser at call time)."""
-        return sampler_from_spec(self, self.sample_function(), self.schedule.build(steps=self.steps),
-                                 options=self.options(), evals_per_step=self.evals_per_step, null_label=null_label)
+        return sampler_from_spec(self, self.sample_function(), self.grid(), options=self.options(),
+                                 evals_per_step=self.evaluations_per_step(), null_label=null_label)
 
 
 class _ChurnSampler(SamplerSpecBase):
@@ -176,29 +224,48 @@ class _ChurnSampler(SamplerSpecBase):
             raise ValueError(f"s_tmax ({self.s_tmax}) must be >= s_tmin ({self.s_tmin})")
         return self
 
+    @model_validator(mode="after")
+    def _no_churn_in_flow_time(self):
+        if self.flow_time_grid and self.s_churn > 0:
+            raise ValueError(f"s_churn is EDM's option: on the flow-time grid {self.schedule.name!r} {self.name} runs "
+                             "SiT's deterministic flow sampler (use euler_maruyama for a stochastic one)")
+        return self
+
+    @property
+    def state_space(self) -> str:
+        return "flow" if self.flow_time_grid else "sigma"
+
     def options(self) -> dict[str, Any]:
+        if self.flow_time_grid:
+            return {}
         return {"s_churn": self.s_churn, "s_tmin": self.s_tmin, "s_tmax": self.s_tmax, "s_noise": self.s_noise}
 
 
 @register("sampler")
 class HeunSamplerSpec(_ChurnSampler):
-    """EDM Algorithm 2 (2nd-order Heun, optional churn)."""
+    """EDM Algorithm 2 (2nd-order Heun, optional churn); on a flow-time grid (uniform_t) SiT's ODE
+    'heun2' in flow space, Heun's correction on every step, the last included."""
 
     name: Literal["heun"] = "heun"
     evals_per_step: ClassVar[tuple[int, int]] = (2, 1)
 
     def sample_function(self):
-        return sample_heun
+        return sample_flow_heun if self.flow_time_grid else sample_heun
+
+    def evaluations_per_step(self) -> tuple[int, int] | None:
+        # a velocity model is corrected on the step to the data too (a sigma-space model is not: one fewer)
+        return (2, 2) if self.flow_time_grid else self.evals_per_step
 
 
 @register("sampler")
 class EulerSamplerSpec(_ChurnSampler):
-    """First-order Euler on the probability-flow ODE (optional churn)."""
+    """First-order Euler on the probability-flow ODE (optional churn); on a flow-time grid
+    (uniform_t) SiT's ODE 'euler' in flow space (the same steps: Euler in t = Euler in sigma)."""
 
     name: Literal["euler"] = "euler"
 
     def sample_function(self):
-        return sample_euler
+        return sample_flow_euler if self.flow_time_grid else sample_euler
 
 
 @register("sampler")
