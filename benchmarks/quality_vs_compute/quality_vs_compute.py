@@ -200,6 +200,28 @@ def command_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_twins(args: argparse.Namespace) -> int:
+    """Time each flow-matching variant next to its EDM twin, interleaved (the plan gives a flow
+    variant its twin's calibrated step time: the same network, a few element-wise operations apart)."""
+    torch.set_num_threads(args.threads)
+    warn_if_spinning()
+    for name in args.layout:
+        layout = LAYOUTS[name]
+        pairs = [(n, v.twin) for n, v in layout.variants.items() if v.twin]
+        names = list(dict.fromkeys(n for pair in pairs for n in (pair[1], pair[0])))
+        dataset = Experiment(variant_spec(layout, "dit", main_steps=8)).dataset
+        result = calibrate(layout, names, dataset, args.work_dir / name, steps=args.calibration_steps,
+                           rounds=args.calibration_rounds)
+        seconds = result["seconds_per_step"]
+        result["ratios"] = {flow: seconds[flow] / seconds[twin] for flow, twin in pairs}
+        result.update(machine=machine(), torch=torch.__version__)
+        write_json(args.out_dir / name / "twins.json", result)
+        for flow, twin in pairs:
+            print(f"  {flow:18s} {seconds[flow] * 1e3:7.1f} ms/step, {twin:10s} {seconds[twin] * 1e3:7.1f}: "
+                  f"ratio {result['ratios'][flow]:.3f}", flush=True)
+    return 0
+
+
 def command_report(args: argparse.Namespace) -> int:
     by_layout = {name: [r for r in records(args.out_dir, name) if r is not None] for name in LAYOUTS}
     summary = {}
@@ -236,7 +258,7 @@ def command_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in ("run", "calibrate", "report"):
+    for command in ("run", "calibrate", "twins", "report"):
         sub = commands.add_parser(command)
         sub.add_argument("--out-dir", type=Path, default=HERE / "records", help="records, calibration, summary, plot")
         sub.add_argument("--work-dir", type=Path, default=Path("runs/qvc"), help="checkpoints and ready models")
@@ -260,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown variants {unknown}; valid: {', '.join(LAYOUTS[args.layout[0]].variants)}")
     if args.num_samples < 2 or args.sampler_steps < 1 or args.calibration_steps < 5:
         parser.error("need --num-samples >= 2, --sampler-steps >= 1, --calibration-steps >= 5")
-    return {"run": command_run, "calibrate": command_calibrate, "report": command_report}[args.command](args)
+    commands_by_name = {"run": command_run, "calibrate": command_calibrate, "twins": command_twins,
+                        "report": command_report}
+    return commands_by_name[args.command](args)
 
 
 if __name__ == "__main__":

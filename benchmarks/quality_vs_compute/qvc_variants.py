@@ -71,7 +71,7 @@ class Variant:
         return [{**term, "weighting": self.objective.weighting} if term["name"] == "dsm" else term for term in terms]
 
 
-def _variants(depth: int) -> dict[str, Variant]:
+def _variants(depth: int, *, flow: bool) -> dict[str, Variant]:
     route = {"start": 1, "end": depth - 1}  # TREAD / SPRINT: first and last block dense
     mixer = {"start": max(1, depth // 3)}  # deferred masking's patch-mixer: 2 of 6 blocks, 1 of 4
     maskdit = {"decoder": True}
@@ -85,10 +85,12 @@ def _variants(depth: int) -> dict[str, Variant]:
         "sprint-0.75": Variant("sprint", 0.75, {"routing": {**route, "fill": "mask_token", "fuse": "concat"}}, DSM,
                                tune=True),
     }
+    if not flow:
+        return edm
     # flow matching beside EDM: DiT under both time distributions, the best sparse method (TREAD) under each
-    flow = {f"{name}-{key}": replace(edm[name], objective=OBJECTIVES[key], twin=name)
-            for name in ("dit", "tread-0.5") for key in OBJECTIVES}
-    return {**edm, **flow}
+    flows = {f"{name}-{key}": replace(edm[name], objective=OBJECTIVES[key], twin=name)
+             for name in ("dit", "tread-0.5") for key in OBJECTIVES}
+    return {**edm, **flows}
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Layout:
     train_seconds: float  # DiT's training budget; every variant gets the same calibrated wall-clock
     ema: tuple[float, bool] = (STUDY_EMA["decay"], STUDY_EMA["warmup"])  # (decay, warm-up)
     sampler: tuple[tuple[str, Any], ...] = ()  # sampler settings beyond Euler's steps and guidance
+    flow: bool = True  # with the flow-matching variants (not on 64s, whose EDM sampler has churn)
 
     @property
     def tokens(self) -> int:
@@ -119,7 +122,7 @@ class Layout:
 
     @property
     def variants(self) -> dict[str, Variant]:
-        return _variants(self.depth)
+        return _variants(self.depth, flow=self.flow)
 
 
 LAYOUTS = {
@@ -131,7 +134,7 @@ LAYOUTS = {
     # at which dense DiT trains best for the demo's FLOPs. 730 s is its 4,250 steps at 1 thread on the
     # AVX512-BF16 EPYC VM (calibrate and run with --threads 1)
     "64s": Layout("64s", patch_size=4, depth=4, hidden_size=96, num_heads=3, train_seconds=730,
-                  ema=(0.98, True), sampler=(("cfg_interval", (0.1, 8.0)), ("s_churn", 4.0))),
+                  ema=(0.98, True), sampler=(("cfg_interval", (0.1, 8.0)), ("s_churn", 4.0)), flow=False),
 }
 
 

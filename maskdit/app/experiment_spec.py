@@ -8,6 +8,7 @@ next to every checkpoint and is enough to rebuild the experiment.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from maskdit.config import json_input as jsonio
 from maskdit.config.errors import InputError
+from maskdit.config.registry import registry
 from maskdit.config.spec_model import Seed, SpecModel
 from maskdit.core.specs import ModelSpec
 from maskdit.data.specs import DataSpec, MNIST5kSpec
@@ -40,6 +42,23 @@ class ExperimentSpec(SpecModel):
     train: TrainSpec = Field(TrainSpec(steps=1000), description="optimisation")
     eval: EvalSpec = Field(EvalSpec(), description="evaluation")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_follows_process(cls, data: Any) -> Any:
+        """A flow model's euler / heun without a schedule of their own sample on the flow's time
+        grid (uniform in t from pure noise, as SiT does), not on EDM's sigma schedule."""
+        section = data.get("sampler", {"name": "heun"}) if isinstance(data, dict) else None  # heun: the default
+        if not isinstance(section, dict) or "schedule" in section:
+            return data
+        try:
+            precond = ModelSpec.model_validate(data.get("model")).precond
+            sampler = registry("sampler").get(section.get("name", "heun"))
+        except (ValueError, KeyError):  # the fields report their own errors
+            return data
+        if precond != "flow" or not getattr(sampler, "runs_on_flow_time", False):
+            return data
+        return {**data, "sampler": {**section, "schedule": {"name": "uniform_t"}}}
+
     @field_validator("name")
     @classmethod
     def _plain_folder_name(cls, name: str) -> str:
@@ -60,6 +79,10 @@ class ExperimentSpec(SpecModel):
             ) from None
         self._losses_fit_process()
         self._losses_fit_routing()
+        if self.model.precond != "flow" and math.isinf(self.sampler.sigma_max):
+            raise ValueError(f"sampler.schedule {self.sampler.schedule.name!r} starts at pure noise (sigma = inf), "
+                             f"where a model.process {self.model.process.name!r} model has no value: set "
+                             "sampler.schedule.t_max below 1 (e.g. 0.99), or use a sigma schedule")
         if self.model.num_classes == 0 and self.sampler.cfg_scale != 1.0:
             raise ValueError(
                 f"sampler.cfg_scale is {self.sampler.cfg_scale} but the model is unconditional (num_classes 0); "

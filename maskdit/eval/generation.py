@@ -59,10 +59,12 @@ def generate_batches(
     rank: int = 0,
     world_size: int = 1,
     labels: torch.Tensor | None = None,
+    callback: Callable[[dict], None] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yield (images [B, C, H, W] on the CPU, labels [B] or None) until ``num_samples`` are drawn;
     with ``world_size`` > 1 only the batches of ``rank`` (see :func:`rank_batch_starts`).
-    ``labels`` [num_samples]: the class of each image (default: balanced over ``num_classes``)."""
+    ``labels`` [num_samples]: the class of each image (default: balanced over ``num_classes``);
+    ``callback``: the sampler's, after every step of every batch."""
     starts = rank_batch_starts(num_samples, batch_size, rank=rank, world_size=world_size)
     if labels is None:
         labels = balanced_labels(num_samples, num_classes)
@@ -79,5 +81,6 @@ def generate_batches(
             noise.to(device),
             labels=None if batch_labels is None else batch_labels.to(device),
             noise_sampler=lambda sigma, sigma_next, draw=on_cpu: draw(sigma, sigma_next).to(device),
+            callback=callback,
         )
         yield images.float().cpu(), batch_labels

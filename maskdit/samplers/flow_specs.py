@@ -56,6 +56,8 @@ class UniformTimeScheduleSpec(SpecModel):
 class _FlowSampler(SamplerSpecBase):
     """A sampler whose state is the flow's x_t (started at s_0 * noise), on the uniform_t grid by default."""
 
+    runs_on_flow_time: ClassVar[bool] = True
+
     schedule: SigmaScheduleSpec = Field(UniformTimeScheduleSpec(), description="time grid the steps visit "
                                                                                "(sigma = s / (1 - s))")
 

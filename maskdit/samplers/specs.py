@@ -120,6 +120,8 @@ class SamplerSpecBase(SpecModel):
 
     #: denoiser evaluations per step and on the last step (for FLOP counts)
     evals_per_step: ClassVar[tuple[int, int]] = (1, 1)
+    #: whether it can run on a flow-time grid (e.g. uniform_t) from pure noise
+    runs_on_flow_time: ClassVar[bool] = False
 
     steps: int = Field(40, ge=1, le=10_000, description="number of steps (noise levels before the final 0)")
     schedule: SigmaScheduleSpec = Field(KarrasScheduleSpec(), description="sigma schedule the steps visit")
@@ -211,6 +213,8 @@ class SamplerSpecBase(SpecModel):
 
 
 class _ChurnSampler(SamplerSpecBase):
+    #: runs its flow-space version on a flow-time grid (a flow model's sampler section defaults to one)
+    runs_on_flow_time: ClassVar[bool] = True
     s_churn: float = Field(0.0, ge=0, le=1000, description="EDM S_churn (0 = deterministic ODE)")
     s_tmin: float = Field(0.0, ge=0, description="churn only at sigma >= s_tmin (finite)")
     s_tmax: FloatOrInfinity | None = Field(

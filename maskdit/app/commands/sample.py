@@ -40,6 +40,7 @@ from maskdit.app.experiment_spec import override_input
 from maskdit.app.run_loading import detect_format, open_run
 from maskdit.config import json_input as jsonio
 from maskdit.config.errors import InputError
+from maskdit.config.registry import registry
 from maskdit.config.spec_model import SEED_MAX
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.eval.generation import generate_batches
@@ -105,12 +106,16 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond: str):
-    """The sampler spec: the checkpoint's (or a default for the preconditioning), then the flags."""
+    """The sampler spec: the checkpoint's (or a default for the preconditioning), then the flags.
+    A flow model's euler / heun default to the flow's time grid (uniform in t from pure noise, SiT's)."""
     default_name = "ddpm" if precond == "ddpm" else "heun"
     data = dict(base) if base is not None else {"name": default_name}
     if args.sampler is not None and args.sampler != data.get("name"):
-        keep = {k: data[k] for k in ("cfg_scale", "cfg_interval", "cfg_channels") if k in data}
+        keep = {k: data[k] for k in ("cfg_scale", "cfg_interval", "cfg_interval_t", "cfg_channels") if k in data}
         data = {"name": args.sampler, **keep}
+    chosen = registry("sampler").get(data["name"]) if data.get("name") in registry("sampler") else None
+    if precond == "flow" and "schedule" not in data and getattr(chosen, "runs_on_flow_time", False):
+        data["schedule"] = {"name": "uniform_t"}
     if args.steps is not None:
         data["steps"] = args.steps
     if args.cfg is not None:
@@ -139,12 +144,12 @@ def sample_images(denoiser, sampler, *, n: int, batch_size: int, labels: torch.T
 
 
 def sample_batches(denoiser, sampler, *, n: int, batch_size: int, labels: torch.Tensor | None, seed: int,
-                   device: str | torch.device, rank: int = 0, world_size: int = 1):
+                   device: str | torch.device, rank: int = 0, world_size: int = 1, callback=None):
     """Yield this rank's batches [B, C, H, W] (float32, CPU) in order; see :func:`rank_batch_starts`."""
     shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
     for images, _ in generate_batches(denoiser, sampler, num_samples=n, batch_size=batch_size, shape=shape,
                                       num_classes=0, seed=seed, device=device, rank=rank, world_size=world_size,
-                                      labels=labels):
+                                      labels=labels, callback=callback):
         yield images
 
 
@@ -192,6 +197,15 @@ def prepare(args: argparse.Namespace) -> tuple[Any, Any, int]:
     return denoiser, spec, num_classes
 
 
+def _count_evaluations(counted: list[int]):
+    """A sampler callback that keeps each batch's network evaluations (an adaptive solver's ``nfe``)."""
+    def on_step(info: dict) -> None:
+        if info.get("i") == 0 or not counted:
+            counted.append(0)
+        counted[-1] = max(counted[-1], int(info.get("nfe") or 0))
+    return on_step
+
+
 def _main(args: argparse.Namespace, ctx) -> int:
     say = print if ctx.is_main else (lambda *a, **k: None)  # rank 0 alone prints
     denoiser, spec, num_classes = prepare(args)
@@ -204,10 +218,14 @@ def _main(args: argparse.Namespace, ctx) -> int:
         else:
             labels = torch.arange(args.n) % num_classes if num_classes else None
         ranks = f" on {ctx.world_size} ranks" if ctx.is_distributed else ""
-        say(f"sampling {args.n} images with {spec.name}, {spec.steps} steps ({sampler.num_evaluations} denoiser "
-            f"calls each), cfg {spec.cfg_scale:g}, seed {args.seed}{ranks}", flush=True)
+        adaptive = sampler.num_evaluations is None  # dopri5 picks its own steps: count them
+        calls = "an adaptive number of denoiser calls" if adaptive else f"{sampler.num_evaluations} denoiser calls"
+        say(f"sampling {args.n} images with {spec.name}, {'adaptive' if adaptive else spec.steps} steps ({calls} "
+            f"each), cfg {spec.cfg_scale:g}, seed {args.seed}{ranks}", flush=True)
+        counted: list[int] = []
         batches = sample_batches(denoiser, sampler, n=args.n, batch_size=args.batch_size, labels=labels,
-                                 seed=args.seed, device=device, rank=ctx.rank, world_size=ctx.world_size)
+                                 seed=args.seed, device=device, rank=ctx.rank, world_size=ctx.world_size,
+                                 callback=_count_evaluations(counted) if adaptive else None)
         convert = (lambda batch: batch.numpy()) if args.latents is not None else to_uint8_nhwc
         gathered = gather_batches(batches, convert, n=args.n, batch_size=args.batch_size, ctx=ctx,
                                   progress=not args.no_progress)
@@ -224,6 +242,9 @@ def _main(args: argparse.Namespace, ctx) -> int:
             print(f"wrote {args.latents} (latents: float32 {gathered.shape}"
                   + (", labels)" if labels is not None else ")"))
             return cli.EXIT_OK
+        if counted:
+            print(f"{spec.name}: {min(counted)}-{max(counted)} denoiser calls per batch (median "
+                  f"{sorted(counted)[len(counted) // 2]}, {len(counted)} batches on this rank)")
         pixels = gathered
         save_grid(args.out, pixels)
         print(f"wrote {args.out}")
