@@ -11,6 +11,13 @@ Variants (qvc_variants.py: JSON patches of the maskdit-demo preset), all on the 
                   re-enter with their block-0 output; DSM on all tokens; ready as it is
   sprint-0.75     sparse-deep (SPRINT, Park et al. 2025): blocks 1-4 on a quarter of the tokens,
                   mask-token padding + concat fusion with block 0's output; DSM on all; tuned
+  <v>-fm-u        flow matching (issue 28) for v in dit, tread-0.5: the same network trained as SiT
+  <v>-fm-ln       trains (Ma et al. 2024: linear interpolant, velocity MSE, t ~ U(0, 1)) or with
+                  logit-normal(0, 1) t (SD3, SPRINT), sampled with Euler on SiT's uniform t grid;
+                  layouts 64 and 256 only. Each shares its EDM twin's calibrated step time (the
+                  process is a few element-wise operations around the same network; ``twins``
+                  measures the ratio). The held-out loss stays EDM's on the same sigma grid for
+                  every variant (every model is also a sigma-space denoiser), so objectives compare.
 
 Layouts: "64" (patch 4, the maskdit-demo preset's 6 x 128 encoder), "256" (patch 2, 6 x 64) and
 "64s" (patch 4, make demo's DiT 4 x 96 with its EMA 0.98 and guidance-interval sampler; on its
@@ -36,6 +43,10 @@ How it cannot fool us:
     OMP_WAIT_POLICY=PASSIVE python benchmarks/quality_vs_compute/quality_vs_compute.py run --layout 256
     OMP_WAIT_POLICY=PASSIVE python benchmarks/quality_vs_compute/quality_vs_compute.py run --layout 64s \
         --threads 1 --cfgs 1 1.5 2 2.5 3
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/quality_vs_compute/quality_vs_compute.py twins --layout 64 256
+    python benchmarks/quality_vs_compute/quality_vs_compute.py run --layout 64 --threads 1 \
+        --variants dit-fm-u dit-fm-ln tread-0.5-fm-ln --seeds 0          # flow matching beside EDM
+    python benchmarks/quality_vs_compute/quality_vs_compute.py grids --layout 64 256   # flow: uniform_t vs karras
     python benchmarks/quality_vs_compute/quality_vs_compute.py report       # table, summary.json, plot
 
 (calibrate: ~3 min on an idle machine; the 64-token plan ~2.5 h, resumable.) OMP_WAIT_POLICY=PASSIVE
@@ -200,6 +211,16 @@ def command_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_twins(layout: Layout, seconds: dict[str, float]) -> dict[str, float]:
+    """A calibration's step times with each flow variant given its EDM twin's (main and tuning)."""
+    shared = {}
+    for name, variant in layout.variants.items():
+        if variant.twin:
+            shared.update({name + key[len(variant.twin):]: value for key, value in seconds.items()
+                           if key.split("/")[0] == variant.twin})
+    return {**seconds, **shared}
+
+
 def command_twins(args: argparse.Namespace) -> int:
     """Time each flow-matching variant next to its EDM twin, interleaved (the plan gives a flow
     variant its twin's calibrated step time: the same network, a few element-wise operations apart)."""
@@ -222,6 +243,43 @@ def command_twins(args: argparse.Namespace) -> int:
     return 0
 
 
+GRIDS = {"uniform_t": {"name": "uniform_t"}, "karras": {"name": "karras"}}  # SiT's time grid, EDM's sigma grid
+
+
+def command_grids(args: argparse.Namespace) -> int:
+    """The final ready model of every finished flow-matching run, FID-swept on EDM's Karras sigma grid
+    as well as the flow's uniform t grid (the run's own), at the same steps (network evaluations):
+    which sampler grid is a flow model's best. Written to records/<layout>/grids/<variant>-s<seed>.json."""
+    torch.set_num_threads(args.threads)
+    for name in args.layout:
+        layout = LAYOUTS[name]
+        scored = patched(variant_spec(layout, "dit", main_steps=8).model_dump(mode="json"),
+                         {"eval.metrics": ["fid", "class_accuracy"]})
+        evaluator = Experiment(scored).evaluator()
+        for record in records(args.out_dir, name):
+            variant = layout.variants.get(record["variant"])
+            if variant is None or variant.twin is None or not record.get("done"):
+                continue
+            path = args.out_dir / name / "grids" / f"{record['variant']}-s{record['seed']}.json"
+            result = read_json(path) or {"variant": record["variant"], "seed": record["seed"], "grids": {}}
+            final = max(record["points"], key=lambda p: p["step"])["step"]
+            work = args.work_dir / name / f"{record['variant']}-s{record['seed']}"
+            spec = variant_spec(layout, record["variant"], main_steps=record["plan"]["main_steps"], seed=record["seed"])
+            for grid, schedule in GRIDS.items():
+                if grid in result["grids"]:
+                    continue
+                at = patched(spec.model_dump(mode="json"), {"sampler.schedule": schedule})
+                result["grids"][grid] = fid_sweep(ready_model(layout, record, final, work), at, evaluator,
+                                                  num_samples=args.num_samples, sampler_steps=args.sampler_steps,
+                                                  cfgs=args.cfgs)
+                result["step"] = final
+                write_json(path, result)
+                print(f"  {name}/{record['variant']} s{record['seed']} on {grid}: best FID "
+                      f"{result['grids'][grid]['best_fid']:.1f} (cfg {result['grids'][grid]['best_cfg']:g}), "
+                      f"unguided {result['grids'][grid]['unguided_fid']:.1f}", flush=True)
+    return 0
+
+
 def command_report(args: argparse.Namespace) -> int:
     by_layout = {name: [r for r in records(args.out_dir, name) if r is not None] for name in LAYOUTS}
     summary = {}
@@ -240,7 +298,7 @@ def command_report(args: argparse.Namespace) -> int:
         for path in sorted((args.out_dir / name).glob("calibration-*.json")):
             other = read_json(path)
             tag = path.stem.removeprefix("calibration-")
-            retimed = summarize_layout(retime(layout_records, other["seconds_per_step"]))
+            retimed = summarize_layout(retime(layout_records, with_twins(LAYOUTS[name], other["seconds_per_step"])))
             retimed["machine"] = other.get("machine")
             summary[name].setdefault("retimed", {})[tag] = retimed
             if retimed["variants"]:
@@ -258,7 +316,7 @@ def command_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in ("run", "calibrate", "twins", "report"):
+    for command in ("run", "calibrate", "twins", "grids", "report"):
         sub = commands.add_parser(command)
         sub.add_argument("--out-dir", type=Path, default=HERE / "records", help="records, calibration, summary, plot")
         sub.add_argument("--work-dir", type=Path, default=Path("runs/qvc"), help="checkpoints and ready models")
@@ -283,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_samples < 2 or args.sampler_steps < 1 or args.calibration_steps < 5:
         parser.error("need --num-samples >= 2, --sampler-steps >= 1, --calibration-steps >= 5")
     commands_by_name = {"run": command_run, "calibrate": command_calibrate, "twins": command_twins,
-                        "report": command_report}
+                        "grids": command_grids, "report": command_report}
     return commands_by_name[args.command](args)
 
 

@@ -102,7 +102,9 @@ def summarize_layout(records: list[dict[str, Any]]) -> dict[str, Any]:
         entry = {
             "final_heldout_loss": final["heldout_loss"], "dit_final_heldout_loss": base_final["heldout_loss"],
             "steps": final["step"], "seconds": final["seconds"], "macs": final["macs"],
-            "step_time_vs_dit": seconds_per_step[record["variant"]] / seconds_per_step["dit"],
+            # a flow variant's plan holds its own (its EDM twin's) step time only: DiT's is in DiT's plan
+            "step_time_vs_dit": seconds_per_step[record["variant"]]
+                                / seconds_per_step.get("dit", base["plan"]["seconds_per_step"]["dit"]),
         }
         for key in ("seconds", "macs"):
             reach = first_reach(record["points"], base_final["heldout_loss"], key)
@@ -179,7 +181,7 @@ def plot(records_by_layout: dict[str, list[dict[str, Any]]], path: Path) -> None
     FigureCanvasAgg(figure)
     # one colour per variant across every layout's row, so that rows can be read against each other
     variants = sorted({r["variant"] for records in records_by_layout.values() for r in records})
-    colours = {name: f"C{i}" for i, name in enumerate(variants)}
+    colours = {name: f"C{i % 10}" for i, name in enumerate(variants)}  # matplotlib's cycle has 10
     for row, layout in enumerate(layouts):
         records = sorted(records_by_layout[layout], key=lambda r: (r["variant"], r["seed"]))
         panels = (("seconds", 1.0, "heldout_loss", "calibrated training wall-clock (s)", "held-out EDM loss"),
@@ -191,7 +193,8 @@ def plot(records_by_layout: dict[str, list[dict[str, Any]]], path: Path) -> None
                 series = fid_points(record) if metric == "best_fid" else record["points"]
                 series = sorted((p[key] / scale, p[metric]) for p in series)
                 if series:
-                    axes.plot(*zip(*series), marker="o", color=colours[record["variant"]],
+                    flow = "-fm-" in record["variant"]  # flow matching: square markers
+                    axes.plot(*zip(*series), marker="s" if flow else "o", color=colours[record["variant"]],
                               linestyle="-" if record["seed"] == 0 else "--",
                               label=f"{record['variant']} s{record['seed']}")
             axes.set_xlabel(xlabel)
