@@ -265,6 +265,9 @@ def command_grids(args: argparse.Namespace) -> int:
             final = max(record["points"], key=lambda p: p["step"])["step"]
             work = args.work_dir / name / f"{record['variant']}-s{record['seed']}"
             spec = variant_spec(layout, record["variant"], main_steps=record["plan"]["main_steps"], seed=record["seed"])
+            own = record["fid"].get(str(final))
+            if own is not None and spec.sampler.schedule.name in GRIDS:  # the run's own sweep: its grid
+                result["grids"].setdefault(spec.sampler.schedule.name, own)
             for grid, schedule in GRIDS.items():
                 if grid in result["grids"]:
                     continue
