@@ -128,3 +128,15 @@ def test_process_plugins_build_their_wrappers_and_read_older_specs():
         ModelSpec(precond="velocity")
     with pytest.raises(ValueError, match="convention"):
         ModelSpec(process={"name": "flow", "convention": "rf"})
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"precond": ["edm"]}, "unknown precond"),
+    ({"preset": ["SiT-S/2"]}, "unknown model preset"),
+    ({"process": FLOW, "sigma_data": 0.7}, "sigma_data is EDM's"),
+    ({"preset": "SiT-S/2", "sigma_data": 0.5}, "sigma_data is EDM's"),
+])
+def test_odd_legacy_fields_are_validation_errors_not_crashes(fields, match):
+    with pytest.raises(ValueError, match=match):  # pydantic's ValidationError, not a TypeError traceback
+        ModelSpec(**fields)
+    assert ModelSpec(precond="ddpm", sigma_data=0.7).process.name == "vp"  # an old saved DDPM spec still reads
