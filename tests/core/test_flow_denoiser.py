@@ -140,3 +140,14 @@ def test_odd_legacy_fields_are_validation_errors_not_crashes(fields, match):
     with pytest.raises(ValueError, match=match):  # pydantic's ValidationError, not a TypeError traceback
         ModelSpec(**fields)
     assert ModelSpec(precond="ddpm", sigma_data=0.7).process.name == "vp"  # an old saved DDPM spec still reads
+
+
+@pytest.mark.parametrize("convention", ["sit", "repa"])
+def test_integer_times_at_the_ends_are_times(convention):
+    out = torch.randn(2, 3, 8, 8)
+    denoiser = wrapper(convention, "v", out)
+    for t in (0, 1):  # velocity(x, 1): pure noise under 'repa', the data under 'sit'
+        assert torch.equal(denoiser.velocity(torch.randn(2, 3, 8, 8), t), out)
+        assert denoiser.net.calls[-1][1].tolist() == [float(t)] * 2
+    with pytest.raises(TypeError, match="float tensor"):  # an integer tensor is still refused
+        denoiser.velocity(torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
