@@ -42,6 +42,11 @@ class ProcessSpecBase(SpecModel):
         """What the network is fed as its time, in words (for summaries)."""
         return ""
 
+    @property
+    def defined_at_pure_noise(self) -> bool:
+        """Whether the model has a value at pure noise (sigma = inf), where SiT's samplers start."""
+        return False
+
     def noise_problem(self, noise: Any) -> str | None:
         """Why the training noise distribution ``noise`` (a noise spec) does not fit, or None."""
         return None
@@ -123,6 +128,10 @@ class FlowProcessSpec(ProcessSpecBase):
     @property
     def parameterisation(self) -> str:
         return self.prediction
+
+    @property
+    def defined_at_pure_noise(self) -> bool:
+        return self.prediction != "eps"  # the noise predicted at pure noise says nothing of x0
 
     @property
     def network_time(self) -> str:
