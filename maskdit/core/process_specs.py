@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from maskdit.config.registry import register
 from maskdit.config.spec_model import SpecModel
@@ -92,6 +92,12 @@ class VPProcessSpec(ProcessSpecBase):
     beta_start: float = Field(1e-4, gt=0, lt=1, description="beta_0")
     beta_end: float = Field(0.02, gt=0, lt=1, description="beta_{T-1}")
     beta_schedule: Literal["linear", "scaled_linear"] = Field("linear", description="how betas go from start to end")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VPProcessSpec:  # refused here, not when the model is built (at training start)
+        if self.beta_start > self.beta_end:
+            raise ValueError(f"beta_start ({self.beta_start}) must not exceed beta_end ({self.beta_end})")
+        return self
 
     @property
     def parameterisation(self) -> str:

@@ -151,3 +151,9 @@ def test_integer_times_at_the_ends_are_times(convention):
         assert denoiser.net.calls[-1][1].tolist() == [float(t)] * 2
     with pytest.raises(TypeError, match="float tensor"):  # an integer tensor is still refused
         denoiser.velocity(torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
+
+
+def test_reversed_vp_betas_are_a_spec_error():
+    with pytest.raises(ValueError, match=r"beta_start \(0.02\) must not exceed beta_end"):
+        ModelSpec(process={"name": "vp", "beta_start": 0.02, "beta_end": 1e-4})  # was: fine until the model is built
+    assert ModelSpec(process={"name": "vp", "beta_start": 0.01, "beta_end": 0.01}).process.beta_end == 0.01
