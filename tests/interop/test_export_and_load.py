@@ -139,3 +139,10 @@ def test_auto_format_reads_a_sit_training_checkpoint_by_its_args(tmp_path):
     torch.save({"ema": state, "args": argparse.Namespace(path_type="GVP")}, tmp_path / "gvp.pt")
     with pytest.raises(CheckpointError, match="args.path_type is 'GVP'"):  # SiT's refusal, not a DiT read
         open_run(tmp_path / "gvp.pt", architecture={"num_heads": 4})
+
+
+def test_a_repa_time_model_is_not_exported_where_it_would_be_read_in_sits_time(tmp_path, capsys):
+    run, _ = make_run(tmp_path, {**SIT, "learn_sigma": False, "process": {"name": "flow", "convention": "repa"}})
+    out = tmp_path / "repa.pt"
+    assert export_main([str(run), "--format", "reference-sit", "--out", str(out)]) == 2
+    assert "REPA's time" in capsys.readouterr().err and not out.exists()
