@@ -80,3 +80,34 @@ def test_sample_picks_the_flow_grid_for_a_flow_checkpoint_without_a_spec(tmp_pat
     assert sample_main([str(flow_checkpoint), "--n", "2", "--steps", "3", "--out", str(tmp_path / "g.png"),
                         "--no-progress"]) == 0
     assert "with heun, 3 steps (6 denoiser calls each)" in capsys.readouterr().out  # heun2 corrects every step
+
+
+def test_an_eps_flow_model_is_never_sampled_from_pure_noise():
+    """An eps-prediction flow model has no velocity at pure noise: its default sampler keeps the sigma
+    schedule, and a grid from pure noise is a spec error naming the prediction, not a crash after training."""
+    data = example("digits-flow")
+    data["model"]["process"]["prediction"] = "eps"
+    spec = ExperimentSpec.model_validate(data)
+    assert spec.sampler.schedule.name == "karras" and spec.sampler.sigma_max < float("inf")
+    for sampler in ({"name": "euler", "schedule": {"name": "uniform_t"}}, {"name": "dopri5"},
+                    {"name": "euler_maruyama"}):
+        data["sampler"] = sampler
+        with pytest.raises(ValidationError, match="starts at pure noise.*prediction 'eps'.*t_max below 1"):
+            ExperimentSpec.model_validate(data)
+    data["sampler"] = {"name": "euler_maruyama", "schedule": {"name": "uniform_t", "t_max": 0.99}}
+    assert ExperimentSpec.model_validate(data).sampler.sigma_max == pytest.approx(99.0)
+
+
+@pytest.mark.parametrize("process", [{"name": "edm"}, {"name": "vp"}, {"name": "flow", "prediction": "eps"}])
+@pytest.mark.parametrize("sampler", ["dopri5", "euler_maruyama"])
+def test_sample_refuses_a_pure_noise_grid_for_a_model_with_no_value_there(tmp_path, capsys, process, sampler):
+    path = save_native(build_denoiser(ModelSpec(**TINY, process=process), seed=0), tmp_path / "tiny")
+    args = [str(path), "--sampler", sampler, "--n", "2", "--steps", "3", "--out", str(tmp_path / "g.png"),
+            "--no-progress"]
+    assert sample_main(args) == 2  # a bad input, told before sampling starts
+    captured = capsys.readouterr()
+    assert "starts at pure noise" in captured.err and "t_max" in captured.err and "sampling " not in captured.out
+    below = ["--set", 'sampler.schedule={"name": "uniform_t", "t_max": 0.99}']
+    assert sample_main(args + below) == 0 and (tmp_path / "g.png").is_file()
+    if process["name"] == "flow":  # its default sampler keeps the sigma schedule
+        assert sample_main(args[:1] + args[3:]) == 0

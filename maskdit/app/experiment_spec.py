@@ -46,16 +46,18 @@ class ExperimentSpec(SpecModel):
     @classmethod
     def _grid_follows_process(cls, data: Any) -> Any:
         """A flow model's euler / heun without a schedule of their own sample on the flow's time
-        grid (uniform in t from pure noise, as SiT does), not on EDM's sigma schedule."""
+        grid (uniform in t from pure noise, as SiT does), not on EDM's sigma schedule; a flow model
+        with no value at pure noise (eps prediction) keeps the sigma schedule."""
         section = data.get("sampler", {"name": "heun"}) if isinstance(data, dict) else None  # heun: the default
         if not isinstance(section, dict) or "schedule" in section:
             return data
         try:
-            precond = ModelSpec.model_validate(data.get("model")).precond
+            process = ModelSpec.model_validate(data.get("model")).process
             sampler = registry("sampler").get(section.get("name", "heun"))
         except (ValueError, KeyError):  # the fields report their own errors
             return data
-        if precond != "flow" or not getattr(sampler, "runs_on_flow_time", False):
+        if (process.precond != "flow" or not getattr(process, "defined_at_pure_noise", False)
+                or not getattr(sampler, "runs_on_flow_time", False)):
             return data
         return {**data, "sampler": {**section, "schedule": {"name": "uniform_t"}}}
 
@@ -79,10 +81,13 @@ class ExperimentSpec(SpecModel):
             ) from None
         self._losses_fit_process()
         self._losses_fit_routing()
-        if self.model.precond != "flow" and math.isinf(self.sampler.sigma_max):
+        process = self.model.process
+        if math.isinf(self.sampler.sigma_max) and not getattr(process, "defined_at_pure_noise", False):
+            model = (f"model.process {process.name!r} with prediction {process.prediction!r}"
+                     if hasattr(process, "prediction") else f"a model.process {process.name!r} model")
             raise ValueError(f"sampler.schedule {self.sampler.schedule.name!r} starts at pure noise (sigma = inf), "
-                             f"where a model.process {self.model.process.name!r} model has no value: set "
-                             "sampler.schedule.t_max below 1 (e.g. 0.99), or use a sigma schedule")
+                             f"where {model} has no value: set sampler.schedule.t_max below 1 (e.g. 0.99), "
+                             "or use a sigma schedule")
         if self.model.num_classes == 0 and self.sampler.cfg_scale != 1.0:
             raise ValueError(
                 f"sampler.cfg_scale is {self.sampler.cfg_scale} but the model is unconditional (num_classes 0); "

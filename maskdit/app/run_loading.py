@@ -37,7 +37,7 @@ from maskdit.io.weight_files import read_checkpoint
 Weights = Literal["ema", "model"]
 #: how to read a path: "train" what this library writes (a run, checkpoint or diffusers folder; a
 #: file: a native export), "reference" a reference checkpoint whose keys say MaskDiT, DiT or REPA's SiT
-#: (SiT's own files have DiT's keys: name them with "reference-sit").
+#: (SiT's train.py files by their args.path_type; its bare state dicts have DiT's keys: name them "reference-sit").
 Format = Literal["auto", "train", "native", "reference", "reference-maskdit", "reference-dit", "reference-sit"]
 
 
@@ -137,8 +137,11 @@ def _open_reference(path: Path, format: Format, weights: Weights, architecture: 
         state = next((checkpoint[k] for k in ("ema", "model") if isinstance(checkpoint.get(k), dict)), checkpoint)
         if state and all(str(k).startswith("model.") for k in state):
             format = "reference-maskdit"
-        else:  # REPA's SiT carries its projectors; SiT's own files look like DiT's
-            format = "reference-sit" if any(str(k).startswith("projectors.") for k in state) else "reference-dit"
+        else:  # REPA's SiT carries its projectors, SiT's train.py its args.path_type; bare SiT files look like DiT's
+            args = checkpoint.get("args")
+            sit_args = (args.get("path_type") if isinstance(args, Mapping) else getattr(args, "path_type", None))
+            sit = sit_args is not None or any(str(k).startswith("projectors.") for k in state)
+            format = "reference-sit" if sit else "reference-dit"
     loader = {"reference-maskdit": load_reference_maskdit, "reference-sit": load_reference_sit}.get(
         format, load_reference_dit)
     try:

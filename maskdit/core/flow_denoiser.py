@@ -112,7 +112,9 @@ def _time_batch(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     """t as a [B] float tensor in [0, 1] (a scalar is broadcast to the batch)."""
     if isinstance(t, bool) or not isinstance(t, (int, float, torch.Tensor)):
         raise TypeError(f"t must be a number or a float tensor [B], got {describe(t)}")
-    t = torch.as_tensor(t, device=x.device)
+    if not isinstance(t, torch.Tensor):  # a Python int (velocity(x, 1): pure noise in REPA's time) is a time too
+        t = torch.tensor(float(t), dtype=torch.float64)
+    t = t.to(x.device)
     if not t.is_floating_point():
         raise TypeError(f"t must be a number or a float tensor [B], got {describe(t)}")
     if t.ndim == 0:

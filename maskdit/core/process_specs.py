@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from maskdit.config.registry import register
 from maskdit.config.spec_model import SpecModel
@@ -41,6 +41,11 @@ class ProcessSpecBase(SpecModel):
     def network_time(self) -> str:
         """What the network is fed as its time, in words (for summaries)."""
         return ""
+
+    @property
+    def defined_at_pure_noise(self) -> bool:
+        """Whether the model has a value at pure noise (sigma = inf), where SiT's samplers start."""
+        return False
 
     def noise_problem(self, noise: Any) -> str | None:
         """Why the training noise distribution ``noise`` (a noise spec) does not fit, or None."""
@@ -88,6 +93,12 @@ class VPProcessSpec(ProcessSpecBase):
     beta_end: float = Field(0.02, gt=0, lt=1, description="beta_{T-1}")
     beta_schedule: Literal["linear", "scaled_linear"] = Field("linear", description="how betas go from start to end")
 
+    @model_validator(mode="after")
+    def _ordered(self) -> VPProcessSpec:  # refused here, not when the model is built (at training start)
+        if self.beta_start > self.beta_end:
+            raise ValueError(f"beta_start ({self.beta_start}) must not exceed beta_end ({self.beta_end})")
+        return self
+
     @property
     def parameterisation(self) -> str:
         return "eps"
@@ -123,6 +134,10 @@ class FlowProcessSpec(ProcessSpecBase):
     @property
     def parameterisation(self) -> str:
         return self.prediction
+
+    @property
+    def defined_at_pure_noise(self) -> bool:
+        return self.prediction != "eps"  # the noise predicted at pure noise says nothing of x0
 
     @property
     def network_time(self) -> str:

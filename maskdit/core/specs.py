@@ -92,7 +92,7 @@ class ModelSpec(SpecModel):
     def _apply_preset(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("preset") is not None:
             name = data["preset"]
-            if name not in MODEL_PRESETS:
+            if not isinstance(name, str) or name not in MODEL_PRESETS:  # a list would be unhashable
                 raise ValueError(f"unknown model preset {name!r}; valid presets: {', '.join(MODEL_PRESETS)}")
             data = {**MODEL_PRESETS[name], **data}
         return _fold_precond(data) if isinstance(data, dict) else data
@@ -148,7 +148,7 @@ def _fold_precond(data: dict[str, Any]) -> dict[str, Any]:
     data = dict(data)
     precond, sigma_data = data.pop("precond", None), data.pop("sigma_data", None)
     process = data.get("process")
-    if precond is not None and precond not in PRECOND_PROCESS:
+    if precond is not None and (not isinstance(precond, str) or precond not in PRECOND_PROCESS):
         raise ValueError(f"unknown precond {precond!r}; valid: {', '.join(PRECOND_PROCESS)} (or give model.process)")
     if isinstance(process, SpecModel):
         process = process.model_dump()
@@ -160,6 +160,9 @@ def _fold_precond(data: dict[str, Any]) -> dict[str, Any]:
         process = dict(process)
         if precond is not None and process.get("name", "edm") != PRECOND_PROCESS[precond]:
             raise ValueError(f"precond {precond!r} contradicts model.process {process.get('name')!r}: give model.process only")
+    if sigma_data is not None and precond is None and process.get("name", "edm") != "edm":
+        # only a spec written before model.process holds sigma_data beside a non-EDM model, and it says precond
+        raise ValueError(f"sigma_data is EDM's: model.process {process.get('name')!r} has none (drop sigma_data)")
     if sigma_data is not None and process.get("name", "edm") == "edm":  # older specs saved it for every precond
         if process.get("sigma_data", sigma_data) != sigma_data:
             raise ValueError(f"sigma_data {sigma_data} contradicts model.process.sigma_data {process['sigma_data']}")

@@ -71,7 +71,9 @@ class FlowModelVelocity:
     def __call__(self, x_t: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None,
                  model_dtype: torch.dtype) -> torch.Tensor:
         batch = x_t.shape[0]
-        t = sigma_to_t(sigma, self.convention).to(model_dtype).expand(batch).contiguous()  # [] -> [B], exact ends
+        # [] -> [B], exact ends; float32 at least: bfloat16 would round SiT's t = 0.999 to 1 (the data end)
+        time_dtype = torch.float64 if model_dtype == torch.float64 else torch.float32
+        t = sigma_to_t(sigma, self.convention).to(time_dtype).expand(batch).contiguous()
         extra = {"sigma": sigma.expand(batch)} if self.guided else {}
         out = self.model.velocity(x_t.to(model_dtype), t, labels=labels, **extra)
         if not isinstance(out, torch.Tensor) or out.shape != x_t.shape:

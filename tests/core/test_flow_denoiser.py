@@ -128,3 +128,32 @@ def test_process_plugins_build_their_wrappers_and_read_older_specs():
         ModelSpec(precond="velocity")
     with pytest.raises(ValueError, match="convention"):
         ModelSpec(process={"name": "flow", "convention": "rf"})
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"precond": ["edm"]}, "unknown precond"),
+    ({"preset": ["SiT-S/2"]}, "unknown model preset"),
+    ({"process": FLOW, "sigma_data": 0.7}, "sigma_data is EDM's"),
+    ({"preset": "SiT-S/2", "sigma_data": 0.5}, "sigma_data is EDM's"),
+])
+def test_odd_legacy_fields_are_validation_errors_not_crashes(fields, match):
+    with pytest.raises(ValueError, match=match):  # pydantic's ValidationError, not a TypeError traceback
+        ModelSpec(**fields)
+    assert ModelSpec(precond="ddpm", sigma_data=0.7).process.name == "vp"  # an old saved DDPM spec still reads
+
+
+@pytest.mark.parametrize("convention", ["sit", "repa"])
+def test_integer_times_at_the_ends_are_times(convention):
+    out = torch.randn(2, 3, 8, 8)
+    denoiser = wrapper(convention, "v", out)
+    for t in (0, 1):  # velocity(x, 1): pure noise under 'repa', the data under 'sit'
+        assert torch.equal(denoiser.velocity(torch.randn(2, 3, 8, 8), t), out)
+        assert denoiser.net.calls[-1][1].tolist() == [float(t)] * 2
+    with pytest.raises(TypeError, match="float tensor"):  # an integer tensor is still refused
+        denoiser.velocity(torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
+
+
+def test_reversed_vp_betas_are_a_spec_error():
+    with pytest.raises(ValueError, match=r"beta_start \(0.02\) must not exceed beta_end"):
+        ModelSpec(process={"name": "vp", "beta_start": 0.02, "beta_end": 1e-4})  # was: fine until the model is built
+    assert ModelSpec(process={"name": "vp", "beta_start": 0.01, "beta_end": 0.01}).process.beta_end == 0.01

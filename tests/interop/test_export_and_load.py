@@ -120,3 +120,29 @@ def test_diffusers_export_refuses_a_maskdit_decoder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot express this model: a MaskDiT decoder (1 blocks" in err and "Traceback" not in err
     assert not (tmp_path / "hf").exists()
+
+
+def test_auto_format_reads_a_sit_training_checkpoint_by_its_args(tmp_path):
+    """SiT's train.py saves {"model", "ema", "opt", "args"} with args.path_type: read as SiT, not as a DDPM DiT
+    (which a bare SiT state dict, with DiT's keys, is unless told --format reference-sit)."""
+    import argparse
+
+    from tests.interop.reference_layout import random_state, sit_shapes
+
+    state = random_state(sit_shapes(depth=2, hidden=32, patch=2, channels=4, classes=10, input_size=8))
+    args = argparse.Namespace(model="SiT-B/2", path_type="Linear", prediction="velocity")
+    torch.save({"model": state, "ema": state, "args": args}, tmp_path / "0001000.pt")
+    loaded = open_run(tmp_path / "0001000.pt", architecture={"num_heads": 4})
+    assert loaded.denoiser.precond == "flow" and loaded.denoiser.convention == "sit"
+    torch.save(state, tmp_path / "bare.pt")
+    assert open_run(tmp_path / "bare.pt", architecture={"num_heads": 4}).denoiser.precond == "ddpm"
+    torch.save({"ema": state, "args": argparse.Namespace(path_type="GVP")}, tmp_path / "gvp.pt")
+    with pytest.raises(CheckpointError, match="args.path_type is 'GVP'"):  # SiT's refusal, not a DiT read
+        open_run(tmp_path / "gvp.pt", architecture={"num_heads": 4})
+
+
+def test_a_repa_time_model_is_not_exported_where_it_would_be_read_in_sits_time(tmp_path, capsys):
+    run, _ = make_run(tmp_path, {**SIT, "learn_sigma": False, "process": {"name": "flow", "convention": "repa"}})
+    out = tmp_path / "repa.pt"
+    assert export_main([str(run), "--format", "reference-sit", "--out", str(out)]) == 2
+    assert "REPA's time" in capsys.readouterr().err and not out.exists()

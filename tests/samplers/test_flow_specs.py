@@ -198,3 +198,27 @@ def test_the_summary_line_tells_the_truth():
                                                              "cfg_interval_t": [0.0, 0.7]})
     line = _describe_sampler(dopri5, build_sampler(dopri5).num_evaluations)
     assert "adaptive" in line and "..inf" in line and "t in [0, 0.7]" in line
+
+
+@pytest.mark.parametrize("convention", ["sit", "repa"])
+def test_a_half_precision_run_feeds_the_flow_time_in_float32(convention):
+    """The network runs in bfloat16, but its time is not rounded to bfloat16 (SiT's t = 0.9 would become
+    0.8984375, and t = 0.999 the data end itself)."""
+
+    class TimeRecorder(GaussianDenoiser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.convention = convention
+            self.times: list[torch.Tensor] = []
+
+        def velocity(self, x_t, t, *, labels=None, mask=None):
+            self.times.append(t.clone())
+            return super().velocity(x_t.float(), t.float()).to(x_t.dtype)
+
+    model = TimeRecorder()
+    sigmas = get_sigmas_uniform_t(10)
+    sample_flow_euler(model, torch.randn(2, 1, 2, 2, dtype=torch.float64), sigmas, dtype=torch.bfloat16)
+    s = torch.linspace(1, 0.1, 10, dtype=torch.float64)
+    expected = (s if convention == "repa" else 1 - s).float()
+    fed = torch.stack([t[0] for t in model.times])
+    assert fed.dtype == torch.float32 and torch.allclose(fed, expected, rtol=0, atol=1e-7)

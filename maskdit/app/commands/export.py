@@ -9,8 +9,9 @@ export, a diffusers DiT folder). Formats:
 * ``reference-dit``: DiT's layout, a bare state dict as DiT's released checkpoints; DDPM
   (epsilon) models with a label table and no decoder only.
 * ``reference-sit``: SiT's layout (DiT's keys with a learned-variance output), a bare state dict
-  SiT's ``sample.py`` reads; flow-matching models with a label table and no decoder only (a model
-  in REPA's time convention reads back with ``load_reference_sit(..., layout="repa")``).
+  SiT's ``sample.py`` reads; flow-matching models in SiT's time convention with a label table and
+  no decoder only (the file cannot say REPA's time: such a model is refused, see
+  ``export_reference_sit``).
 * ``diffusers``: a folder ``diffusers.DiTTransformer2DModel.from_pretrained(PATH)`` loads (DiT
   layout only; a MaskDiT decoder is refused), see :mod:`maskdit.interop.diffusers`.
 
@@ -68,6 +69,11 @@ def export(denoiser, fmt: str, out: Path, *, weights: str = "ema") -> Path:
     if fmt == "reference-dit":
         return _write_tensors(export_reference_dit(denoiser), out)
     if fmt == "reference-sit":
+        if getattr(denoiser, "convention", None) == "repa":  # the file cannot say so: it would be read in SiT's
+            raise ValueError("the model runs in REPA's time (t = 1 at the noise), and a SiT-layout file carries no "
+                             "time convention: SiT's code, load_reference_sit and `sample --format reference-sit` "
+                             "would run it in SiT's (t = 1 at the data). Export it as native, or from Python with "
+                             "export_reference_sit and read it back with load_reference_sit(..., layout='repa')")
         return _write_tensors(export_reference_sit(denoiser), out)
     raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 

@@ -105,16 +105,17 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return override_input({"model": {}}, items)["model"]
 
 
-def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond: str):
+def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond: str, *, pure_noise: bool = True):
     """The sampler spec: the checkpoint's (or a default for the preconditioning), then the flags.
-    A flow model's euler / heun default to the flow's time grid (uniform in t from pure noise, SiT's)."""
+    A flow model's euler / heun default to the flow's time grid (uniform in t from pure noise, SiT's)
+    when the model has a value at pure noise (``pure_noise``; an eps-prediction flow model has none)."""
     default_name = "ddpm" if precond == "ddpm" else "heun"
     data = dict(base) if base is not None else {"name": default_name}
     if args.sampler is not None and args.sampler != data.get("name"):
         keep = {k: data[k] for k in ("cfg_scale", "cfg_interval", "cfg_interval_t", "cfg_channels") if k in data}
         data = {"name": args.sampler, **keep}
     chosen = registry("sampler").get(data["name"]) if data.get("name") in registry("sampler") else None
-    if precond == "flow" and "schedule" not in data and getattr(chosen, "runs_on_flow_time", False):
+    if precond == "flow" and pure_noise and "schedule" not in data and getattr(chosen, "runs_on_flow_time", False):
         data["schedule"] = {"name": "uniform_t"}
     if args.steps is not None:
         data["steps"] = args.steps
@@ -181,7 +182,15 @@ def main(args: argparse.Namespace) -> int:
 def prepare(args: argparse.Namespace) -> tuple[Any, Any, int]:
     """(denoiser, sampler spec, number of classes), every problem with the input an InputError."""
     denoiser, base = load(args)
-    spec = sampler_spec(args, base, getattr(denoiser, "precond", "edm"))
+    process = getattr(getattr(denoiser, "spec", None), "process", None)
+    pure_noise = bool(getattr(process, "defined_at_pure_noise", False))
+    spec = sampler_spec(args, base, getattr(denoiser, "precond", "edm"), pure_noise=pure_noise)
+    if math.isinf(spec.sigma_max) and not pure_noise:  # refused here, not after the first batch has started
+        model = f"model.process {getattr(process, 'name', '?')!r}" + (
+            f" with prediction {process.prediction!r}" if hasattr(process, "prediction") else "")
+        raise InputError(f"sampler {spec.name!r}: schedule {spec.schedule.name!r} starts at pure noise (sigma = inf), "
+                         f"where this {model} model has no value: --set sampler.schedule='{{\"name\": "
+                         f"\"uniform_t\", \"t_max\": 0.99}}' (or a sigma schedule)")
     num_classes = int(getattr(denoiser, "num_classes", 0))
     if args.class_label is not None and not 0 <= args.class_label < max(num_classes, 1):
         raise InputError(f"--class-label must be in [0, {num_classes}) for this model, got {args.class_label}")
