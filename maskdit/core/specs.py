@@ -94,7 +94,13 @@ class ModelSpec(SpecModel):
             name = data["preset"]
             if not isinstance(name, str) or name not in MODEL_PRESETS:  # a list would be unhashable
                 raise ValueError(f"unknown model preset {name!r}; valid presets: {', '.join(MODEL_PRESETS)}")
-            data = {**MODEL_PRESETS[name], **data}
+            preset = MODEL_PRESETS[name]
+            process = data.get("process")
+            if isinstance(process, dict) and isinstance(preset.get("process"), dict) \
+                    and process.get("name", preset["process"]["name"]) == preset["process"]["name"]:
+                # the same process: fields given win one by one (SiT-XL/2 with an x0 prediction stays in SiT's time)
+                data = {**data, "process": {**preset["process"], **process}}
+            data = {**preset, **data}
         return _fold_precond(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")

@@ -157,3 +157,10 @@ def test_reversed_vp_betas_are_a_spec_error():
     with pytest.raises(ValueError, match=r"beta_start \(0.02\) must not exceed beta_end"):
         ModelSpec(process={"name": "vp", "beta_start": 0.02, "beta_end": 1e-4})  # was: fine until the model is built
     assert ModelSpec(process={"name": "vp", "beta_start": 0.01, "beta_end": 0.01}).process.beta_end == 0.01
+
+
+def test_a_presets_process_takes_the_fields_given_one_by_one():
+    spec = ModelSpec(preset="SiT-S/2", process={"name": "flow", "prediction": "x0"})
+    assert (spec.process.convention, spec.process.prediction) == ("sit", "x0")  # SiT's time kept
+    assert ModelSpec(preset="SiT-S/2", process={"prediction": "eps"}).process.convention == "sit"
+    assert ModelSpec(preset="SiT-S/2", process={"name": "edm"}).process.name == "edm"  # another process: replaced
