@@ -18,6 +18,8 @@ Variants (qvc_variants.py: JSON patches of the maskdit-demo preset), all on the 
                   process is a few element-wise operations around the same network; ``twins``
                   measures the ratio). The held-out loss stays EDM's on the same sigma grid for
                   every variant (every model is also a sigma-space denoiser), so objectives compare.
+  <v>-edm-ln      the control: EDM's objective on fm-ln's noise levels (lognormal(0, 1) sigma, which
+                  is logit-normal(0, 1) t), to tell the time distribution from the objective.
 
 Layouts: "64" (patch 4, the maskdit-demo preset's 6 x 128 encoder), "256" (patch 2, 6 x 64) and
 "64s" (patch 4, make demo's DiT 4 x 96 with its EMA 0.98 and guidance-interval sampler; on its
@@ -258,7 +260,7 @@ def command_grids(args: argparse.Namespace) -> int:
         evaluator = Experiment(scored).evaluator()
         for record in records(args.out_dir, name):
             variant = layout.variants.get(record["variant"])
-            if variant is None or variant.twin is None or not record.get("done"):
+            if variant is None or variant.objective.process is None or not record.get("done"):  # flow runs only
                 continue
             path = args.out_dir / name / "grids" / f"{record['variant']}-s{record['seed']}.json"
             result = read_json(path) or {"variant": record["variant"], "seed": record["seed"], "grids": {}}

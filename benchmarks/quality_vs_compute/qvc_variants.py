@@ -45,6 +45,9 @@ OBJECTIVES = {
     "fm-u": Objective(SIT, "v", {"name": "uniform_t"}, UNIFORM_GRID),
     # as SD3 / SPRINT / LightningDiT: velocity MSE, logit-normal(0, 1) t
     "fm-ln": Objective(SIT, "v", {"name": "logit_normal_t", "m": 0.0, "s": 1.0}, UNIFORM_GRID),
+    # the control: EDM's objective on fm-ln's noise levels (logit-normal(0, 1) t is lognormal(0, 1) sigma),
+    # so the time distribution and the objective (process, weighting) can be told apart
+    "edm-ln": Objective(None, "edm", {"name": "lognormal", "p_mean": 0.0, "p_std": 1.0}, None),
 }
 
 

@@ -133,17 +133,23 @@ def test_variant_specs_differ_only_where_the_recipe_says(qvc):
             assert spec.losses.noise == dit.losses.noise and spec.sampler == dit.sampler, name
             assert spec.model.process == dit.model.process, name
             continue
-        # a flow variant is its EDM twin with the process, time distribution, weighting and time grid changed
+        # a twin variant is its EDM variant with the objective changed: process, time distribution,
+        # weighting and time grid for flow matching; the noise levels alone for the EDM control
         edm = specs[twin]
         assert spec.model.model_dump(exclude={"process"}) == edm.model.model_dump(exclude={"process"}), name
-        assert spec.model.process.name == "flow" and spec.losses.noise.name in ("uniform_t", "logit_normal_t"), name
         assert [t.model_dump(exclude={"weighting"}) for t in spec.losses.terms] == \
             [t.model_dump(exclude={"weighting"}) for t in edm.losses.terms], name
-        assert {t.weighting for t in spec.losses.terms if t.name == "dsm"} == {"v"}, name
         assert spec.sampler.model_dump(exclude={"schedule"}) == edm.sampler.model_dump(exclude={"schedule"}), name
-        assert spec.sampler.schedule.name == "uniform_t" and spec.masking == edm.masking, name
-    assert {name for name in specs if layout.variants[name].twin} == {"dit-fm-u", "dit-fm-ln", "tread-0.5-fm-u",
-                                                                      "tread-0.5-fm-ln"}
+        assert spec.masking == edm.masking and spec.losses.noise != edm.losses.noise, name
+        if name.endswith("-edm-ln"):
+            assert spec.model.process == edm.model.process and spec.sampler == edm.sampler, name
+            assert (spec.losses.noise.p_mean, spec.losses.noise.p_std) == (0.0, 1.0), name
+            continue
+        assert spec.model.process.name == "flow" and spec.losses.noise.name in ("uniform_t", "logit_normal_t"), name
+        assert {t.weighting for t in spec.losses.terms if t.name == "dsm"} == {"v"}, name
+        assert spec.sampler.schedule.name == "uniform_t", name
+    assert {name for name in specs if layout.variants[name].twin} == {
+        f"{base}-{key}" for base in ("dit", "tread-0.5") for key in ("fm-u", "fm-ln", "edm-ln")}
     assert dit.model.routing == specs["maskdit-0.5"].model.routing and specs["maskdit-0.5"].model.decoder_depth == 2
     assert specs["tread-0.5"].model.routing.rejoins and specs["tread-0.5"].model.routing.fill == "exit"
     assert specs["sprint-0.75"].model.routing.fuse == "concat"
