@@ -16,7 +16,6 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from maskdit.config import json_input as jsonio
 from maskdit.config.errors import InputError
-from maskdit.config.registry import registry
 from maskdit.config.spec_model import Seed, SpecModel
 from maskdit.core.specs import ModelSpec
 from maskdit.data.specs import DataSpec, MNIST5kSpec
@@ -24,6 +23,7 @@ from maskdit.eval.specs import EvalSpec
 from maskdit.losses.specs import LossesSpec
 from maskdit.masking.specs import MaskingSpec, RandomMaskingSpec, masking_max_ratio
 from maskdit.masking.strategies import num_kept
+from maskdit.samplers.flow_specs import follow_process_grid
 from maskdit.samplers.specs import HeunSamplerSpec, SamplerSpec
 from maskdit.train.specs import TrainSpec
 
@@ -53,13 +53,10 @@ class ExperimentSpec(SpecModel):
             return data
         try:
             process = ModelSpec.model_validate(data.get("model")).process
-            sampler = registry("sampler").get(section.get("name", "heun"))
-        except (ValueError, KeyError):  # the fields report their own errors
+        except ValueError:  # the model field reports its own errors
             return data
-        if (process.precond != "flow" or not getattr(process, "defined_at_pure_noise", False)
-                or not getattr(sampler, "runs_on_flow_time", False)):
-            return data
-        return {**data, "sampler": {**section, "schedule": {"name": "uniform_t"}}}
+        followed = follow_process_grid(section, process)
+        return data if followed is section else {**data, "sampler": followed}
 
     @field_validator("name")
     @classmethod

@@ -17,6 +17,7 @@ A process plugin's ``build(net=, spec=)`` returns the wrapper around the backbon
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -25,6 +26,7 @@ from maskdit.config.registry import register
 from maskdit.config.spec_model import SpecModel
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.flow_denoiser import FlowDenoiser
+from maskdit.processes.flow import has_velocity
 
 
 class ProcessSpecBase(SpecModel):
@@ -137,7 +139,7 @@ class FlowProcessSpec(ProcessSpecBase):
 
     @property
     def defined_at_pure_noise(self) -> bool:
-        return self.prediction != "eps"  # the noise predicted at pure noise says nothing of x0
+        return has_velocity(self.prediction, math.inf)  # an eps network's noise says nothing of x0 there
 
     @property
     def network_time(self) -> str:

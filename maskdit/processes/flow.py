@@ -20,6 +20,7 @@ Tensors of times or sigmas are [B] (one per sample) or scalars; they broadcast o
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 import torch
@@ -179,3 +180,14 @@ def _same_shape(x_t: torch.Tensor, other: torch.Tensor, what: str) -> None:
 def _show(values: torch.Tensor) -> str:
     flat = values.detach().flatten()
     return repr(flat[:4].tolist()) + (" ..." if flat.numel() > 4 else "")
+
+
+def has_velocity(prediction: str, sigma: float) -> bool:
+    """Whether a network on the linear interpolant predicting ``prediction`` gives a velocity at noise level ``sigma``:
+    a velocity network everywhere, an x0 network not at the data end (sigma = 0), an eps network
+    not at pure noise (sigma = inf)."""
+    if prediction == "x0":
+        return sigma > 0.0
+    if prediction == "eps":
+        return sigma < math.inf
+    return True

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, model_validator
 
-from maskdit.config.registry import register
+from maskdit.config.registry import register, registry
 from maskdit.config.spec_model import SpecModel
 from maskdit.samplers.flow_ode import sample_dopri5
 from maskdit.samplers.flow_sde import DiffusionForm, LastStep, sample_euler_maruyama
@@ -138,3 +138,17 @@ class EulerMaruyamaSamplerSpec(_FlowSampler):
     def options(self) -> dict[str, Any]:
         return {"diffusion_form": self.diffusion_form, "diffusion_norm": self.diffusion_norm,
                 "last_step": self.last_step}
+
+
+def follow_process_grid(section: dict[str, Any], process: Any) -> dict[str, Any]:
+    """A sampler section (JSON) with the time grid ``process`` implies: a flow model that has a value
+    at pure noise samples with euler / heun / the flow samplers on SiT's uniform t grid unless the
+    section names a schedule; anything else is returned as given."""
+    if "schedule" in section or getattr(process, "precond", None) != "flow" \
+            or not getattr(process, "defined_at_pure_noise", False):
+        return section
+    name = section.get("name", "heun")  # heun: the default sampler section
+    samplers = registry("sampler")
+    if name not in samplers or not getattr(samplers.get(name), "runs_on_flow_time", False):
+        return section
+    return {**section, "schedule": {"name": "uniform_t"}}

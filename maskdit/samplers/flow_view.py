@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from maskdit.processes.flow import sigma_to_t
+from maskdit.processes.flow import has_velocity, sigma_to_t
 from maskdit.samplers.common import denoise
 from maskdit.samplers.guidance import ClassifierFreeGuidance
 
@@ -62,11 +62,7 @@ class FlowModelVelocity:
 
     def defined_at(self, sigma: float) -> bool:
         """An x0 model has no velocity at the data end, an eps model none at pure noise."""
-        if self.prediction == "x0":
-            return sigma > 0.0
-        if self.prediction == "eps":
-            return sigma < math.inf
-        return True
+        return has_velocity(self.prediction, sigma)
 
     def __call__(self, x_t: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None,
                  model_dtype: torch.dtype) -> torch.Tensor:

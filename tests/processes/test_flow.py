@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from maskdit.losses.specs import LogitNormalTimeNoiseSpec, LossesSpec, UniformTimeNoiseSpec
+from maskdit.processes.flow import has_velocity
 from maskdit.processes import (
     LogitNormalTimeNoise,
     LogNormalNoise,
@@ -271,3 +272,9 @@ def test_specs_refuse_bad_fields(bad):
 def test_bad_inputs_raise_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_which_predictions_have_a_velocity_at_the_ends():
+    assert [has_velocity("v", s) for s in (0.0, 1.0, math.inf)] == [True, True, True]
+    assert [has_velocity("x0", s) for s in (0.0, 1.0, math.inf)] == [False, True, True]
+    assert [has_velocity("eps", s) for s in (0.0, 1.0, math.inf)] == [True, True, False]

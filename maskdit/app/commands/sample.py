@@ -40,12 +40,12 @@ from maskdit.app.experiment_spec import override_input
 from maskdit.app.run_loading import detect_format, open_run
 from maskdit.config import json_input as jsonio
 from maskdit.config.errors import InputError
-from maskdit.config.registry import registry
 from maskdit.config.spec_model import SEED_MAX
 from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.eval.generation import generate_batches
 from maskdit.io.files import atomic_write
 from maskdit.io.images import save_grid, to_uint8_nhwc, write_adm_npz
+from maskdit.samplers.flow_specs import follow_process_grid
 from maskdit.samplers.specs import SamplerSpec
 from maskdit.train.distributed import gather_to_main, init_distributed, shutdown
 
@@ -105,18 +105,15 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return override_input({"model": {}}, items)["model"]
 
 
-def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, precond: str, *, pure_noise: bool = True):
-    """The sampler spec: the checkpoint's (or a default for the preconditioning), then the flags.
-    A flow model's euler / heun default to the flow's time grid (uniform in t from pure noise, SiT's)
-    when the model has a value at pure noise (``pure_noise``; an eps-prediction flow model has none)."""
-    default_name = "ddpm" if precond == "ddpm" else "heun"
+def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, process: Any):
+    """The sampler spec: the checkpoint's (or a default for the model's process), then the flags.
+    A flow model's euler / heun default to the flow's time grid (see ``follow_process_grid``)."""
+    default_name = "ddpm" if getattr(process, "precond", "edm") == "ddpm" else "heun"
     data = dict(base) if base is not None else {"name": default_name}
     if args.sampler is not None and args.sampler != data.get("name"):
         keep = {k: data[k] for k in ("cfg_scale", "cfg_interval", "cfg_interval_t", "cfg_channels") if k in data}
         data = {"name": args.sampler, **keep}
-    chosen = registry("sampler").get(data["name"]) if data.get("name") in registry("sampler") else None
-    if precond == "flow" and pure_noise and "schedule" not in data and getattr(chosen, "runs_on_flow_time", False):
-        data["schedule"] = {"name": "uniform_t"}
+    data = follow_process_grid(data, process)
     if args.steps is not None:
         data["steps"] = args.steps
     if args.cfg is not None:
@@ -184,7 +181,7 @@ def prepare(args: argparse.Namespace) -> tuple[Any, Any, int]:
     denoiser, base = load(args)
     process = getattr(getattr(denoiser, "spec", None), "process", None)
     pure_noise = bool(getattr(process, "defined_at_pure_noise", False))
-    spec = sampler_spec(args, base, getattr(denoiser, "precond", "edm"), pure_noise=pure_noise)
+    spec = sampler_spec(args, base, process)
     if math.isinf(spec.sigma_max) and not pure_noise:  # refused here, not after the first batch has started
         model = f"model.process {getattr(process, 'name', '?')!r}" + (
             f" with prediction {process.prediction!r}" if hasattr(process, "prediction") else "")
