@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from maskdit.losses.inputs import LossInputs
 
@@ -92,6 +93,19 @@ class RepaLoss:
             raise ValueError(f"repa depth {self.depth} is deeper than the backbone's {len(blocks)} encoder blocks")
         return repa_projector(backbone.spec.hidden_size, self.projector_dim, self.encoder.width, generator=generator)
 
+    def training_macs(self, hidden_size: int, tokens: int, image_shape: tuple[int, int, int]) -> tuple[int, int]:
+        """(projector, encoder) multiply-adds per sample of a training step: the projector forward
+        and backward (3 forwards) on ``tokens`` aligned tokens of width ``hidden_size``, and the
+        frozen encoder's forward (no backward) on one image of ``image_shape`` (C, H, W), counted by
+        torch's FLOP counter."""
+        width, dim = hidden_size, self.projector_dim
+        projector = 3 * tokens * (width * dim + dim * dim + dim * self.encoder.width)
+        param = next(self.encoder.parameters(), None)
+        image = torch.zeros(1, *image_shape, device=param.device if param is not None else "cpu")
+        with FlopCounterMode(display=False) as counter:
+            self.encoder(image)
+        return projector, counter.get_total_flops() // 2  # the counter counts a multiply-add as 2 FLOPs
+
     def active(self, step: int | None) -> bool:
         return self.until_step is None or step is None or step < self.until_step
 
@@ -118,17 +132,18 @@ class RepaLoss:
             raise ValueError(f"the repa term needs the tokens after block {self.blocks[0]} from the forward pass; "
                              "run it inside an Objective, which taps the blocks its terms name")
         targets = self.target_features(inputs.y, pieces[0].grid)  # [B, L, D_enc]
-        per_sample = inputs.y.new_zeros(batch, dtype=torch.float32)
+        dtype = torch.promote_types(inputs.denoised.dtype, torch.float32)  # cosines in at least float32
+        per_sample = inputs.y.new_zeros(batch, dtype=dtype)
         for piece in pieces:
             target = targets if piece.rows is None else targets[piece.rows]  # [B_g, L, D_enc]
             if piece.positions is not None:  # the kept tokens: their own grid positions
                 index = piece.positions.unsqueeze(-1).expand(-1, -1, target.shape[-1])  # [B_g, K, D_enc]
                 target = target.gather(1, index)
             projected = projector(piece.tokens)  # [B_g, N, D] -> [B_g, N, D_enc]
-            cosine = F.cosine_similarity(projected.float(), target.float(), dim=-1, eps=self.eps)  # [B_g, N]
+            cosine = F.cosine_similarity(projected.to(dtype), target.to(dtype), dim=-1, eps=self.eps)  # [B_g, N]
             loss = -cosine.mean(dim=1)  # [B_g]
             per_sample = loss if piece.rows is None else per_sample.index_copy(0, piece.rows, loss)
-        return per_sample
+        return per_sample.to(inputs.denoised.dtype)
 
     def __repr__(self) -> str:
         return (f"RepaLoss(encoder={type(self.encoder).__name__}, depth={self.depth}, "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from maskdit.config.registry import one_of, register, registry
 from maskdit.config.spec_model import SpecModel
@@ -73,6 +73,13 @@ EncoderSpec = one_of("encoder")
 @register("loss")
 class RepaSpec(SpecModel):
     """REPA: align the tokens after an early block with a frozen encoder's features (Yu et al. 2025)."""
+
+    # the encoder is a plugin spec of its own: the contract tests draw whole examples
+    model_config = ConfigDict(**SpecModel.model_config, json_schema_extra={"examples": [
+        {"name": "repa", "encoder": {"name": "digits_ssl", "weights": "random"}, "depth": 1, "projector_dim": 16},
+        {"name": "repa", "weight": 1.0, "encoder": {"name": "digits_ssl", "weights": "random"}, "projector_dim": 8,
+         "until_step": 1000},
+    ]})
 
     name: Literal["repa"] = "repa"
     weight: float = Field(0.5, ge=0, le=1e6, description="weight of this term in the total (REPA: 0.5)")
