@@ -155,6 +155,9 @@ class MaskDiT(nn.Module):
             # one K per group keeps each group's tokens dense; samples are independent, so this
             # equals running each sample with its own mask: [B_g, C, H, W] per group -> [B, C, H, W]
             return mask.run(lambda group, *rows: self.forward(*rows, mask=group), x, noise_labels, labels)
+        if mask is not None and mask.num_kept == 0 and not spec.routing.rejoins:
+            raise ValueError(f"{mask} keeps no token (path drop), which needs a routing whose dropped tokens rejoin "
+                             "(routing.end): this model's encoder would see nothing")
         masked = mask is not None and not mask.is_identity
 
         tokens = self.x_embedder(x) + self.pos_embed  # [B, L, D]
@@ -189,7 +192,8 @@ class MaskDiT(nn.Module):
                 left = tokens
                 if mask is not None:
                     tokens = mask.gather(tokens)  # [B, K, D]
-            tokens = block(tokens, c)
+            if tokens.shape[1]:  # a path-dropped sample (nothing kept) skips the sparse span
+                tokens = block(tokens, c)
             if routing.rejoins and index == end - 1:
                 tokens = self.rejoin(tokens, left, mask)  # [B, L, D]
         return tokens
