@@ -143,7 +143,7 @@ def _path_drop_sampling(model) -> str:
 
 def _describe_sampler(sampler, evaluations: int | None) -> str:
     guidance = f"cfg {sampler.cfg_scale:g}"
-    if getattr(sampler, "path_drop", False):
+    if getattr(sampler, "path_drop", False) and sampler.cfg_scale != 1:
         guidance = f"path-drop guidance {sampler.cfg_scale:g} (weak branch: {sampler.path_drop_label} label)"
     if sampler.cfg_scale != 1 and sampler.cfg_interval is not None:
         guidance += f" for sigma in [{sampler.cfg_interval[0]:g}, {sampler.cfg_interval[1]:g}]"

@@ -240,7 +240,7 @@ def _main(args: argparse.Namespace, ctx) -> int:
         adaptive = sampler.num_evaluations is None  # dopri5 picks its own steps: count them
         calls = "an adaptive number of denoiser calls" if adaptive else f"{sampler.num_evaluations} denoiser calls"
         guidance = (f"path-drop guidance {spec.cfg_scale:g} ({spec.path_drop_label} label)"
-                    if getattr(spec, "path_drop", False) else f"cfg {spec.cfg_scale:g}")
+                    if getattr(spec, "path_drop", False) and spec.cfg_scale != 1 else f"cfg {spec.cfg_scale:g}")
         say(f"sampling {args.n} images with {spec.name}, {'adaptive' if adaptive else spec.steps} steps ({calls} "
             f"each), {guidance}, seed {args.seed}{ranks}", flush=True)
         counted: list[int] = []
