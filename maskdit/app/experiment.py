@@ -20,7 +20,7 @@ from maskdit.app.experiment_spec import ExperimentSpec
 from maskdit.config.registry import plugin_modules
 from maskdit.core import build_denoiser
 from maskdit.data import build_dataset
-from maskdit.losses import Objective, ObjectiveOutput, build_objective
+from maskdit.losses import Objective, ObjectiveOutput, attach_heads, build_objective
 from maskdit.masking import build_masking
 from maskdit.samplers import Sampler, build_sampler
 from maskdit.train.callbacks import Callbacks
@@ -71,8 +71,12 @@ class Experiment:
 
     def denoiser(self) -> torch.nn.Module:
         """A freshly initialised network (backbone and preconditioning), its weights drawn from a
-        generator seeded with the run seed, so every rank of a distributed run builds the same one."""
-        return build_denoiser(self.spec.model, generator=torch.Generator().manual_seed(self.spec.seed))
+        generator seeded with the run seed, so every rank of a distributed run builds the same one.
+        Loss terms that train a head (repa's projector) get it attached, drawn from a second
+        generator with the same seed: the network's weights do not depend on the loss terms."""
+        denoiser = build_denoiser(self.spec.model, generator=torch.Generator().manual_seed(self.spec.seed))
+        return attach_heads(denoiser, [self.objective(phase.spec) for phase in phases_of(self.spec.train)],
+                            generator=torch.Generator().manual_seed(self.spec.seed))
 
     def masking(self, phase: PhaseSpec | None = None):
         """The masking strategy of a training phase (the experiment's where the phase sets none)."""
@@ -84,7 +88,7 @@ class Experiment:
         terms = phase.loss_terms if phase is not None and phase.loss_terms is not None else spec.losses.terms
         return build_objective(spec.losses.model_copy(update={"terms": terms}), masking=self._masking_spec(phase),
                                patch_size=spec.model.patch_size, num_classes=spec.model.num_classes,
-                               loss_tokens=spec.model.routing.loss_tokens)
+                               loss_tokens=spec.model.routing.loss_tokens, model_depth=spec.model.depth)
 
     def objectives(self) -> dict[str, TrainingObjective]:
         """Phase name -> what the Trainer optimises in that phase: the phase's :meth:`objective`,

@@ -31,6 +31,7 @@ from maskdit.interop.native import load_native
 from maskdit.interop.reference import load_reference_dit, load_reference_maskdit
 from maskdit.interop.sit import load_reference_sit
 from maskdit.interop.strict import load_strict
+from maskdit.losses.heads import split_heads
 from maskdit.io.checkpoint import STATE, latest_checkpoint, load_checkpoint, read_state
 from maskdit.io.weight_files import read_checkpoint
 
@@ -164,6 +165,7 @@ def _open_checkpoint(folder: Path, weights: Weights, device: str | torch.device)
     tensors = checkpoint.tensors.get(weights)
     if not tensors:
         raise CheckpointError(f"{folder}: no {weights!r} weights in the checkpoint (groups: {sorted(checkpoint.tensors)})")
+    tensors, _ = split_heads(tensors)  # training heads (repa's projector) are not part of the model
     tensors = {name.removeprefix("net."): value for name, value in tensors.items()}  # EMA of the wrapper
     net = build_model(spec.model, device="meta")
     load_strict(net, tensors, source=f"{folder} ({weights} weights)")

@@ -12,7 +12,8 @@ preconditioning lives in :mod:`maskdit.core.denoiser`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from einops import rearrange
@@ -24,6 +25,7 @@ from maskdit.core.init_check import check_written, fill_nan_
 from maskdit.core.layers import DecoderEntry, FinalLayer
 from maskdit.core.registries import LABEL_EMBEDDERS
 from maskdit.core.specs import ModelSpec
+from maskdit.core.taps import BlockTaps
 from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
 
@@ -41,6 +43,8 @@ class MaskDiT(nn.Module):
     :class:`~maskdit.core.init_check.UninitializedWeightsError` naming it. Position embeddings are frozen
     persistent buffers (they are in the reference checkpoints), not parameters.
     """
+
+    _taps: BlockTaps | None = None  # set only inside ``tapping``
 
     def __init__(
         self,
@@ -178,6 +182,19 @@ class MaskDiT(nn.Module):
                 out = mask.scatter(out, 0.0)  # [B, L, p*p*C_out]: no prediction at dropped positions
         return self.unpatchify(out)
 
+    @contextmanager
+    def tapping(self, blocks: Iterable[int]) -> Iterator[BlockTaps]:
+        """Record the tokens after encoder blocks ``blocks`` during the forward pass run inside
+        the ``with`` (one pass; :meth:`BlockTaps.resolve` gives them with their positions)."""
+        if self._taps is not None:
+            raise RuntimeError("this backbone is already being tapped; taps do not nest")
+        taps = BlockTaps(blocks, len(self.blocks), (self.spec.grid_size, self.spec.grid_size))
+        self._taps = taps
+        try:
+            yield taps
+        finally:
+            del self._taps  # back to the class default: None
+
     def encode(self, tokens: torch.Tensor, c: torch.Tensor, mask: Mask | None) -> torch.Tensor:
         """The encoder blocks, with the kept tokens alone in blocks [start, end) of ``spec.routing``.
 
@@ -194,6 +211,9 @@ class MaskDiT(nn.Module):
                     tokens = mask.gather(tokens)  # [B, K, D]
             if tokens.shape[1]:  # a path-dropped sample (nothing kept) skips the sparse span
                 tokens = block(tokens, c)
+            if self._taps is not None and index in self._taps.blocks:
+                sparse = mask is not None and routing.start <= index < end
+                self._taps.record(index, tokens, mask.ids_keep if sparse else None)  # [B, K or L, D]
             if routing.rejoins and index == end - 1:
                 tokens = self.rejoin(tokens, left, mask)  # [B, L, D]
         return tokens

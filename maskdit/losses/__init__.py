@@ -1,4 +1,4 @@
-"""Training objective: loss terms (dsm with EDM / velocity / eps weighting, mae, velocity_cosine), noise-level distributions, label dropout, composition.
+"""Training objective: loss terms (dsm with EDM / velocity / eps weighting, mae, velocity_cosine, repa), noise-level distributions, label dropout, composition.
 
 ``build_objective(spec.losses, masking=..., patch_size=..., num_classes=...)`` turns the spec's
 losses section into an ``Objective``; ``maskdit_objective()`` is the paper's (DSM + 0.1 MAE,
@@ -12,11 +12,13 @@ from typing import Any
 from maskdit.config.registry import Registry, registry
 from maskdit.losses import specs
 from maskdit.losses.dsm import WEIGHTINGS, DSMLoss, edm_weight, eps_weight, velocity_weight
+from maskdit.losses.heads import attach_heads, split_heads, training_heads
 from maskdit.losses.inputs import LossInputs
 from maskdit.losses.label_dropout import drop_labels
 from maskdit.losses.mae import MAELoss
 from maskdit.losses.objective import LossTerm, Objective, ObjectiveOutput, WeightedTerm
 from maskdit.losses.patches import infer_patch_size, patchify, pool_to_tokens
+from maskdit.losses.repa import RepaLoss, repa_projector
 from maskdit.losses.velocity_cosine import VelocityCosineLoss
 from maskdit.masking import build_masking
 from maskdit.masking.specs import RandomMaskingSpec
@@ -40,6 +42,7 @@ def build_objective(
     patch_size: int | None = None,
     num_classes: int | None = None,
     loss_tokens: str = "visible",
+    model_depth: int | None = None,
 ) -> Objective:
     """The Objective of a losses section. ``masking``: a masking strategy, a masking spec, or None
     (no masking); ``patch_size``: the model's (needed to draw masks); ``num_classes``: the
@@ -47,7 +50,8 @@ def build_objective(
     term without its own ``tokens`` covers (the model's ``routing.loss_tokens``)."""
     if masking is not None and not callable(masking):
         masking = build_masking(masking)
-    terms = [WeightedTerm(term.name, getattr(term, "weight", 1.0), LOSS_TERMS.build(term, loss_tokens=loss_tokens))
+    terms = [WeightedTerm(term.name, getattr(term, "weight", 1.0), LOSS_TERMS.build(term, loss_tokens=loss_tokens,
+                                                                                   model_depth=model_depth))
              for term in spec.terms]
     dropout = spec.label_dropout if num_classes != 0 else 0.0  # unconditional: nothing to drop
     # None: patch_size / num_classes come from the denoiser at each call (see Objective)
@@ -95,6 +99,11 @@ __all__ = [
     "Objective",
     "ObjectiveOutput",
     "WeightedTerm",
+    "RepaLoss",
+    "repa_projector",
+    "attach_heads",
+    "split_heads",
+    "training_heads",
     "build_noise",
     "build_objective",
     "drop_labels",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from maskdit.core.taps import TappedTokens
 from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
 
@@ -17,7 +20,10 @@ class LossInputs:
     mask: the Mask the denoiser ran with (None = all tokens), or a GroupedMask when samples kept
     different counts (its ``dropped`` [B, L] is each sample's own mask, in batch order, so terms
     that read ``mask.dropped`` work unchanged); patch_size: side of a token's patch (None when
-    there is no mask and nothing needs it)."""
+    there is no mask and nothing needs it); step: the training step (None outside training);
+    hidden: block index -> the tokens after that block from the same forward pass, for the
+    blocks the terms asked for (their ``blocks``); heads: the model's training heads by term
+    name (:mod:`maskdit.losses.heads`)."""
 
     y: torch.Tensor
     noisy: torch.Tensor
@@ -25,6 +31,9 @@ class LossInputs:
     denoised: torch.Tensor
     mask: Mask | GroupedMask | None = None
     patch_size: int | None = None
+    step: int | None = None
+    hidden: Mapping[int, tuple[TappedTokens, ...]] = field(default_factory=dict)
+    heads: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def masked(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from maskdit.losses.heads import backbone_of, training_heads
 from maskdit.losses.inputs import LossInputs
 from maskdit.losses.label_dropout import drop_labels
 from maskdit.losses.patches import infer_patch_size
@@ -91,6 +92,8 @@ class Objective:
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
             raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
         self.terms = terms
+        # blocks whose tokens some term reads (REPA), handed out of the denoiser's own forward pass
+        self.tapped_blocks = tuple(sorted({b for t in terms for b in getattr(t.term, "blocks", ())}))
         self.noise = noise
         self.masking = masking
         self.patch_size = patch_size
@@ -134,12 +137,20 @@ class Objective:
             patch_size = infer_patch_size((height, width), mask.num_tokens, patch_size)
         model_mask = None if mask is None or mask.is_identity else mask
         noisy = y + sigma.view(-1, 1, 1, 1) * noise  # [B] -> [B, 1, 1, 1] broadcast
-        denoised = denoiser(noisy, sigma, labels=labels, mask=model_mask)
+        heads = self._heads_of(denoiser)
+        hidden = {}
+        if self.tapped_blocks:
+            with backbone_of(denoiser).tapping(self.tapped_blocks) as taps:
+                denoised = denoiser(noisy, sigma, labels=labels, mask=model_mask)
+            hidden = taps.resolve(model_mask)
+        else:
+            denoised = denoiser(noisy, sigma, labels=labels, mask=model_mask)
         if not isinstance(denoised, torch.Tensor) or denoised.shape != y.shape:
             raise ValueError(
                 f"the denoiser must return a tensor shaped like y {tuple(y.shape)}, got {_describe(denoised)}"
             )
-        inputs = LossInputs(y=y, noisy=noisy, sigma=sigma, denoised=denoised, mask=model_mask, patch_size=patch_size)
+        inputs = LossInputs(y=y, noisy=noisy, sigma=sigma, denoised=denoised, mask=model_mask, patch_size=patch_size,
+                            step=step, hidden=hidden, heads=heads)
         parts = {t.name: t.term(inputs) for t in self.terms}
         weighted = sum(t.weight * parts[t.name] for t in self.terms)
         return ObjectiveOutput(total=weighted, parts=parts, sigma=sigma, mask=model_mask, labels=labels)
@@ -162,6 +173,16 @@ class Objective:
                     raise ValueError(f"the objective's {t.name} term has sigma_data={term_sigma_data:g} but the "
                                      f"denoiser's sigma_data is {model_sigma_data:g}; they must be the same")
         return resolved[0], resolved[1]
+
+    def _heads_of(self, denoiser: Any) -> Any:
+        """The denoiser's training heads; each term that trains one must find it there."""
+        heads = training_heads(denoiser)
+        missing = [t.name for t in self.terms if hasattr(t.term, "make_head") and t.term.name not in heads]
+        if missing:
+            raise ValueError(f"the loss term(s) {missing} train a head (e.g. REPA's projector) that the denoiser does "
+                             f"not have: call maskdit.losses.attach_heads(denoiser, objective) once before training, "
+                             f"and give the optimizer the denoiser's parameters after that")
+        return heads
 
     def _check_labels(self, labels: torch.Tensor | None, batch: int, num_classes: int | None) -> torch.Tensor | None:
         if labels is None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from maskdit.config.registry import one_of, register
+from maskdit.config.registry import one_of, register, registry
 from maskdit.config.spec_model import SpecModel
 from maskdit.losses.dsm import DSMLoss
 from maskdit.losses.mae import MAELoss
+from maskdit.losses.repa import RepaLoss
 from maskdit.losses.velocity_cosine import VelocityCosineLoss
 from maskdit.processes.flow_noise import LogitNormalTimeNoise, UniformTimeNoise
 from maskdit.processes.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
@@ -63,6 +64,44 @@ class MAESpec(SpecModel):
 
     def build(self, **context: Any):
         return MAELoss(eps=self.eps, normalize_target=self.normalize_target)
+
+
+#: a registered representation encoder (maskdit.encoders)
+EncoderSpec = one_of("encoder")
+
+
+@register("loss")
+class RepaSpec(SpecModel):
+    """REPA: align the tokens after an early block with a frozen encoder's features (Yu et al. 2025)."""
+
+    # the encoder is a plugin spec of its own: the contract tests draw whole examples
+    model_config = ConfigDict(**SpecModel.model_config, json_schema_extra={"examples": [
+        {"name": "repa", "encoder": {"name": "digits_ssl", "weights": "random"}, "depth": 1, "projector_dim": 16},
+        {"name": "repa", "weight": 1.0, "encoder": {"name": "digits_ssl", "weights": "random"}, "projector_dim": 8,
+         "until_step": 1000},
+    ]})
+
+    name: Literal["repa"] = "repa"
+    weight: float = Field(0.5, ge=0, le=1e6, description="weight of this term in the total (REPA: 0.5)")
+    encoder: EncoderSpec = Field(description="the frozen representation encoder aligned to")
+    depth: int | None = Field(None, ge=1, le=128,
+                              description="align the tokens after this many encoder blocks (REPA: 8 of SiT-XL's "
+                                          "28); None: 8/28 of the model's depth, at least 1")
+    projector_dim: int = Field(2048, ge=1, le=16384, description="hidden width of the projector MLP (REPA: 2048)")
+    until_step: int | None = Field(None, ge=0, le=10**9,
+                                   description="switch the term off from this training step on (HASTE); None: never")
+
+    def aligned_depth(self, model_depth: int) -> int:
+        """The blocks run before alignment for a model of ``model_depth`` encoder blocks."""
+        return self.depth if self.depth is not None else max(1, round(model_depth * 8 / 28))
+
+    def build(self, *, model_depth: int | None = None, **context: Any):
+        """``model_depth``: the model's encoder blocks (needed when ``depth`` is None)."""
+        if self.depth is None and model_depth is None:
+            raise ValueError("repa with depth None needs the model's depth to choose the aligned block")
+        encoder = registry("encoder").build(self.encoder)
+        return RepaLoss(encoder, depth=self.aligned_depth(model_depth or 0), projector_dim=self.projector_dim,
+                        until_step=self.until_step)
 
 
 #: a registered loss term (a JSON object naming it, with its ``weight``)

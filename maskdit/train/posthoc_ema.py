@@ -30,6 +30,7 @@ from maskdit.core.denoiser import DDPMDenoiser, Denoiser
 from maskdit.core.factory import build_model, wrap
 from maskdit.core.specs import ModelSpec
 from maskdit.interop.strict import load_strict
+from maskdit.losses.heads import split_heads
 from maskdit.io.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_state
 from maskdit.train.specs import EMASpec
 
@@ -286,5 +287,6 @@ def averaged_denoiser(tensors: Mapping[str, torch.Tensor], model: ModelSpec, *,
                       source: str = "averaged weights") -> Denoiser | DDPMDenoiser:
     """The denoiser holding averaged weights (the wrapper's ``net.`` prefix is dropped), in eval mode."""
     net = build_model(model, device="meta")
+    tensors, _ = split_heads(tensors)  # training heads (repa's projector) are not part of the sampled model
     load_strict(net, {name.removeprefix("net."): value for name, value in tensors.items()}, source=source)
     return wrap(net, model).eval()

@@ -1,0 +1,200 @@
+"""REPA's alignment term: its value and gradient on hand-made features, the tokens it aligns under
+each routing (checked against forward hooks on the blocks), grouped masks, the projector head,
+HASTE's stop, and the errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from maskdit.core import build_denoiser
+from maskdit.core.taps import TappedTokens
+from maskdit.encoders.base import FrozenEncoder
+from maskdit.losses import Objective
+from maskdit.losses.heads import attach_heads, split_heads
+from maskdit.losses.inputs import LossInputs
+from maskdit.losses.objective import WeightedTerm
+from maskdit.losses.repa import RepaLoss, features_on_grid, repa_projector
+from maskdit.masking.grouped import GroupedMask
+from maskdit.masking.mask import Mask
+
+from ..core.helpers import random_mask, randomize_, tiny_spec
+
+
+class PixelEncoder(FrozenEncoder):
+    """A frozen toy encoder: a fixed random 1x1 conv on 2x2-pooled pixels (features [B, 6, H/2, W/2])."""
+
+    def __init__(self, channels: int = 3, width: int = 6) -> None:
+        super().__init__()
+        self.width = width
+        self.proj = nn.Conv2d(channels, width, 1)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=torch.Generator().manual_seed(5)))
+            self.proj.bias.zero_()
+        self.freeze()
+
+    def encode(self, images):
+        return self.proj(nn.functional.avg_pool2d(images, 2))
+
+
+ROUTINGS = {
+    "maskdit": {"decoder_depth": 1, "depth": 3},
+    "deferred": {"decoder_depth": 0, "depth": 3, "routing": {"start": 1}},
+    "tread": {"decoder_depth": 0, "depth": 4, "routing": {"start": 1, "end": 3}},
+    "sprint": {"decoder_depth": 0, "depth": 4, "routing": {"start": 1, "end": 3, "fill": "mask_token",
+                                                            "fuse": "concat"}},
+}
+
+
+class SpyRepa(RepaLoss):
+    """RepaLoss that keeps the inputs of its last call."""
+
+    def __call__(self, inputs):
+        self.last_inputs = inputs
+        return super().__call__(inputs)
+
+
+def _objective(depth, **options):
+    term = SpyRepa(PixelEncoder(), depth=depth, projector_dim=16, **options)
+    return Objective([WeightedTerm("repa", 0.5, term)], noise=lambda b, generator=None, device=None, dtype=None:
+                     torch.full((b,), 0.7, device=device, dtype=dtype)), term
+
+
+def test_identical_features_give_minus_one():
+    features = torch.randn(2, 4, 5)  # [B, L, D]
+    term = RepaLoss(PixelEncoder(width=5), depth=1)
+    term.target_features = lambda images, grid: features  # the encoder's features, hand-made
+    piece = TappedTokens(tokens=features * 3.0, positions=None, rows=None, grid=(2, 2))  # same direction
+    y = torch.zeros(2, 3, 4, 4)
+    inputs = LossInputs(y=y, noisy=y, sigma=torch.ones(2), denoised=y, hidden={0: (piece,)},
+                        heads={"repa": nn.Identity()})
+    torch.testing.assert_close(term(inputs), torch.full((2,), -1.0))
+    opposite = TappedTokens(tokens=-features, positions=None, rows=None, grid=(2, 2))
+    inputs = LossInputs(y=y, noisy=y, sigma=torch.ones(2), denoised=y, hidden={0: (opposite,)},
+                        heads={"repa": nn.Identity()})
+    torch.testing.assert_close(term(inputs), torch.full((2,), 1.0))
+
+
+def test_kept_positions_pick_their_own_features():
+    features = torch.randn(1, 4, 3)
+    term = RepaLoss(PixelEncoder(width=3), depth=1)
+    term.target_features = lambda images, grid: features
+    positions = torch.tensor([[3, 1]])
+    piece = TappedTokens(tokens=features[:, [3, 1]], positions=positions, rows=None, grid=(2, 2))
+    y = torch.zeros(1, 3, 4, 4)
+    inputs = LossInputs(y=y, noisy=y, sigma=torch.ones(1), denoised=y, hidden={0: (piece,)},
+                        heads={"repa": nn.Identity()})
+    torch.testing.assert_close(term(inputs), torch.tensor([-1.0]))
+    wrong = TappedTokens(tokens=features[:, [3, 1]], positions=torch.tensor([[0, 2]]), rows=None, grid=(2, 2))
+    inputs = LossInputs(y=y, noisy=y, sigma=torch.ones(1), denoised=y, hidden={0: (wrong,)},
+                        heads={"repa": nn.Identity()})
+    assert float(term(inputs)) > -0.99
+
+
+@pytest.mark.parametrize("method", ROUTINGS)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_aligns_exactly_the_tokens_present_at_the_block(method, depth):
+    spec = tiny_spec(**ROUTINGS[method])
+    denoiser = randomize_(build_denoiser(spec, seed=0), seed=1)
+    objective, term = _objective(depth)
+    attach_heads(denoiser, objective, generator=torch.Generator().manual_seed(3))
+    seen = []
+    hook = denoiser.net.blocks[depth - 1].register_forward_hook(lambda module, args, out: seen.append(out))
+    mask = random_mask(spec, 3, 0.5, seed=4)
+    y = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    out = objective(denoiser, y, torch.tensor([0, 1, 2]), mask=mask, generator=torch.Generator().manual_seed(7))
+    hook.remove()
+    (piece,) = term.last_inputs.hidden[depth - 1]
+    assert len(seen) == 1 and piece.tokens is seen[0]
+    routing = spec.routing
+    end = routing.end if routing.end is not None else spec.depth
+    if routing.start <= depth - 1 < end:  # inside the sparse span: the kept tokens, at their positions
+        assert piece.tokens.shape[1] == mask.num_kept
+        assert torch.equal(piece.positions, mask.ids_keep)
+    else:
+        assert piece.tokens.shape[1] == spec.num_tokens and piece.positions is None
+    # the value equals the term computed by hand from the hooked tokens
+    features = features_on_grid(term.encoder(y), (spec.grid_size, spec.grid_size))
+    if piece.positions is not None:
+        features = features.gather(1, mask.ids_keep.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+    expected = -nn.functional.cosine_similarity(denoiser.heads["repa"](seen[0]), features, dim=-1).mean(1)
+    torch.testing.assert_close(out.parts["repa"], expected)
+
+
+def test_gradient_reaches_the_projector_and_early_blocks_not_the_encoder():
+    spec = tiny_spec(**ROUTINGS["sprint"])
+    denoiser = randomize_(build_denoiser(spec, seed=0), seed=1)
+    objective, term = _objective(2)
+    attach_heads(denoiser, objective, generator=torch.Generator().manual_seed(3))
+    y = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    out = objective(denoiser, y, torch.tensor([0, 1]), mask=random_mask(spec, 2, 0.5),
+                    generator=torch.Generator().manual_seed(7))
+    out.total.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in denoiser.heads["repa"].parameters())
+    assert denoiser.net.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in denoiser.net.blocks[2].parameters())  # after the aligned block: no grad
+    assert all(p.grad is None and not p.requires_grad for p in term.encoder.parameters())
+    term.encoder.train()
+    assert not term.encoder.training
+
+
+def test_grouped_masks_give_each_sample_its_own_alignment():
+    spec = tiny_spec(**ROUTINGS["tread"])
+    denoiser = randomize_(build_denoiser(spec, seed=0), seed=1)
+    objective, _ = _objective(2)
+    attach_heads(denoiser, objective, generator=torch.Generator().manual_seed(3))
+    big, small = random_mask(spec, 2, 0.25, seed=1), random_mask(spec, 2, 0.75, seed=2)
+    grouped = GroupedMask.combine([big, small], [torch.tensor([0, 3]), torch.tensor([1, 2])])
+    y = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    labels = torch.tensor([0, 1, 2, 3])
+    noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(8))
+    together = objective(denoiser, y, labels, noise=noise, mask=grouped).parts["repa"]
+    for group, rows in zip((big, small), ([0, 3], [1, 2])):
+        alone = objective(denoiser, y[rows], labels[rows], noise=noise[rows], mask=group).parts["repa"]
+        torch.testing.assert_close(together[rows], alone)
+
+
+def test_stops_after_until_step_and_needs_its_head():
+    spec = tiny_spec(**ROUTINGS["maskdit"])
+    denoiser = randomize_(build_denoiser(spec, seed=0), seed=1)
+    objective, _ = _objective(1, until_step=5)
+    y = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="attach_heads"):
+        objective(denoiser, y, torch.tensor([0, 1]))
+    attach_heads(denoiser, objective)
+    assert float(objective(denoiser, y, torch.tensor([0, 1]), step=4).parts["repa"].abs().sum()) > 0
+    assert torch.equal(objective(denoiser, y, torch.tensor([0, 1]), step=5).parts["repa"], torch.zeros(2))
+
+
+def test_heads_stay_out_of_the_backbone():
+    spec = tiny_spec()
+    denoiser = build_denoiser(spec, seed=0)
+    objective, _ = _objective(1)
+    attach_heads(denoiser, objective)
+    assert not any(k.startswith("heads") for k in denoiser.net.state_dict())
+    model, heads = split_heads(denoiser.state_dict())
+    assert set(heads) == {f"heads.repa.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")}
+    assert all(k.startswith("net.") for k in model)
+
+
+def test_projector_layout_and_init_are_seeded():
+    a = repa_projector(8, 16, 4, generator=torch.Generator().manual_seed(0))
+    b = repa_projector(8, 16, 4, generator=torch.Generator().manual_seed(0))
+    assert [type(m).__name__ for m in a] == ["Linear", "SiLU", "Linear", "SiLU", "Linear"]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert float(a[0].weight.abs().max()) <= 8 ** -0.5
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="depth"):
+        RepaLoss(PixelEncoder(), depth=0)
+    trainable = PixelEncoder()
+    trainable.proj.weight.requires_grad_(True)
+    with pytest.raises(ValueError, match="frozen"):
+        RepaLoss(trainable, depth=1)
+    spec = tiny_spec()
+    denoiser = build_denoiser(spec, seed=0)
+    with pytest.raises(ValueError, match="deeper"):
+        attach_heads(denoiser, [RepaLoss(PixelEncoder(), depth=5)])
+    term = RepaLoss(PixelEncoder(), depth=1)
+    with pytest.raises(ValueError, match="channels"):
+        term.target_features(torch.zeros(1, 4, 8, 8), (4, 4))
