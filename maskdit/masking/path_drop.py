@@ -101,8 +101,7 @@ def path_dropped(mask: Mask | GroupedMask, dropped: torch.Tensor) -> Mask | Grou
     if not bool(dropped.any()):
         return mask
     if isinstance(mask, Mask):
-        device = mask.dropped.device
-        groups, members = (mask,), (torch.arange(mask.batch_size, device=device),)
+        groups, members = (mask,), (torch.arange(mask.batch_size, device=mask.dropped.device),)
     else:
         groups, members = mask.groups, mask.members
     device = groups[0].dropped.device
