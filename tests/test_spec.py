@@ -12,7 +12,7 @@ from maskdit.config.spec_model import SEED_MAX
 from maskdit.core.presets import MODEL_PRESETS
 from maskdit.core.specs import ModelSpec
 from maskdit.masking import MASKING, RATIO_SCHEDULES
-from maskdit.masking.specs import masking_max_ratio
+from maskdit.masking.specs import masking_max_ratio, masking_path_drop
 from maskdit.testing.strategies import masking_specs, takes_ratio
 
 DIGITS_MODEL = {"input_size": 32, "in_channels": 1, "patch_size": 4, "depth": 2, "hidden_size": 64,
@@ -34,6 +34,8 @@ def experiment_specs(draw):
     model = {**DIGITS_MODEL, "num_heads": heads, "hidden_size": heads * draw(st.integers(8, 32)),
              "patch_size": draw(st.sampled_from([2, 4])), "qk_norm": draw(st.booleans()),
              "label_embedder": draw(st.sampled_from(["table", "onehot"]))}
+    if masking_path_drop(masking):  # path drop needs a routing whose dropped tokens rejoin
+        model["routing"] = {"start": 1, "end": 2, "fill": "mask_token", "fuse": "concat"}
     train = {"steps": draw(st.integers(0, 10**6)), "lr": draw(st.floats(1e-7, 1.0)),
              "ema": {"decay": draw(st.floats(0.0, 0.99999))}, "precision": draw(st.sampled_from(["fp32", "bf16"]))}
     # the fields where infinity means "no limit" round-trip too (spec.json spells it "Infinity")

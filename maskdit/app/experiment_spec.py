@@ -21,7 +21,7 @@ from maskdit.core.specs import ModelSpec
 from maskdit.data.specs import DataSpec, MNIST5kSpec
 from maskdit.eval.specs import EvalSpec
 from maskdit.losses.specs import LossesSpec
-from maskdit.masking.specs import MaskingSpec, RandomMaskingSpec, masking_max_ratio
+from maskdit.masking.specs import MaskingSpec, RandomMaskingSpec, masking_max_ratio, masking_path_drop
 from maskdit.masking.strategies import num_kept
 from maskdit.samplers.flow_specs import follow_process_grid
 from maskdit.samplers.specs import HeunSamplerSpec, SamplerSpec
@@ -79,6 +79,7 @@ class ExperimentSpec(SpecModel):
         self._losses_fit_process()
         self._losses_fit_routing()
         self._alignment_fits_model()
+        self._path_drop_fits()
         process = self.model.process
         if math.isinf(self.sampler.sigma_max) and not getattr(process, "defined_at_pure_noise", False):
             model = (f"model.process {process.name!r} with prediction {process.prediction!r}"
@@ -86,10 +87,11 @@ class ExperimentSpec(SpecModel):
             raise ValueError(f"sampler.schedule {self.sampler.schedule.name!r} starts at pure noise (sigma = inf), "
                              f"where {model} has no value: set sampler.schedule.t_max below 1 (e.g. 0.99), "
                              "or use a sigma schedule")
-        if self.model.num_classes == 0 and self.sampler.cfg_scale != 1.0:
+        needs_labels = getattr(self.sampler, "needs_labels", self.sampler.cfg_scale != 1.0)
+        if self.model.num_classes == 0 and needs_labels:
             raise ValueError(
                 f"sampler.cfg_scale is {self.sampler.cfg_scale} but the model is unconditional (num_classes 0); "
-                "guidance needs labels: set cfg_scale to 1"
+                "guidance needs labels: set cfg_scale to 1 (or path-drop guidance with path_drop_label 'same')"
             )
         if self.data.channels != self.model.in_channels:
             raise ValueError(
@@ -151,6 +153,35 @@ class ExperimentSpec(SpecModel):
                         f"the loss {what} needs predictions at dropped positions, but this model has no "
                         "decoder and its dropped tokens never rejoin (set model.routing.end or a decoder)"
                     )
+
+
+    def _path_drop_fits(self) -> None:
+        """Path drop (masking) and path-drop guidance (sampler) replace the sparse span where the
+        dropped tokens rejoin: they need model.routing.end, the guidance a model trained with path
+        drop, and a path-dropped sample has no visible token to average a loss over."""
+        sections = [("masking", self.masking)] + [(f"train.phases.{i}.masking", phase.masking)
+                                                  for i, phase in enumerate(self.train.phases) if phase.masking]
+        rejoins = self.model.routing.rejoins
+        for where, masking in sections:
+            if masking_path_drop(masking) > 0 and not rejoins:
+                raise ValueError(f"{where}.path_drop ({masking_path_drop(masking):g}) replaces the sparse span where "
+                                 "the dropped tokens rejoin, but model.routing.end is not set (they never rejoin): "
+                                 f"set model.routing.end, or {where}.path_drop to 0")
+        stages = [(self.masking, self.losses.terms)] if not self.train.phases else [
+            (phase.masking or self.masking, phase.loss_terms or self.losses.terms) for phase in self.train.phases]
+        trained = any(masking_path_drop(masking) > 0 for masking, _ in stages)
+        for masking, terms in stages:
+            for term in terms if masking_path_drop(masking) > 0 else ():
+                if getattr(term, "tokens", None) == "visible":
+                    raise ValueError(f"the loss {term.name} averages over the visible tokens, which a path-dropped "
+                                     "sample (masking.path_drop) has none of: set its tokens to 'all' or leave it out")
+        if getattr(self.sampler, "path_drop", False):
+            if not rejoins:
+                raise ValueError("sampler.path_drop guides with the model's sparse path dropped where the dropped "
+                                 "tokens rejoin, but model.routing.end is not set: use cfg (path_drop false)")
+            if not trained:
+                raise ValueError("sampler.path_drop guides with the path-dropped model, which this spec never trains: "
+                                 "set masking.path_drop (SPRINT: 0.1) in the training phases")
 
 
 def preset_names() -> list[str]:

@@ -6,11 +6,12 @@ import torch
 
 from maskdit.app.experiment import Experiment
 from maskdit.core.describe import model_rows
-from maskdit.core.flops import training_flops
+from maskdit.core.flops import flops_per_forward, sampling_flops, training_flops
 from maskdit.losses import build_noise
 from maskdit.masking.expected import RatioEstimate, estimate_ratio
 from maskdit.masking.grouped import GroupedMask
-from maskdit.masking.specs import masking_max_ratio
+from maskdit.masking.path_drop import PathDrop
+from maskdit.masking.specs import masking_max_ratio, masking_path_drop
 from maskdit.masking.strategies import num_kept
 
 
@@ -29,20 +30,29 @@ def summarize(experiment: Experiment) -> list[tuple[str, str]]:
     ]
     strategy = experiment.masking()
     ratio = masking_max_ratio(spec.masking)
+    path_drop = masking_path_drop(spec.masking)
     generator = torch.Generator().manual_seed(spec.seed)
     mask = strategy(2, (model.grid_size, model.grid_size), sigma=torch.ones(2), step=0, generator=generator)
-    estimate = _estimate(experiment, strategy, ratio)
+    # the ratio of the samples that keep their path; path drop is quoted on its own row
+    estimate = _estimate(experiment, strategy.strategy if isinstance(strategy, PathDrop) else strategy, ratio)
     varies = "" if estimate is None else (f" (r {estimate.low:g}..{ratio:g}, expected {estimate.mean:.3f}: the mean "
                                           f"over {estimate.samples} training noise levels and steps, seed "
                                           f"{estimate.seed})")
+    dropped = f", path drop {path_drop:g}" if path_drop else ""
     rows.append(("masking", f"{spec.masking.name}: up to r = {ratio:g}{varies}, encoder sees >= "
-                            f"{num_kept(tokens, ratio)} of {tokens} tokens (step 0 draw: {_kept(mask)})"))
+                            f"{num_kept(tokens, ratio)} of {tokens} tokens{dropped} (step 0 draw: {_kept(mask)})"))
     # compute is quoted at the expected ratio; a ratio that varies also gets the range of its bounds
-    model_at = model_rows(model, mask_ratio=ratio if estimate is None else round(estimate.mean, 3))
+    at_ratio = ratio if estimate is None else round(estimate.mean, 3)
+    model_at = model_rows(model, mask_ratio=at_ratio)
     if estimate is not None:
         cheapest, dearest = training_flops(model, mask_ratio=ratio), training_flops(model, mask_ratio=estimate.low)
         model_at.insert(2, ("train FLOPs range", f"{cheapest / 1e9:.3g} G (r = {ratio:g}) to {dearest / 1e9:.3g} G "
                                                  f"(r = {estimate.low:g}) MACs/sample/step, the schedule's bounds"))
+    if path_drop:
+        model_at.insert(2, ("path drop", _describe_path_drop(model, path_drop, at_ratio)))
+    if getattr(spec.sampler, "path_drop", False):
+        model_at = [(label, _path_drop_sampling(model) if label == "sample FLOPs" else value)
+                    for label, value in model_at]
     after_classes = [label for label, _ in rows].index("classes") + 1
     rows[after_classes:after_classes] = model_at
     terms = " + ".join(f"{term.weight:g}*{term.name}" + (f" ({term.weighting} weighting)"
@@ -112,8 +122,29 @@ def _describe_routing(model) -> str:
     return f"{span}, dropped tokens rejoin before block {end} as {fill}{fused} (loss on all tokens)"
 
 
+def _describe_path_drop(model, probability: float, ratio: float) -> str:
+    """Path drop's share of the training compute: a dropped sample skips the sparse span."""
+    routing = model.routing
+    plain, expected = training_flops(model, mask_ratio=ratio), training_flops(model, mask_ratio=ratio,
+                                                                               path_drop=probability)
+    return (f"p = {probability:g}: a dropped sample keeps no token, skips blocks {routing.start}-{routing.end - 1} "
+            f"and rejoins as the fill; expected {expected / 1e9:.3g} G MACs/sample/step at r = {ratio:g} "
+            f"({expected / plain:.2f}x of {plain / 1e9:.3g} G without path drop)")
+
+
+def _path_drop_sampling(model) -> str:
+    """Per network evaluation: one forward; path-drop guidance's against cfg's."""
+    full, weak = flops_per_forward(model), flops_per_forward(model, path_dropped=True)
+    guided, cfg = sampling_flops(model, guidance=True, path_drop=True), sampling_flops(model, guidance=True)
+    return (f"{full / 1e9:.3g} G MACs/sample per network evaluation; {guided / 1e9:.3g} G with path-drop guidance "
+            f"(full {full / 1e9:.3g} G + path-dropped {weak / 1e9:.3g} G) vs {cfg / 1e9:.3g} G with cfg's two full "
+            f"passes ({guided / cfg:.2f}x)")
+
+
 def _describe_sampler(sampler, evaluations: int | None) -> str:
     guidance = f"cfg {sampler.cfg_scale:g}"
+    if getattr(sampler, "path_drop", False) and sampler.cfg_scale != 1:
+        guidance = f"path-drop guidance {sampler.cfg_scale:g} (weak branch: {sampler.path_drop_label} label)"
     if sampler.cfg_scale != 1 and sampler.cfg_interval is not None:
         guidance += f" for sigma in [{sampler.cfg_interval[0]:g}, {sampler.cfg_interval[1]:g}]"
     if sampler.cfg_scale != 1 and getattr(sampler, "cfg_interval_t", None) is not None:

@@ -37,18 +37,21 @@ def block_macs(tokens: int, width: int, cond_dim: int, mlp_ratio: float = 4.0) -
     return linears + attention + cond_dim * 6 * width
 
 
-def forward_breakdown(spec: ModelSpec, *, mask_ratio: float = 0.0) -> FlopBreakdown:
+def forward_breakdown(spec: ModelSpec, *, mask_ratio: float = 0.0, path_dropped: bool = False) -> FlopBreakdown:
     """Multiply-adds per sample of a forward pass with a mask dropping ``mask_ratio`` of the tokens.
 
     Follows ``spec.routing``: encoder blocks [start, end) run on int(L (1 - r)) tokens, as the
     reference's masking keeps, the other blocks on all L; SPRINT's fusion Linear runs on all L.
     Where the dropped tokens never rejoin, the decoder entry (or, without a decoder, the head)
     sees only the kept ones; the decoder always runs on all L (``mask_ratio = 0`` is the
-    inference cost).
+    inference cost). ``path_dropped``: the sample keeps no token (path drop, SPRINT), so the
+    blocks [start, end) do not run at all (``mask_ratio`` is then not used); needs ``routing.end``.
     """
     tokens = spec.num_tokens
-    kept = kept_tokens(tokens, mask_ratio)
     routing = spec.routing
+    if path_dropped and not routing.rejoins:
+        raise ValueError("a path-dropped forward needs a routing whose dropped tokens rejoin (routing.end)")
+    kept = 0 if path_dropped else kept_tokens(tokens, mask_ratio)
     end = routing.end if routing.end is not None else spec.depth
     width, dec_width = spec.hidden_size, spec.decoder_hidden_size
     out_features = spec.patch_size**2 * spec.out_channels
@@ -57,6 +60,7 @@ def forward_breakdown(spec: ModelSpec, *, mask_ratio: float = 0.0) -> FlopBreakd
     encoder = sum(
         block_macs(kept if routing.start <= index < end else tokens, width, width, spec.mlp_ratio)
         for index in range(spec.depth)
+        if not (path_dropped and routing.start <= index < end)  # the backbone skips a span that keeps nothing
     )
     if routing.rejoins and routing.fuse == "concat":
         encoder += tokens * 2 * width * width
@@ -71,16 +75,30 @@ def forward_breakdown(spec: ModelSpec, *, mask_ratio: float = 0.0) -> FlopBreakd
     return FlopBreakdown(embed=patch + time, encoder=encoder, decoder=decoder, head=head)
 
 
-def flops_per_forward(spec: ModelSpec, *, mask_ratio: float = 0.0) -> int:
-    """Multiply-adds per sample of one forward pass (DiT's 'GFLOPs' x 1e9)."""
-    return forward_breakdown(spec, mask_ratio=mask_ratio).total
+def flops_per_forward(spec: ModelSpec, *, mask_ratio: float = 0.0, path_dropped: bool = False) -> int:
+    """Multiply-adds per sample of one forward pass (DiT's 'GFLOPs' x 1e9); ``path_dropped``: with
+    the sparse span dropped (see :func:`forward_breakdown`)."""
+    return forward_breakdown(spec, mask_ratio=mask_ratio, path_dropped=path_dropped).total
 
 
-def training_flops(spec: ModelSpec, *, mask_ratio: float = 0.0) -> int:
-    """Multiply-adds per sample of a training step (forward + backward = 3 forwards)."""
-    return 3 * flops_per_forward(spec, mask_ratio=mask_ratio)
+def training_flops(spec: ModelSpec, *, mask_ratio: float = 0.0, path_drop: float = 0.0) -> int:
+    """Multiply-adds per sample of a training step (forward + backward = 3 forwards); with path
+    drop probability ``path_drop``, the expectation over dropped and kept paths (rounded)."""
+    forward = flops_per_forward(spec, mask_ratio=mask_ratio)
+    if path_drop:
+        if not 0.0 <= path_drop <= 1.0:
+            raise ValueError(f"path_drop must be a probability in [0, 1], got {path_drop}")
+        dropped = flops_per_forward(spec, path_dropped=True)
+        return round(3 * ((1.0 - path_drop) * forward + path_drop * dropped))
+    return 3 * forward
 
 
-def sampling_flops(spec: ModelSpec, *, guidance: bool = False) -> int:
-    """Multiply-adds per sample of one network evaluation while sampling (all tokens; x2 with CFG)."""
-    return (2 if guidance else 1) * flops_per_forward(spec, mask_ratio=0.0)
+def sampling_flops(spec: ModelSpec, *, guidance: bool = False, path_drop: bool = False) -> int:
+    """Multiply-adds per sample of one network evaluation while sampling (all tokens): one forward;
+    with guidance two, the weak one path-dropped with ``path_drop`` (path-drop guidance, SPRINT)."""
+    full = flops_per_forward(spec, mask_ratio=0.0)
+    if path_drop and not guidance:
+        raise ValueError("path_drop is the weak branch of guidance: pass guidance=True too")
+    if not guidance:
+        return full
+    return full + (flops_per_forward(spec, path_dropped=True) if path_drop else full)

@@ -159,6 +159,9 @@ class MaskDiT(nn.Module):
             # one K per group keeps each group's tokens dense; samples are independent, so this
             # equals running each sample with its own mask: [B_g, C, H, W] per group -> [B, C, H, W]
             return mask.run(lambda group, *rows: self.forward(*rows, mask=group), x, noise_labels, labels)
+        if mask is not None and mask.num_kept == 0 and not spec.routing.rejoins:
+            raise ValueError(f"{mask} keeps no token (path drop), which needs a routing whose dropped tokens rejoin "
+                             "(routing.end): this model's encoder would see nothing")
         masked = mask is not None and not mask.is_identity
 
         tokens = self.x_embedder(x) + self.pos_embed  # [B, L, D]
@@ -206,7 +209,8 @@ class MaskDiT(nn.Module):
                 left = tokens
                 if mask is not None:
                     tokens = mask.gather(tokens)  # [B, K, D]
-            tokens = block(tokens, c)
+            if tokens.shape[1]:  # a path-dropped sample (nothing kept) skips the sparse span
+                tokens = block(tokens, c)
             if self._taps is not None and index in self._taps.blocks:
                 sparse = mask is not None and routing.start <= index < end
                 self._taps.record(index, tokens, mask.ids_keep if sparse else None)  # [B, K or L, D]

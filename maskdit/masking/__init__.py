@@ -1,5 +1,5 @@
 """Token masking: the Mask (and the GroupedMask of per-sample counts), the strategies that draw
-one, and the ratio schedules they consult."""
+one, the ratio schedules they consult, and path drop (a strategy's samples keeping no token)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from maskdit.config.registry import Registry, registry
 from maskdit.masking import specs
 from maskdit.masking.grouped import GroupedMask
 from maskdit.masking.mask import Mask
+from maskdit.masking.path_drop import PathDrop, path_dropped
 from maskdit.masking.ratio_schedules import ConstantRatio, CosineRatio, SigmaRatio, UniformRatio
 from maskdit.masking.specs import build_ratio_schedule
 from maskdit.masking.strategies import (
@@ -37,6 +38,8 @@ __all__ = [
     "BlockMasking",
     "GridMasking",
     "NoMasking",
+    "PathDrop",
+    "path_dropped",
     "ConstantRatio",
     "UniformRatio",
     "CosineRatio",

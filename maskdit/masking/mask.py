@@ -7,7 +7,9 @@ L - K fill tokens back into grid order with one gather.
 
 A Mask keeps the same K in every sample, so the kept tokens stay one dense [B, K, D] tensor.
 Per-sample ratios (noise-adaptive masking) come as a :class:`~maskdit.masking.grouped.GroupedMask`:
-the batch split into groups of samples, each group one Mask with its own K.
+the batch split into groups of samples, each group one Mask with its own K. K = 0 (keep nothing,
+:meth:`Mask.keep_none`) is path drop (SPRINT, Park et al. 2025): the whole sparse span of a
+routing that rejoins is replaced by its fill; a backbone whose dropped tokens never rejoin refuses it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 class Mask:
     """ids_keep [B, K] long, ids_restore [B, L] long, dropped [B, L] bool (True = dropped, grid order).
 
-    Contract: every sample keeps exactly K tokens (1 <= K <= L); per sample, ``ids_keep`` and the
+    Contract: every sample keeps exactly K tokens (0 <= K <= L; 0 only for path drop); per sample, ``ids_keep`` and the
     dropped positions are disjoint and together all L positions; ``ids_restore`` is the inverse
     of the order "ids_keep, then the dropped positions"; ``scatter(gather(t), fill)`` gives back
     t at the kept positions and ``fill`` at the dropped ones. A batch whose samples keep
@@ -44,8 +46,8 @@ class Mask:
                 f"Mask shapes disagree: ids_keep {tuple(keep.shape)}, ids_restore "
                 f"{tuple(restore.shape)}, dropped {tuple(dropped.shape)}"
             )
-        if keep.shape[1] < 1 or keep.shape[1] > restore.shape[1]:
-            raise ValueError(f"Mask keeps {keep.shape[1]} of {restore.shape[1]} tokens; need 1 <= K <= L")
+        if keep.shape[1] > restore.shape[1] or restore.shape[1] < 1:
+            raise ValueError(f"Mask keeps {keep.shape[1]} of {restore.shape[1]} tokens; need 0 <= K <= L and L >= 1")
         if keep.dtype != torch.long or restore.dtype != torch.long:
             raise TypeError(f"ids_keep and ids_restore must be int64, got {keep.dtype} and {restore.dtype}")
         if dropped.dtype != torch.bool:
@@ -60,11 +62,21 @@ class Mask:
         return cls(ids_keep=ids, ids_restore=ids.clone(), dropped=dropped)
 
     @classmethod
+    def keep_none(cls, batch_size: int, num_tokens: int, device: torch.device | str | None = None) -> Mask:
+        """Keep no token (K = 0): every position is dropped, i.e. filled where the routing rejoins.
+
+        This is path drop (SPRINT's training with probability p per sample, and the weak branch of
+        path-drop guidance): the sparse span sees nothing and the dense blocks see only its fill."""
+        ids = torch.arange(num_tokens, device=device).expand(batch_size, num_tokens)
+        return cls.from_order(ids.contiguous(), 0)
+
+    @classmethod
     def from_order(cls, ids_shuffle: torch.Tensor, num_kept: int) -> Mask:
-        """From a per-sample order of all L positions [B, L]: the first ``num_kept`` are kept."""
+        """From a per-sample order of all L positions [B, L]: the first ``num_kept`` are kept
+        (0 keeps none: path drop)."""
         batch, length = ids_shuffle.shape
-        if not 1 <= num_kept <= length:
-            raise ValueError(f"num_kept must be in [1, {length}], got {num_kept}")
+        if not 0 <= num_kept <= length:
+            raise ValueError(f"num_kept must be in [0, {length}], got {num_kept}")
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         # position j is dropped iff its rank in the order is >= num_kept
         dropped = ids_restore >= num_kept

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from maskdit.config.registry import one_of, register
 from maskdit.config.spec_model import SpecModel
+from maskdit.masking.path_drop import PathDrop
 from maskdit.masking.ratio_schedules import ConstantRatio, CosineRatio, SigmaRatio, UniformRatio
 from maskdit.masking.strategies import BlockMasking, GridMasking, MaskingStrategy, NoMasking, RandomMasking
 
@@ -118,19 +119,38 @@ def build_ratio_schedule(ratio: Any):
     return ratio.build()
 
 
+class MaskingSpecBase(SpecModel):
+    """What every built-in masking spec has: ``path_drop``. A masking plugin that subclasses this
+    gets it too, by returning ``self.with_path_drop(strategy)`` from its ``build``."""
+
+    path_drop: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "SPRINT's path drop: each sample, with this probability, keeps no token, so the model's whole sparse span "
+        "is replaced by the routing's fill (needs model.routing.end); trains the weak branch of sampler.path_drop "
+        "guidance (SPRINT: 0.1, in fine-tuning too). 0 = off"))
+
+    def with_path_drop(self, strategy: Any) -> Any:
+        """``strategy`` wrapped with path drop, or itself when ``path_drop`` is 0 (bit for bit)."""
+        return PathDrop(strategy, self.path_drop) if self.path_drop > 0 else strategy
+
+
+def masking_path_drop(spec: Any) -> float:
+    """The path-drop probability of a masking spec (0 for a strategy without the field)."""
+    return float(getattr(spec, "path_drop", 0.0) or 0.0)
+
+
 @register("masking")
-class RandomMaskingSpec(SpecModel):
+class RandomMaskingSpec(MaskingSpecBase):
     """Per-sample uniform random drop, MAE / reference MaskDiT style."""
 
     name: Literal["random"] = "random"
     ratio: RatioSpec = Field(0.5, description="mask ratio: a number or a ratio schedule")
 
-    def build(self, **context: Any) -> MaskingStrategy:
-        return RandomMasking(build_ratio_schedule(self.ratio))
+    def build(self, **context: Any) -> MaskingStrategy | PathDrop:
+        return self.with_path_drop(RandomMasking(build_ratio_schedule(self.ratio)))
 
 
 @register("masking")
-class BlockMaskingSpec(SpecModel):
+class BlockMaskingSpec(MaskingSpecBase):
     """BEiT-style: random rectangles of tokens are dropped until the exact count is reached."""
 
     name: Literal["block"] = "block"
@@ -145,13 +165,13 @@ class BlockMaskingSpec(SpecModel):
             raise ValueError(f"max_block ({self.max_block}) must be >= min_block ({self.min_block})")
         return self
 
-    def build(self, **context: Any) -> MaskingStrategy:
-        return BlockMasking(build_ratio_schedule(self.ratio), min_block=self.min_block, max_block=self.max_block,
-                            min_aspect=self.min_aspect)
+    def build(self, **context: Any) -> MaskingStrategy | PathDrop:
+        return self.with_path_drop(BlockMasking(build_ratio_schedule(self.ratio), min_block=self.min_block,
+                                                max_block=self.max_block, min_aspect=self.min_aspect))
 
 
 @register("masking")
-class GridMaskingSpec(SpecModel):
+class GridMaskingSpec(MaskingSpecBase):
     """A regular pattern with a random offset: inside every cell x cell block, tokens are kept in a
     fixed dithering order (e.g. ratio 0.75 with cell 2 keeps one token of every 2x2 cell)."""
 
@@ -159,13 +179,14 @@ class GridMaskingSpec(SpecModel):
     ratio: RatioSpec = Field(0.5, description="mask ratio: a number or a ratio schedule")
     cell: Literal[2, 4, 8] = Field(2, description="side of the square cell the pattern repeats over")
 
-    def build(self, **context: Any) -> MaskingStrategy:
-        return GridMasking(build_ratio_schedule(self.ratio), cell=self.cell)
+    def build(self, **context: Any) -> MaskingStrategy | PathDrop:
+        return self.with_path_drop(GridMasking(build_ratio_schedule(self.ratio), cell=self.cell))
 
 
 @register("masking")
-class NoMaskingSpec(SpecModel):
-    """Keep every token (plain DiT training, or the unmasking-tuning phase)."""
+class NoMaskingSpec(MaskingSpecBase):
+    """Keep every token (plain DiT training, or the unmasking-tuning phase; with ``path_drop``,
+    SPRINT's fine-tuning, whose dropped samples keep none)."""
 
     name: Literal["none"] = "none"
 
@@ -173,8 +194,8 @@ class NoMaskingSpec(SpecModel):
     def max_ratio(self) -> float:
         return 0.0
 
-    def build(self, **context: Any) -> MaskingStrategy:
-        return NoMasking()
+    def build(self, **context: Any) -> MaskingStrategy | PathDrop:
+        return self.with_path_drop(NoMasking())
 
 
 #: a registered masking strategy (a JSON object naming it)

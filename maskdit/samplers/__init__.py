@@ -4,6 +4,8 @@ Samplers: ``sample_<name>(denoiser, x, sigmas, *, labels=None, noise_sampler=Non
 generator=None, callback=None, dtype=None, ...) -> x0`` with x = sigmas[0] * noise; the flow-space
 samplers (``sample_flow_euler``, ``sample_flow_heun``, ``sample_dopri5``, ``sample_euler_maruyama``,
 SiT's) take the flow state x_t = s_0 * noise instead (s = sigma / (1 + sigma), 1 at pure noise).
+Guidance wraps the denoiser: ``cfg`` (classifier-free) or ``path_drop_guidance`` (SPRINT's,
+the weak branch the model with its sparse path dropped).
 ``build_sampler(spec)`` turns the spec's sampler section into a ``Sampler`` (sigmas, function,
 options and guidance in one callable).
 """
@@ -29,6 +31,7 @@ from maskdit.samplers.flow_sde import sample_euler_maruyama
 from maskdit.samplers.flow_view import velocity_view
 from maskdit.samplers.guidance import ClassifierFreeGuidance, cfg
 from maskdit.samplers.heun import sample_heun
+from maskdit.samplers.path_drop import PathDropGuidance, path_drop_guidance
 from maskdit.samplers.ready import Sampler, sampler_from_spec, sampler_spec  # noqa: F401
 from maskdit.samplers.sigmas import (
     get_sigmas_ddpm,
@@ -64,6 +67,7 @@ def build_sampler(spec: specs.SamplerSpec | dict | str, *, null_label: int | Non
 __all__ = [
     "ClassifierFreeGuidance",
     "NoiseSampler",
+    "PathDropGuidance",
     "SAMPLERS",
     "SIGMA_SCHEDULES",
     "Sampler",
@@ -79,6 +83,7 @@ __all__ = [
     "get_sigmas_loglinear",
     "get_sigmas_uniform_t",
     "flow_specs",
+    "path_drop_guidance",
     "per_sample_noise_sampler",
     "sample_function",
     "sample_ddim",

@@ -102,13 +102,13 @@ class ClassifierFreeGuidance:
         """call(x, time) guided: the one mixing rule of __call__ (x0) and velocity (v)."""
         if self.scale == 1.0:
             return call(x, time, labels=labels, mask=mask)
-        if labels is None:
-            raise ValueError(f"classifier-free guidance (scale {self.scale:g}) needs class labels: pass labels=... "
-                             "(or use scale 1 for unguided samples)")
-        if x.ndim < 2 or time.shape != (x.shape[0],) or sigma.shape != (x.shape[0],) or labels.shape != (x.shape[0],):
+        self._check_labels(labels)
+        batch = (x.shape[0],) if x.ndim >= 2 else None
+        labels_fit = labels is None or labels.shape == batch  # None: a weak branch that needs none
+        if batch is None or time.shape != batch or sigma.shape != batch or not labels_fit:
             raise ValueError(
                 f"guidance expects x [B, C, ...], {what} [B], labels [B]; got {tuple(x.shape)}, "
-                f"{tuple(time.shape)}, {tuple(labels.shape)}"
+                f"{tuple(time.shape)}, {None if labels is None else tuple(labels.shape)}"
             )
         if self.channels is not None and self.channels > x.shape[1]:
             raise ValueError(f"channels={self.channels} but the input has only {x.shape[1]} channels")
@@ -116,16 +116,27 @@ class ClassifierFreeGuidance:
         guided = scale != 1.0  # [B] bool
         if not bool(guided.any()):
             return call(x, time, labels=labels, mask=mask)
-        null = torch.full_like(labels, self.null_label)
-        both = call(
-            torch.cat([x, x]), torch.cat([time, time]), labels=torch.cat([labels, null]), mask=_doubled(mask)
-        )  # [2B, C, ...]: conditional half first
-        cond, uncond = both.chunk(2)
+        cond, uncond = self._branches(call, x, time, labels, mask)  # the full model, the weak branch
         view = (-1,) + (1,) * (x.ndim - 1)  # [B] -> [B, 1, 1, 1]
         mixed = uncond + scale.to(cond.dtype).view(view) * (cond - uncond)
         if self.channels is not None:
             mixed = torch.cat([mixed[:, : self.channels], cond[:, self.channels :]], dim=1)
         return torch.where(guided.view(view), mixed, cond)
+
+    def _check_labels(self, labels: torch.Tensor | None) -> None:
+        if labels is None:
+            raise ValueError(f"classifier-free guidance (scale {self.scale:g}) needs class labels: pass labels=... "
+                             "(or use scale 1 for unguided samples)")
+
+    def _branches(self, call: Any, x: torch.Tensor, time: torch.Tensor, labels: torch.Tensor | None,
+                  mask: Mask | GroupedMask | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(conditional, unconditional) outputs [B, C, ...]: one batched call, conditional half first."""
+        null = torch.full_like(labels, self.null_label)
+        both = call(
+            torch.cat([x, x]), torch.cat([time, time]), labels=torch.cat([labels, null]), mask=_doubled(mask)
+        )  # [2B, C, ...]
+        cond, uncond = both.chunk(2)
+        return cond, uncond
 
     def _scales(self, sigma: torch.Tensor) -> torch.Tensor:
         scale = torch.full(sigma.shape, self.scale, dtype=torch.float64, device=sigma.device)

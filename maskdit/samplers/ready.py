@@ -13,6 +13,7 @@ from maskdit.config.spec_model import SpecModel
 from maskdit.processes.flow import sigma_to_t
 from maskdit.samplers.common import Callback, NoiseSampler
 from maskdit.samplers.guidance import cfg
+from maskdit.samplers.path_drop import path_drop_guidance
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,9 @@ class Sampler:
     x = sigmas[0] * noise (EDM); a flow-space one ('flow') at x_t = s_0 * noise with
     s_0 = sigma_0 / (1 + sigma_0), the noise itself at pure noise (sigma_0 = inf).
     Guidance (``cfg_scale`` != 1) wraps the denoiser; its null label is ``null_label`` or,
-    when that is None, the denoiser's ``num_classes``; ``cfg_interval`` is in sigma.
+    when that is None, the denoiser's ``num_classes``; ``cfg_interval`` is in sigma. With
+    ``path_drop`` the weak branch is the path-dropped model (label ``path_drop_label``, 'null' or
+    'same'), see :mod:`maskdit.samplers.path_drop`.
     """
 
     name: str
@@ -36,6 +39,8 @@ class Sampler:
     null_label: int | None = None
     evals_per_step: tuple[int, int] | None = (1, 1)  # (calls on a step to a nonzero sigma, on the step to 0)
     state: str = "sigma"  # 'sigma' or 'flow': what the function's x is (see above)
+    path_drop: bool = False
+    path_drop_label: str = "null"
 
     @property
     def steps(self) -> int:
@@ -57,6 +62,10 @@ class Sampler:
         """The denoiser the sampler actually calls (wrapped with guidance when cfg_scale != 1)."""
         if self.cfg_scale == 1.0:
             return denoiser
+        if self.path_drop:
+            return path_drop_guidance(denoiser, self.cfg_scale, label=self.path_drop_label,
+                                      sigma_interval=self.cfg_interval, channels=self.cfg_channels,
+                                      null_label=self.null_label if self.path_drop_label == "null" else None)
         return cfg(denoiser, self.cfg_scale, sigma_interval=self.cfg_interval, channels=self.cfg_channels,
                    null_label=self.null_label)
 
@@ -95,6 +104,7 @@ def sampler_from_spec(
         name=spec.name, fn=fn, sigmas=sigmas, options=dict(options or {}), cfg_scale=spec.cfg_scale,
         cfg_interval=interval, cfg_channels=spec.cfg_channels, null_label=null_label,
         evals_per_step=evals_per_step, state=getattr(spec, "state_space", "sigma"),
+        path_drop=bool(getattr(spec, "path_drop", False)), path_drop_label=getattr(spec, "path_drop_label", "null"),
     )
 
 

@@ -138,6 +138,16 @@ class SamplerSpecBase(SpecModel):
                           "guide only inside; REPA's t <= 0.7 is (0, 0.7), LightningDiT's SiT-time 'from t 0.11' is "
                           "(0, 0.89). The exact sigma interval s / (1 - s); not together with cfg_interval"
     )
+    path_drop: bool = Field(
+        False, description="path-drop guidance (SPRINT): the weak branch is the model with its sparse path dropped, "
+                           "not the full model with the null label; cfg_scale, the interval and cfg_channels apply "
+                           "as for cfg; costs one full pass plus the blocks outside the sparse span. Needs a model "
+                           "trained with masking.path_drop"
+    )
+    path_drop_label: Literal["null", "same"] = Field(
+        "null", description="the label of path-drop guidance's weak branch: 'null' (SPRINT's sampler) or 'same' "
+                            "(the sample's own: guidance by the sparse path alone, also for unconditional models)"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -152,6 +162,9 @@ class SamplerSpecBase(SpecModel):
                                  f"{self.cfg_interval_t}")
             if self.cfg_interval is not None:
                 raise ValueError("give the guidance interval once: cfg_interval (sigma) or cfg_interval_t (flow time)")
+        if self.path_drop_label != "null" and not self.path_drop:
+            raise ValueError(f"path_drop_label {self.path_drop_label!r} is the weak label of path-drop guidance: "
+                             "set path_drop true (or leave path_drop_label out)")
         if isinstance(self.schedule, DDPMScheduleSpec) and self.steps > self.schedule.num_timesteps:
             raise ValueError(f"{self.steps} steps exceed the DDPM schedule's {self.schedule.num_timesteps} timesteps")
         if self.state_space == "sigma" and math.isinf(self.sigma_max):
@@ -159,6 +172,11 @@ class SamplerSpecBase(SpecModel):
                              f"(schedule {self.schedule.name!r} starts at sigma = inf): set schedule.t_max below 1, "
                              "or use a flow-space sampler (euler, heun, dopri5, euler_maruyama)")
         return self
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether its guidance needs class labels (cfg, or path drop with the null label)."""
+        return self.cfg_scale != 1.0 and not (self.path_drop and self.path_drop_label == "same")
 
     @property
     def state_space(self) -> str:
@@ -206,8 +224,8 @@ class SamplerSpecBase(SpecModel):
         return {}
 
     def build(self, *, null_label: int | None = None, **context: Any):
-        """The ready ``Sampler`` (guidance included when cfg_scale != 1; ``null_label``: the
-        model's num_classes, else taken from the denoiser at call time)."""
+        """The ready ``Sampler`` (guidance included when cfg_scale != 1, path-drop guidance with
+        ``path_drop``; ``null_label``: the model's num_classes, else taken from the denoiser at call time)."""
         return sampler_from_spec(self, self.sample_function(), self.grid(), options=self.options(),
                                  evals_per_step=self.evaluations_per_step(), null_label=null_label)
 

@@ -13,7 +13,9 @@ A strategy ``strategy(batch_size, grid_hw, *, sigma=None, step=None, generator=N
   nothing is drawn from torch's global RNG;
 - 'zero ratio is identity': at ratio 0 every token is kept, in grid order;
 - 'takes a ratio schedule': a spec with a ``ratio`` field accepts every registered ratio
-  schedule (type it ``maskdit.masking.specs.RatioSpec``), as well as a plain number.
+  schedule (type it ``maskdit.masking.specs.RatioSpec``), as well as a plain number;
+- 'path drop': a spec with ``path_drop`` p > 0 meets every contract above with p = 0, and with p
+  each sample either keeps exactly what it keeps at p = 0 (same generator) or nothing at all.
 
 A ratio schedule ``schedule(*, step=None, sigma=None, generator=None)``: 'max_ratio' (its spec
 and the built schedule have a ``max_ratio`` in [0, 1), the same), 'ratio values' (a float, or
@@ -29,7 +31,7 @@ import torch
 from pydantic import ValidationError
 
 from maskdit.masking.mask import Mask
-from maskdit.masking.specs import build_ratio_schedule, masking_max_ratio, max_ratio
+from maskdit.masking.specs import build_ratio_schedule, masking_max_ratio, masking_path_drop, max_ratio
 from maskdit.masking.strategies import MaskingStrategy
 from maskdit.testing.contract import (
     ContractError,
@@ -69,6 +71,8 @@ def check_masking_spec(spec: Any, *, batch_size: int, grid_hw: tuple[int, int], 
                        step: int | None = None, seed: int = 0) -> Any:
     """Every contract of a masking strategy, on the strategy ``spec`` builds called once (twice,
     for determinism) with these arguments. Returns what the call returned (None: it refused)."""
+    if masking_path_drop(spec) > 0:
+        return check_path_drop_spec(spec, batch_size=batch_size, grid_hw=grid_hw, sigma=sigma, step=step, seed=seed)
     check_spec_round_trip(spec)
     strategy = spec.build()
     bound = masking_max_ratio(spec)
@@ -79,6 +83,47 @@ def check_masking_spec(spec: Any, *, batch_size: int, grid_hw: tuple[int, int], 
     return check_masking_strategy(strategy, batch_size=batch_size, grid_hw=grid_hw, sigma=sigma, step=step, seed=seed,
                                   max_ratio=bound, ratio=ratio if isinstance(ratio, (int, float)) else None,
                                   subject=describe(spec))
+
+
+def check_path_drop_spec(spec: Any, *, batch_size: int, grid_hw: tuple[int, int], sigma: torch.Tensor | None = None,
+                         step: int | None = None, seed: int = 0) -> Any:
+    """Contract 'path drop' of a spec with ``path_drop`` > 0 (and every other contract at 0).
+    Returns what the call with path drop returned (None: it refused)."""
+    subject = describe(spec)
+    check_spec_round_trip(spec)
+    plain = check_masking_spec(spec.model_copy(update={"path_drop": 0.0}), batch_size=batch_size, grid_hw=grid_hw,
+                               sigma=sigma, step=step, seed=seed)
+    strategy = spec.build()
+
+    def call(seed: int) -> Any:
+        return strategy(batch_size, grid_hw, sigma=sigma, step=step, generator=seeded(seed))
+
+    try:
+        first, second = call_twice(subject, call, seed)
+    except ValueError as err:
+        require(plain is None, "path drop", subject, lambda: f"it raised ValueError only with path drop: {err}")
+        return None
+    require(plain is not None, "path drop", subject, "it refuses the call without path drop but not with it")
+    length = grid_hw[0] * grid_hw[1]
+    kept = check_call_result(first, batch_size=batch_size, num_tokens=length, subject=subject)
+    dropped, alone = _dropped(first), _dropped(plain)
+    for row, count in enumerate(kept):
+        require(torch.equal(dropped[row], alone[row]) or count == 0, "path drop", subject,
+                lambda: f"sample {row} keeps {count} tokens that differ from the {length - int(alone[row].sum())} "
+                        "it keeps without path drop: a sample keeps its mask or nothing")
+    require(_same(first, second), "determinism", subject, "two calls with generators seeded alike gave different masks")
+    return first
+
+
+def _dropped(result: Any) -> torch.Tensor:
+    """[B, L] bool, each sample's dropped positions in batch order, of a Mask or groups of Masks."""
+    if isinstance(result, Mask):
+        return result.dropped.cpu()
+    parts = list(zip(result.members, result.groups))
+    out = torch.zeros(sum(mask.batch_size for _, mask in parts), parts[0][1].num_tokens, dtype=torch.bool)
+    for rows, mask in parts:
+        out[torch.as_tensor(rows).cpu()] = mask.dropped.cpu()
+    return out
 
 
 def check_masking_strategy(strategy: Any, *, batch_size: int, grid_hw: tuple[int, int],

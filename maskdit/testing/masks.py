@@ -1,6 +1,7 @@
 """The Mask contract, checked on any Mask a strategy returns.
 
-A Mask of a batch of B samples over L tokens keeps K tokens in every sample (1 <= K <= L):
+A Mask of a batch of B samples over L tokens keeps K tokens in every sample (0 <= K <= L; K = 0,
+keeping nothing, only from path drop):
 
 - 'mask shapes': ids_keep [B, K] and ids_restore [B, L] int64, dropped [B, L] bool, with the B
   and L of the call;

@@ -42,8 +42,10 @@ def test_constructor_validates():
         Mask(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 4, dtype=torch.bool))
     with pytest.raises(TypeError, match="int64"):
         Mask(torch.zeros(1, 2), torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="1 <= K <= L"):
-        Mask(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="0 <= K <= L"):
+        Mask(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="L >= 1"):
+        Mask(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0, dtype=torch.bool))
 
 
 def test_token_shape_errors():

@@ -1,4 +1,4 @@
-"""``python -m maskdit.sample CHECKPOINT [--n/--num-samples 64] [--sampler heun] [--steps 40] [--cfg 1.5] [--seed 0] [--out grid.png] [--npz samples.npz]``.
+"""``python -m maskdit.sample CHECKPOINT [--n/--num-samples 64] [--sampler heun] [--steps 40] [--cfg 1.5] [--path-drop null] [--seed 0] [--out grid.png] [--npz samples.npz]``.
 
 CHECKPOINT is one of (``--format auto`` tells them apart):
   * a training checkpoint folder or run folder (its latest checkpoint; EMA weights unless
@@ -68,6 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a registered sampler's name (default: spec's or heun); checked with the spec")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps")
     parser.add_argument("--cfg", type=cli.finite_float, default=None, help="classifier-free guidance scale (1 = off)")
+    parser.add_argument("--path-drop", choices=["null", "same"], default=None, metavar="{null,same}",
+                        help="path-drop guidance (SPRINT) at the --cfg scale: the weak branch is the model with its "
+                             "sparse path dropped, with the null or the same label (a model trained with "
+                             "masking.path_drop; --set sampler.path_drop=false turns a saved sampler's off)")
     cli.add_set_argument(parser, "sampler.eta=0.5")
     parser.add_argument("--class-label", type=int, default=None, help="draw every sample from this class")
     parser.add_argument("--seed", type=int, default=0, help=f"run seed, 0..{SEED_MAX}; image i uses seed (seed, i)")
@@ -111,13 +115,16 @@ def sampler_spec(args: argparse.Namespace, base: dict[str, Any] | None, process:
     default_name = "ddpm" if getattr(process, "precond", "edm") == "ddpm" else "heun"
     data = dict(base) if base is not None else {"name": default_name}
     if args.sampler is not None and args.sampler != data.get("name"):
-        keep = {k: data[k] for k in ("cfg_scale", "cfg_interval", "cfg_interval_t", "cfg_channels") if k in data}
+        guidance = ("cfg_scale", "cfg_interval", "cfg_interval_t", "cfg_channels", "path_drop", "path_drop_label")
+        keep = {k: data[k] for k in guidance if k in data}
         data = {"name": args.sampler, **keep}
     data = follow_process_grid(data, process)
     if args.steps is not None:
         data["steps"] = args.steps
     if args.cfg is not None:
         data["cfg_scale"] = args.cfg
+    if args.path_drop is not None:
+        data.update(path_drop=True, path_drop_label=args.path_drop)
     wrong = [item for item in args.overrides if not item.startswith(("sampler.", "model."))]
     if wrong:
         raise InputError(f"--set {jsonio.short(wrong[0])}: give the full spec path, as evaluate does, e.g. "
@@ -193,8 +200,14 @@ def prepare(args: argparse.Namespace) -> tuple[Any, Any, int]:
         raise InputError(f"--class-label must be in [0, {num_classes}) for this model, got {args.class_label}")
     if args.class_label is not None and num_classes == 0:
         raise InputError("--class-label needs a class-conditional model (this one is unconditional)")
-    if spec.cfg_scale != 1 and num_classes == 0:
-        raise InputError("--cfg needs a class-conditional model (this one is unconditional)")
+    if getattr(spec, "needs_labels", spec.cfg_scale != 1) and num_classes == 0:
+        raise InputError("--cfg needs a class-conditional model (this one is unconditional)"
+                         + (": or path-drop guidance with the same label, --path-drop same" if getattr(spec, "path_drop", False) else ""))
+    routing = getattr(getattr(denoiser, "spec", None), "routing", None)
+    if getattr(spec, "path_drop", False) and (routing is None or not routing.rejoins):
+        raise InputError("--path-drop guides with the model's sparse path dropped where the dropped tokens rejoin, "
+                         "but this model's routing never rejoins (model.routing.end is not set): use --cfg alone "
+                         "(--set sampler.path_drop=false)")
     channels = denoiser.in_channels
     if channels not in (1, 3) and args.latents is None:
         raise InputError(f"the model makes {channels}-channel samples (latents?): only 1- or 3-channel images "
@@ -226,8 +239,10 @@ def _main(args: argparse.Namespace, ctx) -> int:
         ranks = f" on {ctx.world_size} ranks" if ctx.is_distributed else ""
         adaptive = sampler.num_evaluations is None  # dopri5 picks its own steps: count them
         calls = "an adaptive number of denoiser calls" if adaptive else f"{sampler.num_evaluations} denoiser calls"
+        guidance = (f"path-drop guidance {spec.cfg_scale:g} ({spec.path_drop_label} label)"
+                    if getattr(spec, "path_drop", False) and spec.cfg_scale != 1 else f"cfg {spec.cfg_scale:g}")
         say(f"sampling {args.n} images with {spec.name}, {'adaptive' if adaptive else spec.steps} steps ({calls} "
-            f"each), cfg {spec.cfg_scale:g}, seed {args.seed}{ranks}", flush=True)
+            f"each), {guidance}, seed {args.seed}{ranks}", flush=True)
         counted: list[int] = []
         batches = sample_batches(denoiser, sampler, n=args.n, batch_size=args.batch_size, labels=labels,
                                  seed=args.seed, device=device, rank=ctx.rank, world_size=ctx.world_size,
