@@ -141,7 +141,7 @@ class RepaLoss:
                 target = target.gather(1, index)
             projected = projector(piece.tokens)  # [B_g, N, D] -> [B_g, N, D_enc]
             cosine = F.cosine_similarity(projected.to(dtype), target.to(dtype), dim=-1, eps=self.eps)  # [B_g, N]
-            loss = -cosine.mean(dim=1)  # [B_g]
+            loss = -cosine.sum(dim=1) / max(cosine.shape[1], 1)  # [B_g]; 0 where a path drop kept no token
             per_sample = loss if piece.rows is None else per_sample.index_copy(0, piece.rows, loss)
         return per_sample.to(inputs.denoised.dtype)
 

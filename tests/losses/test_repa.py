@@ -198,3 +198,16 @@ def test_bad_inputs_are_named():
     term = RepaLoss(PixelEncoder(), depth=1)
     with pytest.raises(ValueError, match="channels"):
         term.target_features(torch.zeros(1, 4, 8, 8), (4, 4))
+
+
+def test_a_path_dropped_sample_has_nothing_to_align():
+    spec = tiny_spec(**ROUTINGS["sprint"])
+    denoiser = randomize_(build_denoiser(spec, seed=0), seed=1)
+    objective, _ = _objective(2)  # block 1: inside the sparse span
+    attach_heads(denoiser, objective, generator=torch.Generator().manual_seed(3))
+    kept = random_mask(spec, 2, 0.5, seed=1)
+    grouped = GroupedMask.combine([kept, Mask.keep_none(1, spec.num_tokens)], [torch.tensor([0, 2]), torch.tensor([1])])
+    y = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    out = objective(denoiser, y, torch.tensor([0, 1, 2]), noise=torch.randn_like(y), mask=grouped)
+    repa = out.parts["repa"]
+    assert bool(torch.isfinite(repa).all()) and float(repa[1]) == 0.0 and float(repa[[0, 2]].abs().min()) > 0
