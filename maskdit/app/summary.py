@@ -59,6 +59,7 @@ def summarize(experiment: Experiment) -> list[tuple[str, str]]:
                                                           if getattr(term, "weighting", "edm") != "edm" else "")
                        for term in spec.losses.terms)
     rows.append(("loss", f"{terms}, sigma ~ {spec.losses.noise.name}, label dropout {spec.losses.label_dropout:g}"))
+    rows += [("alignment", _describe_alignment(spec, term, ratio)) for term in spec.losses.terms if term.name == "repa"]
     sampler = spec.sampler
     rows.append(("sampler", _describe_sampler(sampler, experiment.sampler.num_evaluations)))
     rows.append(("data", f"{spec.data.describe}, {spec.data.channels}x{spec.data.resolution}^2"))
@@ -84,6 +85,28 @@ def _estimate(experiment: Experiment, strategy, max_ratio: float) -> RatioEstima
     estimate = estimate_ratio(strategy, spec.model.num_tokens, noise=build_noise(spec.losses.noise),
                               batch_size=micro, total_steps=spec.train.total_steps)
     return RatioEstimate(mean=estimate.mean, low=low, high=max_ratio, samples=estimate.samples, seed=estimate.seed)
+
+
+def _describe_alignment(spec, term, ratio: float) -> str:
+    """A repa term's place in the training FLOP ledger: its projector (forward and backward on the
+    tokens present at the aligned block) and the frozen encoder's forward; sampling runs neither."""
+    model = spec.model
+    depth = term.aligned_depth(model.depth)
+    routing = model.routing
+    end = routing.end if routing.end is not None else model.depth
+    sparse = ratio > 0 and routing.start <= depth - 1 < end
+    present = num_kept(model.num_tokens, ratio) if sparse else model.num_tokens
+    # counted on a randomly initialised encoder of the same shape: no weights file is read by a dry run
+    encoder_spec = term.encoder.model_copy(update={"weights": "random"}) if "weights" in type(term.encoder).model_fields \
+        else term.encoder
+    built = term.model_copy(update={"encoder": encoder_spec}).build(model_depth=model.depth)
+    projector, encoder = built.training_macs(model.hidden_size, present, (model.in_channels, model.input_size,
+                                                                           model.input_size))
+    widths = f"{model.hidden_size}-{term.projector_dim}-{term.projector_dim}-{built.encoder.width}"
+    return (f"repa {term.weight:g} on the tokens after block {depth} of {model.depth} ({present} of {model.num_tokens} "
+            f"present), projector {widths} {projector / 1e6:.3g} M + {term.encoder.name} encoder forward "
+            f"{encoder / 1e6:.3g} M MACs/sample/step" + (f", off from step {term.until_step}" if term.until_step is not None
+                                                          else "") + "; neither runs while sampling")
 
 
 def _kept(mask) -> str:
