@@ -40,6 +40,7 @@ KINDS = {
     "label_embedder": "label embedder",
     "features": "feature extractor",
     "process": "noising process",
+    "encoder": "representation encoder",
 }
 
 
