@@ -31,7 +31,8 @@ from maskdit.encoders.weights import check_sha256, load_weights, read_weights
 
 ARCH = "digits-ssl-mae-v1"
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "digits_ssl.safetensors"
-ASSET_SHA256 = "64566e733dc3221ef599b8db54d2cc49e7f080eb88bbe569ac71bac69d5f2c41"  # what scripts/train_digits_ssl.py wrote
+#: the SHA-256 that scripts/train_digits_ssl.py printed for the packaged file
+ASSET_SHA256 = "64566e733dc3221ef599b8db54d2cc49e7f080eb88bbe569ac71bac69d5f2c41"
 REBUILD = "python scripts/train_digits_ssl.py"
 LN_EPS = 1e-6
 

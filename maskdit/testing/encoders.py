@@ -39,7 +39,8 @@ def check_encoder_spec(spec: Any, *, seed: int = 0) -> FrozenEncoder:
     require(isinstance(encoder, FrozenEncoder), "frozen encoder", subject,
             lambda: f"build() must return a maskdit.encoders.FrozenEncoder, got {type(encoder).__name__}")
     differ = [key for key, value in encoder.state_dict().items() if not torch.equal(value, again.state_dict()[key])]
-    require(not differ, "determinism", subject, lambda: f"the same spec built different weights: {', '.join(differ[:5])}")
+    require(not differ, "determinism", subject,
+            lambda: f"the same spec built different weights: {', '.join(differ[:5])}")
     side = getattr(encoder, "image_size", 32)
     images = torch.rand(3, 1, side, side, generator=seeded(seed)) * 2 - 1  # grey images in [-1, 1]
     check_encoder(encoder, images, subject=subject)
