@@ -20,6 +20,7 @@ from maskdit.core import (
     count_parameters,
     flops_per_forward,
 )
+from maskdit.encoders import ENCODERS, FrozenEncoder, build_encoder
 from maskdit.interop import (
     export_reference_dit,
     export_reference_maskdit,
@@ -108,6 +109,9 @@ __all__ = [
     "evaluate_denoiser",
     "InputError",
     "posthoc_ema",
+    "ENCODERS",
+    "FrozenEncoder",
+    "build_encoder",
 ]
 
 

@@ -16,11 +16,18 @@ from torch import nn
 
 
 class FrozenEncoder(nn.Module):
-    """Base of every encoder plugin: subclasses set ``width`` and ``patch_grid`` and implement
+    """Base of every encoder plugin: subclasses set the four sizes below and implement
     :meth:`encode`; :meth:`forward` checks the input and runs it without gradients."""
 
     width: int  # feature channels D
     in_channels: int  # image channels the encoder reads after its own preprocessing (3 for DINOv2)
+    image_size: int  # the side every image is resized to before the network
+    patch_size: int  # features [B, D, image_size // patch_size, image_size // patch_size]
+
+    @property
+    def grid_size(self) -> int:
+        """The side of the feature grid h = w."""
+        return self.image_size // self.patch_size
 
     def freeze(self) -> FrozenEncoder:
         """Stop gradients to every parameter and switch to eval mode; call at the end of __init__."""

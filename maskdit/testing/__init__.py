@@ -19,6 +19,7 @@ except ImportError as err:
     raise ImportError(f"maskdit.testing needs pytest and hypothesis ({err}): pip install 'maskdit[testing]'") from err
 
 from maskdit.testing.contract import ContractError, check_spec_round_trip, require
+from maskdit.testing.encoders import check_encoder, check_encoder_spec
 from maskdit.testing.losses import check_loss_spec, check_loss_term
 from maskdit.testing.masking import (
     check_masking_spec,
@@ -46,6 +47,8 @@ __all__ = [
     "check_block",
     "check_block_spec",
     "check_denoiser",
+    "check_encoder",
+    "check_encoder_spec",
     "check_process_spec",
     "check_initialised",
     "check_input_checks",

@@ -56,7 +56,7 @@ def test_the_shipped_tests_are_collected_once_by_the_projects_run():
                for node in ast.parse(path.read_text(encoding="utf-8")).body
                if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
     assert {module for module, _ in shipped} == {"test_masking", "test_losses", "test_samplers", "test_network",
-                                                 "test_process"}
+                                                 "test_process", "test_encoders"}
     imported = [(node.module.rsplit(".", 1)[1], alias.name) for path in (ROOT / "tests").rglob("test_*.py")
                 for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("maskdit.testing.test_")
