@@ -104,8 +104,9 @@ def _describe_alignment(spec, term, ratio: float) -> str:
                                                                            model.input_size))
     widths = f"{model.hidden_size}-{term.projector_dim}-{term.projector_dim}-{built.encoder.width}"
     return (f"repa {term.weight:g} on the tokens after block {depth} of {model.depth} ({present} of {model.num_tokens} "
-            f"present), projector {widths} {projector / 1e6:.3g} M + {term.encoder.name} encoder forward "
-            f"{encoder / 1e6:.3g} M MACs/sample/step" + (f", off from step {term.until_step}" if term.until_step is not None
+            f"present), projector {widths} {projector / 1e6:.3g} M MACs/sample/step + {term.encoder.name} encoder "
+            f"forward {encoder / 1e6:.3g} M MACs " + ("per distinct image (cached)" if term.cache_features else
+                                                        "per sample and step") + (f", off from step {term.until_step}" if term.until_step is not None
                                                           else "") + "; neither runs while sampling")
 
 

@@ -12,6 +12,7 @@ never part of sampling or exports. ``until_step`` switches the term off after th
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -51,6 +52,13 @@ def features_on_grid(features: torch.Tensor, grid: tuple[int, int]) -> torch.Ten
     return rearrange(features, "b d h w -> b (h w) d")
 
 
+def _image_key(image: torch.Tensor, grid: tuple[int, int]) -> bytes:
+    """A digest of one image's values (and the grid its features are laid on): the cache key."""
+    digest = hashlib.blake2b(image.detach().cpu().contiguous().numpy().tobytes(), digest_size=16)
+    digest.update(repr((tuple(image.shape), str(image.dtype), grid)).encode())
+    return digest.digest()
+
+
 class RepaLoss:
     """Per sample [B]: - mean over the tokens present after block ``depth`` of cos(projector(h), f).
 
@@ -58,12 +66,17 @@ class RepaLoss:
     [B, C, H, W] in [-1, 1] -> features [B, D_enc, h, w]); ``depth``: how many encoder blocks run
     before the tokens are read (REPA's ``--encoder-depth``, 8 of SiT-XL's 28); ``projector_dim``:
     the projector's hidden width (REPA: 2048); ``until_step``: the last step the term is on
-    (None: always). The denoiser must hold the projector as ``heads['repa']`` (attach_heads)."""
+    (None: always); ``cache_features``: keep each clean image's features (keyed by its bytes), so
+    the encoder runs once per distinct image: only for data without augmentation that fits in
+    memory (the digits). A missed image is encoded alone, so its features do not depend on the
+    batch it came in and a resumed run gets the same ones; ``encoded_images`` counts the encoder
+    calls (the one-off extraction cost). The denoiser must hold the projector as
+    ``heads['repa']`` (attach_heads)."""
 
     name = "repa"
 
     def __init__(self, encoder: nn.Module, *, depth: int, projector_dim: int = 2048, until_step: int | None = None,
-                 eps: float = 1e-8) -> None:
+                 cache_features: bool = False, eps: float = 1e-8) -> None:
         if not isinstance(encoder, nn.Module) or not isinstance(getattr(encoder, "width", None), int):
             raise TypeError(f"encoder must be a frozen encoder module with an int width, got {type(encoder).__name__}")
         if any(p.requires_grad for p in encoder.parameters()):
@@ -80,6 +93,8 @@ class RepaLoss:
         self.projector_dim = projector_dim
         self.until_step = until_step
         self.eps = float(eps)
+        self.cache: dict[bytes, torch.Tensor] | None = {} if cache_features else None
+        self.encoded_images = 0
 
     @property
     def blocks(self) -> tuple[int, ...]:
@@ -118,7 +133,17 @@ class RepaLoss:
         param = next(self.encoder.parameters(), None)
         if param is not None and param.device != images.device:
             self.encoder.to(images.device)
-        return features_on_grid(self.encoder(images), grid).detach()
+        if param is not None:
+            images = images.to(param.dtype)  # the encoder runs in its own dtype
+        if self.cache is None:
+            self.encoded_images += images.shape[0]
+            return features_on_grid(self.encoder(images), grid).detach()
+        keys = [_image_key(image, grid) for image in images]
+        for row, key in enumerate(keys):
+            if key not in self.cache:
+                self.cache[key] = features_on_grid(self.encoder(images[row:row + 1]), grid)[0].detach()  # [L, D]
+                self.encoded_images += 1
+        return torch.stack([self.cache[key] for key in keys])  # [B, L, D]
 
     def __call__(self, inputs: LossInputs) -> torch.Tensor:
         batch = inputs.y.shape[0]
@@ -147,4 +172,5 @@ class RepaLoss:
 
     def __repr__(self) -> str:
         return (f"RepaLoss(encoder={type(self.encoder).__name__}, depth={self.depth}, "
-                f"projector_dim={self.projector_dim}, until_step={self.until_step})")
+                f"projector_dim={self.projector_dim}, until_step={self.until_step}, "
+                f"cache_features={self.cache is not None})")

@@ -90,6 +90,8 @@ class RepaSpec(SpecModel):
     projector_dim: int = Field(2048, ge=1, le=16384, description="hidden width of the projector MLP (REPA: 2048)")
     until_step: int | None = Field(None, ge=0, le=10**9,
                                    description="switch the term off from this training step on (HASTE); None: never")
+    cache_features: bool = Field(False, description="encode each distinct clean image once and keep its features "
+                                                    "(for data without augmentation that fits in memory: the digits)")
 
     def aligned_depth(self, model_depth: int) -> int:
         """The blocks run before alignment for a model of ``model_depth`` encoder blocks."""
@@ -101,7 +103,7 @@ class RepaSpec(SpecModel):
             raise ValueError("repa with depth None needs the model's depth to choose the aligned block")
         encoder = registry("encoder").build(self.encoder)
         return RepaLoss(encoder, depth=self.aligned_depth(model_depth or 0), projector_dim=self.projector_dim,
-                        until_step=self.until_step)
+                        until_step=self.until_step, cache_features=self.cache_features)
 
 
 #: a registered loss term (a JSON object naming it, with its ``weight``)

@@ -48,12 +48,12 @@ def check_loss_spec(spec: Any, inputs: LossInputs) -> None:
 def with_block_tokens(term: Any, inputs: LossInputs, *, seed: int = 0) -> LossInputs:
     """``inputs`` plus what a term that reads block tokens needs: random tokens [B, N, 8] after
     each of its ``blocks`` (the kept tokens at their positions on a masked batch) and its head,
-    made for a stand-in model of depth 4 and width 8; images of 2 channels are cut to one (such
-    terms read image features). Other terms get ``inputs`` unchanged."""
+    made for a stand-in model of depth 4 and width 8; the images are cut to one channel (such
+    terms read an encoder's features of them, and every encoder reads grey images). Other terms get ``inputs`` unchanged."""
     blocks = tuple(getattr(term, "blocks", ()))
     if not blocks:
         return inputs
-    if inputs.y.shape[1] not in (1, 3):  # such terms read image features: grey images then
+    if inputs.y.shape[1] != 1:  # such terms read image features: grey images, which every encoder reads
         inputs = replace(inputs, y=inputs.y[:, :1], noisy=inputs.noisy[:, :1], denoised=inputs.denoised[:, :1])
     generator = torch.Generator().manual_seed(seed)
     batch, _, height, width = inputs.y.shape

@@ -211,3 +211,19 @@ def test_a_path_dropped_sample_has_nothing_to_align():
     out = objective(denoiser, y, torch.tensor([0, 1, 2]), noise=torch.randn_like(y), mask=grouped)
     repa = out.parts["repa"]
     assert bool(torch.isfinite(repa).all()) and float(repa[1]) == 0.0 and float(repa[[0, 2]].abs().min()) > 0
+
+
+def test_cached_features_are_each_images_own_and_encoded_once():
+    term = RepaLoss(PixelEncoder(), depth=1, cache_features=True)
+    plain = RepaLoss(PixelEncoder(), depth=1)
+    images = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    first = term.target_features(images, (4, 4))
+    assert term.encoded_images == 3
+    again = term.target_features(images[[2, 0]], (4, 4))  # another batch of the same images
+    assert term.encoded_images == 3
+    assert torch.equal(again, first[[2, 0]])
+    torch.testing.assert_close(first, plain.target_features(images, (4, 4)))
+    changed = images.clone()
+    changed[1, 0, 0, 0] += 1e-3  # a different image is encoded, not looked up
+    term.target_features(changed, (4, 4))
+    assert term.encoded_images == 4
