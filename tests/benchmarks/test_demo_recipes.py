@@ -56,7 +56,8 @@ def test_every_recipe_is_a_valid_spec_that_costs_what_the_base_costs(recipes):
         if (spec.model, spec.train.batch_size) == (base.model, base.train.batch_size):
             assert [p.steps for p in spec.train.phases] == [p.steps for p in base.train.phases], name
         else:  # another model or batch: its steps are sized to the preset's wall-clock, which FLOPs bound from above
-            assert 0.7 <= run_macs(spec) / run_macs(base) <= 1.0, name
+            low = 0.0 if name in recipes.SHORTER else 0.7  # those are sized to make demo's time target instead
+            assert low <= run_macs(spec) / run_macs(base) <= 1.0, name
     wsd = recipe_spec(recipes, "wsd")
     assert wsd.train.phases[0].lr_decay.final == 0.25 and wsd.train.phases[1].lr_decay.final == 0.0
 
