@@ -92,9 +92,7 @@ def _describe_alignment(spec, term, ratio: float) -> str:
     tokens present at the aligned block) and the frozen encoder's forward; sampling runs neither."""
     model = spec.model
     depth = term.aligned_depth(model.depth)
-    routing = model.routing
-    end = routing.end if routing.end is not None else model.depth
-    sparse = ratio > 0 and routing.start <= depth - 1 < end
+    sparse = ratio > 0 and depth - 1 in model.sparse_blocks
     present = num_kept(model.num_tokens, ratio) if sparse else model.num_tokens
     # counted on a randomly initialised encoder of the same shape: no weights file is read by a dry run
     encoder_spec = term.encoder.model_copy(update={"weights": "random"}) if "weights" in type(term.encoder).model_fields \
@@ -136,8 +134,8 @@ def _describe_process(process) -> str:
 
 
 def _describe_routing(model) -> str:
-    routing = model.routing
-    end = routing.end if routing.end is not None else model.depth
+    routing, sparse_blocks = model.routing, model.sparse_blocks
+    end = sparse_blocks.stop
     span = f"blocks {routing.start}-{end - 1} on the kept tokens"
     if not routing.rejoins:
         return f"{span}, dropped tokens never rejoin (loss on {routing.loss_tokens} tokens)"

@@ -52,15 +52,15 @@ def forward_breakdown(spec: ModelSpec, *, mask_ratio: float = 0.0, path_dropped:
     if path_dropped and not routing.rejoins:
         raise ValueError("a path-dropped forward needs a routing whose dropped tokens rejoin (routing.end)")
     kept = 0 if path_dropped else kept_tokens(tokens, mask_ratio)
-    end = routing.end if routing.end is not None else spec.depth
+    sparse_blocks = spec.sparse_blocks
     width, dec_width = spec.hidden_size, spec.decoder_hidden_size
     out_features = spec.patch_size**2 * spec.out_channels
     patch = tokens * width * spec.in_channels * spec.patch_size**2
     time = 256 * width + width * width
     encoder = sum(
-        block_macs(kept if routing.start <= index < end else tokens, width, width, spec.mlp_ratio)
+        block_macs(kept if index in sparse_blocks else tokens, width, width, spec.mlp_ratio)
         for index in range(spec.depth)
-        if not (path_dropped and routing.start <= index < end)  # the backbone skips a span that keeps nothing
+        if not (path_dropped and index in sparse_blocks)  # the backbone skips a span that keeps nothing
     )
     if routing.rejoins and routing.fuse == "concat":
         encoder += tokens * 2 * width * width

@@ -201,20 +201,19 @@ class MaskDiT(nn.Module):
         tokens [B, L, D] -> [B, L, D]; with a mask and no ``end``: [B, K, D] (the dropped tokens
         never come back inside the encoder). The dropped tokens skip the sparse span entirely.
         """
-        routing = self.spec.routing
-        end = routing.end if routing.end is not None else len(self.blocks)
+        routing, sparse_blocks = self.spec.routing, self.spec.sparse_blocks
         left = tokens  # the sequence where tokens leave (TREAD's fill, SPRINT's dense-shallow output)
         for index, block in enumerate(self.blocks):
-            if index == routing.start:
+            if index == sparse_blocks.start:
                 left = tokens
                 if mask is not None:
                     tokens = mask.gather(tokens)  # [B, K, D]
             if tokens.shape[1]:  # a path-dropped sample (nothing kept) skips the sparse span
                 tokens = block(tokens, c)
             if self._taps is not None and index in self._taps.blocks:
-                sparse = mask is not None and routing.start <= index < end
+                sparse = mask is not None and index in sparse_blocks
                 self._taps.record(index, tokens, mask.ids_keep if sparse else None)  # [B, K or L, D]
-            if routing.rejoins and index == end - 1:
+            if routing.rejoins and index == sparse_blocks.stop - 1:
                 tokens = self.rejoin(tokens, left, mask)  # [B, L, D]
         return tokens
 

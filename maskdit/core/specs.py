@@ -140,6 +140,12 @@ class ModelSpec(SpecModel):
         return self.grid_size**2
 
     @property
+    def sparse_blocks(self) -> range:
+        """The encoder blocks that see only the kept tokens: [routing.start, routing.end or depth)."""
+        routing = self.routing
+        return range(routing.start, routing.end if routing.end is not None else self.depth)
+
+    @property
     def out_channels(self) -> int:
         """Channels the network predicts: C, or 2C with a learned variance."""
         return 2 * self.in_channels if self.learn_sigma else self.in_channels

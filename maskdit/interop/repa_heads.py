@@ -9,7 +9,7 @@ from torch import nn
 
 from maskdit.config.errors import CheckpointError
 from maskdit.interop.sit import RepaProjectors
-from maskdit.losses.heads import backbone_of
+from maskdit.losses.heads import backbone_of, put_head
 from maskdit.losses.repa import RepaLoss, repa_projector
 
 
@@ -46,8 +46,5 @@ def attach_repa_projectors(denoiser: nn.Module, projectors: RepaProjectors, *, i
         if term.projector_dim != projectors.projector_dim:
             raise ValueError(f"the projectors are {projectors.projector_dim} wide inside, the repa term's "
                              f"projector_dim is {term.projector_dim}")
-    if not hasattr(denoiser, "heads"):
-        denoiser.heads = nn.ModuleDict()
-    param = next(backbone.parameters(), None)
-    denoiser.heads["repa"] = head.to(param.device) if param is not None else head
+    put_head(denoiser, RepaLoss.name, head)
     return denoiser

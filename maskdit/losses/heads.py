@@ -57,18 +57,24 @@ def attach_heads(denoiser: nn.Module, terms: Iterable[Any], *, generator: torch.
         if make_head is None:
             continue
         head = make_head(backbone, generator)
-        if not hasattr(denoiser, "heads"):
-            denoiser.heads = nn.ModuleDict()
-        if name in denoiser.heads:
-            old = {k: v.shape for k, v in denoiser.heads[name].state_dict().items()}
+        attached = training_heads(denoiser).get(name)
+        if attached is not None:
+            old = {k: v.shape for k, v in attached.state_dict().items()}
             new = {k: v.shape for k, v in head.state_dict().items()}
             if old != new:
                 raise ValueError(f"two phases give the loss term {name!r} heads of different shapes; a run's phases "
                                  f"share one head per term name")
             continue
-        param = next(backbone.parameters(), None)
-        denoiser.heads[name] = head.to(param.device) if param is not None else head
+        put_head(denoiser, name, head)
     return denoiser
+
+
+def put_head(denoiser: nn.Module, name: str, head: nn.Module) -> None:
+    """Set ``denoiser.heads[name] = head``, on the device of the denoiser's backbone."""
+    if not hasattr(denoiser, "heads"):
+        denoiser.heads = nn.ModuleDict()
+    param = next(backbone_of(denoiser).parameters(), None)
+    denoiser.heads[name] = head.to(param.device) if param is not None else head
 
 
 def split_heads(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
