@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from qvc_engine import calibrate, fid_sweep, machine, read_json, ready_model, run_variant, write_json
+from qvc_engine import alignment_cost, calibrate, fid_sweep, machine, read_json, ready_model, run_variant, write_json
 from qvc_report import format_ratio_curves, format_table, plot, retime, summarize_layout
 from qvc_variants import LAYOUTS, Layout, patched, variant_spec
 
@@ -78,19 +78,42 @@ from maskdit.eval import Evaluator, HeldOutLoss
 HERE = Path(__file__).resolve().parent
 TUNE_FRACTION = 0.06  # of a run's main steps: the tuning branch at every point
 EVAL_EIGHTHS = range(3, 9)  # evaluation at 3/8, 4/8, ..., 8/8 of the run
+ALIGNED_BASELINE = "dit-edm-ln"
+ALIGNED_SUFFIXES = ("-edm-ln", "-repa", "-repa-random")  # trained on edm-ln: measured against ALIGNED_BASELINE
 FIRST_ROUND = ["dit", "tread-0.5", "maskdit-0.5", "sprint-0.75", "deferred-0.75", "deferred-0.5", "maskdit-0.25"]
 
 
-def make_plan(layout: Layout, name: str, calibration: dict[str, Any], train_seconds: float) -> dict[str, Any]:
-    twin = layout.variants[name].twin or name  # a flow variant runs its EDM twin's network: its step time
-    seconds = {key.replace(twin, name, 1) if key.split("/")[0] == twin else key: value
+def make_plan(layout: Layout, name: str, calibration: dict[str, Any], train_seconds: float,
+              alignment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Steps, evaluations and step times of one variant: the steps that fill ``train_seconds`` of DiT's
+    budget at its calibrated step time. An aligned variant's step is its twin's times the ratio
+    ``alignment`` (``repa-cost``) measured, and the encoder's one-off extraction comes out of its budget."""
+    variant = layout.variants[name]
+    twin = variant.twin or name  # a flow variant runs its EDM twin's network: its step time
+    scale = 1.0
+    extra: dict[str, Any] = {}
+    if variant.aligned:
+        if alignment is None or name not in alignment["ratios"]:
+            raise ValueError(f"{name}: no measured alignment cost; run: quality_vs_compute.py repa-cost "
+                             f"--layout {layout.name}")
+        scale = alignment["ratios"][name]
+        extra = {"extraction_seconds": alignment["extraction_seconds"][name],
+                 "encoded_images": alignment["encoded_images"][name]}
+    seconds = {key.replace(twin, name, 1) if key.split("/")[0] == twin else key: value * (scale if key == twin else 1)
                for key, value in calibration["seconds_per_step"].items()}
-    main = max(8, int(round(train_seconds / seconds[name] / 8)) * 8)
-    tune = max(1, int(round(TUNE_FRACTION * main))) if layout.variants[name].tune else 0
+    budget = train_seconds - extra.get("extraction_seconds", 0.0)
+    main = max(8, int(round(budget / seconds[name] / 8)) * 8)
+    tune = max(1, int(round(TUNE_FRACTION * main))) if variant.tune else 0
     return {"main_steps": main, "tune_steps": tune, "eval_steps": [k * main // 8 for k in EVAL_EIGHTHS],
             "seconds_per_step": {key: value for key, value in seconds.items()
                                  if key == "dit" or key.split("/")[0] == name},
-            "train_seconds": train_seconds}
+            "train_seconds": train_seconds, **extra}
+
+
+def baseline_of(variant: str) -> str:
+    """The DiT a variant is measured against: DiT on lognormal(0, 1) noise (edm-ln, the best objective
+    issue 28 found) for the variants trained on it, the preset's DiT for the rest."""
+    return ALIGNED_BASELINE if variant.endswith(ALIGNED_SUFFIXES) and variant != ALIGNED_BASELINE else "dit"
 
 
 def records(out_dir: Path, layout: str) -> list[dict[str, Any]]:
@@ -150,8 +173,9 @@ def finish_fids(args: argparse.Namespace, layout: Layout, record: dict[str, Any]
     """FID sweeps at the final point and where the held-out loss first reaches DiT's final value."""
     final = max(record["points"], key=lambda p: p["step"])
     steps = [final["step"]]
-    if record["variant"] != "dit":
-        dits = {r["seed"]: r for r in records(args.out_dir, layout.name) if r["variant"] == "dit" and r.get("done")}
+    baseline = baseline_of(record["variant"])
+    if record["variant"] != baseline:
+        dits = {r["seed"]: r for r in records(args.out_dir, layout.name) if r["variant"] == baseline and r.get("done")}
         base = dits.get(record["seed"]) or (dits[min(dits)] if dits else None)
         if base is not None:
             target = max(base["points"], key=lambda p: p["step"])["heldout_loss"]
@@ -194,7 +218,8 @@ def command_run(args: argparse.Namespace) -> int:
             variant, seed = pending[0]
             index += 1
             record_path = args.out_dir / name / f"{variant}-s{seed}.json"
-            plan = make_plan(layout, variant, calibration, args.train_seconds or layout.train_seconds)
+            plan = make_plan(layout, variant, calibration, args.train_seconds or layout.train_seconds,
+                             read_json(args.out_dir / name / "repa_cost.json"))
             print(f"layout {name}: {variant} seed {seed}: {plan['main_steps']} steps (+{plan['tune_steps']} tuning "
                   f"per point), evaluations at {plan['eval_steps']}", flush=True)
             record = run_variant(layout, variant, seed, plan=plan, dataset=dataset, heldout=heldout,
@@ -217,7 +242,7 @@ def with_twins(layout: Layout, seconds: dict[str, float]) -> dict[str, float]:
     """A calibration's step times with each flow variant given its EDM twin's (main and tuning)."""
     shared = {}
     for name, variant in layout.variants.items():
-        if variant.twin:
+        if variant.twin and not variant.aligned:  # an aligned step's cost was measured on this machine only
             shared.update({name + key[len(variant.twin):]: value for key, value in seconds.items()
                            if key.split("/")[0] == variant.twin})
     return {**seconds, **shared}
@@ -242,6 +267,29 @@ def command_twins(args: argparse.Namespace) -> int:
         for flow, twin in pairs:
             print(f"  {flow:18s} {seconds[flow] * 1e3:7.1f} ms/step, {twin:10s} {seconds[twin] * 1e3:7.1f}: "
                   f"ratio {result['ratios'][flow]:.3f}", flush=True)
+    return 0
+
+
+def command_repa_cost(args: argparse.Namespace) -> int:
+    """Time each aligned variant (feature cache warm) next to its twin, interleaved, and the encoder's
+    one-off extraction of every training image: records/<layout>/repa_cost.json, which the plan reads."""
+    torch.set_num_threads(args.threads)
+    warn_if_spinning()
+    for name in args.layout:
+        layout = LAYOUTS[name]
+        aligned = [n for n, v in layout.variants.items() if v.aligned]
+        names = list(dict.fromkeys(n for a in aligned for n in (layout.variants[a].twin, a)))
+        dataset = Experiment(variant_spec(layout, "dit", main_steps=8)).dataset
+        result = alignment_cost(layout, names, dataset, args.work_dir / name, steps=args.calibration_steps,
+                                rounds=args.calibration_rounds)
+        result.update(machine=machine(), torch=torch.__version__)
+        write_json(args.out_dir / name / "repa_cost.json", result)
+        seconds = result["seconds_per_step"]
+        for variant, ratio in result["ratios"].items():
+            twin = layout.variants[variant].twin
+            print(f"  {variant:24s} {seconds[variant] * 1e3:7.1f} ms/step, {twin:10s} {seconds[twin] * 1e3:7.1f}: "
+                  f"ratio {ratio:.3f}; extraction {result['extraction_seconds'][variant]:.1f} s for "
+                  f"{result['encoded_images'][variant]} images", flush=True)
     return 0
 
 
@@ -298,6 +346,18 @@ def command_report(args: argparse.Namespace) -> int:
         else:
             print(f"layout {name}: " + summary[name].get("note", "no finished run"))
         print()
+        # the variants trained on edm-ln (alignment among them) against DiT on the same noise levels
+        on_ln = [r for r in layout_records if baseline_of(r["variant"]) == ALIGNED_BASELINE
+                 or r["variant"] == ALIGNED_BASELINE]
+        if any(r["variant"] != ALIGNED_BASELINE for r in on_ln):
+            against = summarize_layout(on_ln, base=ALIGNED_BASELINE)
+            summary[name][f"against_{ALIGNED_BASELINE}"] = against
+            if against["variants"]:
+                print(format_table(name, against, base=ALIGNED_BASELINE))
+                print(format_ratio_curves(against, base=ALIGNED_BASELINE))
+            else:
+                print(f"layout {name}: " + against["note"])
+            print()
         # The same steps re-timed with another machine's calibration (calibration-<tag>.json): the
         # step-time ratios, hence the fractions, differ by CPU.
         for path in sorted((args.out_dir / name).glob("calibration-*.json")):
@@ -321,7 +381,7 @@ def command_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in ("run", "calibrate", "twins", "grids", "report"):
+    for command in ("run", "calibrate", "twins", "repa-cost", "grids", "report"):
         sub = commands.add_parser(command)
         sub.add_argument("--out-dir", type=Path, default=HERE / "records", help="records, calibration, summary, plot")
         sub.add_argument("--work-dir", type=Path, default=Path("runs/qvc"), help="checkpoints and ready models")
@@ -345,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown variants {unknown}; valid: {', '.join(LAYOUTS[args.layout[0]].variants)}")
     if args.num_samples < 2 or args.sampler_steps < 1 or args.calibration_steps < 5:
         parser.error("need --num-samples >= 2, --sampler-steps >= 1, --calibration-steps >= 5")
-    commands_by_name = {"run": command_run, "calibrate": command_calibrate, "twins": command_twins,
+    commands_by_name = {"run": command_run, "calibrate": command_calibrate, "twins": command_twins, "repa-cost": command_repa_cost,
                         "grids": command_grids, "report": command_report}
     return commands_by_name[args.command](args)
 

@@ -29,6 +29,7 @@ from maskdit import Experiment, ExperimentSpec, evaluate_denoiser
 from maskdit.core import training_flops
 from maskdit.eval import Evaluator, HeldOutLoss
 from maskdit.io import atomic_write, latest_checkpoint
+from maskdit.losses import RepaLoss
 
 CFG_SWEEP = (1.0, 2.0, 3.0, 4.0)  # 1 = unguided
 
@@ -83,6 +84,73 @@ def calibrate(layout: Layout, names: list[str], dataset: Any, work_dir: Path, *,
     }
 
 
+# ---- alignment: the encoder's one-off cost and the step with a warm feature cache ---------------
+def alignment_terms(objectives: dict[str, Any]) -> list[RepaLoss]:
+    """The distinct repa terms of a run's phase objectives."""
+    found = {id(t.term): t.term for o in objectives.values() for t in getattr(o, "terms", ())
+             if isinstance(t.term, RepaLoss)}
+    return list(found.values())
+
+
+def warm_features(objectives: dict[str, Any], dataset: Any, grid: tuple[int, int]) -> dict[str, float]:
+    """Encode every training image into each repa term's feature cache, as training would on first
+    sight (one image at a time); the seconds and encoder calls of the first term: the one-off
+    extraction cost a point's time carries."""
+    cost = {"extraction_seconds": 0.0, "encoded_images": 0}
+    for index, term in enumerate(alignment_terms(objectives)):
+        if term.cache is None:
+            raise ValueError("the study's aligned variants cache their features (cache_features: true)")
+        started = time.perf_counter()
+        with torch.no_grad():
+            for chunk in dataset.images.split(250):
+                term.target_features(chunk, grid)
+        if index == 0:
+            cost = {"extraction_seconds": time.perf_counter() - started, "encoded_images": term.encoded_images}
+    return cost
+
+
+def alignment_cost(layout: Layout, names: list[str], dataset: Any, work_dir: Path, *, steps: int = 16,
+                   rounds: int = 3, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Each aligned variant's step time next to its twin's (interleaved rounds, as ``calibrate``),
+    the aligned one with its feature cache warmed first (so a step pays what it pays once every
+    image has been seen), and the one-off extraction (all training images, one encoder call each)."""
+    side = 32 // layout.patch_size  # the digits are 32 x 32
+    grid = (side, side)
+    intervals: dict[str, list[float]] = {}
+    extraction: dict[str, list[float]] = {}
+    encoded: dict[str, int] = {}
+
+    def warm(name: str) -> Callable[[dict[str, Any]], None]:
+        def call(objectives: dict[str, Any]) -> None:
+            cost = warm_features(objectives, dataset, grid)
+            extraction.setdefault(name, []).append(cost["extraction_seconds"])
+            encoded[name] = cost["encoded_images"]
+        return call
+
+    for round_index in range(rounds):
+        for name in names:
+            variant = layout.variants[name]
+            stamps: list[float] = []
+            spec = variant_spec(layout, name, main_steps=steps)
+            shutil.rmtree(work_dir / "calibrate", ignore_errors=True)
+            fit(spec, work_dir / "calibrate", dataset=dataset, on_step=lambda: stamps.append(time.perf_counter()),
+                on_objectives=warm(name) if variant.aligned else None)
+            shutil.rmtree(work_dir / "calibrate", ignore_errors=True)
+            intervals.setdefault(name, []).extend(b - a for a, b in zip(stamps[3:], stamps[4:]))
+        log(f"  alignment cost round {round_index + 1}/{rounds} done")
+    seconds = {key: statistics.median(values) for key, values in intervals.items()}
+    return {
+        "seconds_per_step": seconds,
+        "spread": {key: [min(values), max(values)] for key, values in intervals.items()},
+        "ratios": {name: seconds[name] / seconds[layout.variants[name].twin] for name in names
+                   if layout.variants[name].aligned},
+        "extraction_seconds": {name: statistics.median(values) for name, values in extraction.items()},
+        "encoded_images": encoded,
+        "steps_per_round": steps, "rounds": rounds, "load_average": os.getloadavg(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "threads": torch.get_num_threads(),
+    }
+
+
 # ---- one variant ------------------------------------------------------------------------------
 def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], dataset: Any, heldout: HeldOutLoss,
                 record_path: Path, work_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -106,6 +174,11 @@ def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], d
     batch = spec.train.batch_size
     macs_main = training_flops(spec.model, mask_ratio=variant.ratio) * batch
     macs_tune = training_flops(spec.model) * batch
+    # alignment: the projector on every main step, the encoder once per distinct image (cached) before the first
+    costs = [term.training_macs(spec.model, variant.ratio) for term in spec.losses.terms if term.name == "repa"]
+    macs_main += sum(cost.projector_macs for cost in costs) * batch
+    once_seconds = plan.get("extraction_seconds", 0.0)
+    once_macs = sum(cost.encoder_macs for cost in costs) * plan.get("encoded_images", 0)
     clock = {"since": time.perf_counter(), "paused": 0.0}
 
     def on_point(step: int, ema_model: torch.nn.Module) -> None:
@@ -118,8 +191,9 @@ def run_variant(layout: Layout, name: str, seed: int, *, plan: dict[str, Any], d
         ready_dir.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in ready.state_dict().items()}, ready_dir / f"step-{step:06d}.safetensors")
         tune = tune_steps if variant.tune else 0
-        point = {"step": step, "tune_steps": tune, "seconds": step * t_main + tune * t_tune,
-                 "macs": step * macs_main + tune * macs_tune, "heldout_loss": loss, "heldout_per_sigma": per_sigma}
+        point = {"step": step, "tune_steps": tune, "seconds": once_seconds + step * t_main + tune * t_tune,
+                 "macs": once_macs + step * macs_main + tune * macs_tune, "heldout_loss": loss,
+                 "heldout_per_sigma": per_sigma}
         record["points"].append(point)
         done.add(step)
         write_json(record_path, record)

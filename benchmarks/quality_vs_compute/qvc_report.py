@@ -65,12 +65,19 @@ def retime(records: list[dict[str, Any]], seconds_per_step: dict[str, float]) ->
     out = []
     for record in records:
         name = record["variant"]
+        if name not in seconds_per_step:  # not timed on that machine (an aligned variant)
+            continue
         main, tune = seconds_per_step[name], seconds_per_step.get(f"{name}/tune", 0.0)
         points = [{**p, "seconds": p["step"] * main + p.get("tune_steps", 0) * tune} for p in record["points"]]
         plan = {**record["plan"], "seconds_per_step": {k: v for k, v in seconds_per_step.items()
                                                        if k == "dit" or k.split("/")[0] == name}}
         out.append({**record, "points": points, "plan": plan})
     return out
+
+
+def _step_time(record: dict[str, Any]) -> float:
+    """A run's own main step time (a variant sharing its twin's network holds it under its own name)."""
+    return record["plan"]["seconds_per_step"][record["variant"]]
 
 
 def _final(record: dict[str, Any]) -> dict[str, Any]:
@@ -83,12 +90,13 @@ def _spread(values: list[float]) -> dict[str, float] | None:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def summarize_layout(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per variant: fractions of DiT's time and FLOPs to DiT's final held-out loss and best FID, over seeds."""
+def summarize_layout(records: list[dict[str, Any]], base: str = "dit") -> dict[str, Any]:
+    """Per variant: fractions of DiT's time and FLOPs to DiT's final held-out loss and best FID, over
+    seeds. ``base``: the DiT variant measured against (its records are the baseline)."""
     finished = [r for r in records if r["points"] and _final(r)["step"] == r["plan"]["main_steps"]]
-    dit = {r["seed"]: r for r in finished if r["variant"] == "dit"}
+    dit = {r["seed"]: r for r in finished if r["variant"] == base}
     if not dit:
-        return {"variants": {}, "note": "DiT has not finished yet: nothing to compare against"}
+        return {"variants": {}, "note": f"{base} has not finished yet: nothing to compare against"}
     rows: dict[str, Any] = {}
     for record in finished:
         base = dit.get(record["seed"], dit[min(dit)])
@@ -102,9 +110,7 @@ def summarize_layout(records: list[dict[str, Any]]) -> dict[str, Any]:
         entry = {
             "final_heldout_loss": final["heldout_loss"], "dit_final_heldout_loss": base_final["heldout_loss"],
             "steps": final["step"], "seconds": final["seconds"], "macs": final["macs"],
-            # a flow variant's plan holds its own (its EDM twin's) step time only: DiT's is in DiT's plan
-            "step_time_vs_dit": seconds_per_step[record["variant"]]
-                                / seconds_per_step.get("dit", base["plan"]["seconds_per_step"]["dit"]),
+            "step_time_vs_dit": seconds_per_step[record["variant"]] / _step_time(base),
         }
         for key in ("seconds", "macs"):
             reach = first_reach(record["points"], base_final["heldout_loss"], key)
@@ -143,11 +149,11 @@ def _cell(spread: dict[str, float] | None, every: bool = True, digits: int = 2) 
     return text if every else text + " (some seeds not)"
 
 
-def format_table(layout: str, summary: dict[str, Any]) -> str:
+def format_table(layout: str, summary: dict[str, Any], base: str = "dit") -> str:
     header = (f"{'variant':14s} {'seeds':>5s} {'step t':>6s} {'loss: time':>18s} {'loss: FLOPs':>18s} "
               f"{'FID: time':>18s} {'final loss':>10s} {'best FID':>16s} {'cfg1 FID':>9s} {'acc':>6s}")
-    lines = [f"layout {layout}", header, "-" * len(header)]
-    for name, row in sorted(summary["variants"].items(), key=lambda item: (item[0] != "dit", item[0])):
+    lines = [f"layout {layout}" + ("" if base == "dit" else f", against {base}"), header, "-" * len(header)]
+    for name, row in sorted(summary["variants"].items(), key=lambda item: (item[0] != base, item[0])):
         lines.append(
             f"{name:14s} {len(row['seeds']):5d} {_cell(row['step_time_vs_dit']):>6s} "
             f"{_cell(row['loss_fraction_seconds'], row['loss_fraction_seconds_every_seed']):>18s} "
@@ -160,13 +166,13 @@ def format_table(layout: str, summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_ratio_curves(summary: dict[str, Any]) -> str:
+def format_ratio_curves(summary: dict[str, Any], base: str = "dit") -> str:
     """Per run, at each evaluation: time ratio (per-step learning ratio) against DiT at the same
     held-out loss; '-' where DiT's evaluations do not bracket that loss."""
     lines = ["time to the same held-out loss vs DiT, at each evaluation: time ratio (steps ratio); "
              "< 1 = ahead of DiT"]
     for name, row in summary["variants"].items():
-        if name == "dit":
+        if name == base:
             continue
         for seed, entry in row["per_seed"].items():
             cells = [f"{c['time_ratio']:.2f} ({c['steps_ratio']:.2f})" if c["time_ratio"] is not None else "-"

@@ -57,7 +57,8 @@ class Variant:
     model needs a short unmasked tuning (MaskDiT's unmasking tuning, MicroDiT's and SPRINT's
     fine-tune), and the objective (EDM unless named). ``twin``: the EDM variant with the same
     network and tokens, whose calibrated step time a flow variant shares (the process changes a
-    few element-wise operations around the same network)."""
+    few element-wise operations around the same network), or, for an ``aligned`` variant, the
+    variant without alignment whose calibrated step time it scales by a measured ratio."""
 
     method: str
     ratio: float
@@ -66,6 +67,7 @@ class Variant:
     tune: bool
     objective: Objective = EDM
     twin: str | None = None
+    aligned: bool = False  # a repa term: its step costs more than its twin's (``repa-cost`` measures by how much)
 
     def loss_terms(self, terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``terms`` with this variant's dsm weighting."""
@@ -93,7 +95,22 @@ def _variants(depth: int, *, flow: bool) -> dict[str, Variant]:
     # flow matching beside EDM: DiT under both time distributions, the best sparse method (TREAD) under each
     flows = {f"{name}-{key}": replace(edm[name], objective=OBJECTIVES[key], twin=name)
              for name in ("dit", "tread-0.5") for key in OBJECTIVES}
-    return {**edm, **flows}
+    # representation alignment (issue 29) under the best objective found (edm-ln), to the shipped digits
+    # encoder, and the control that aligns to a randomly initialised encoder of the same shape
+    aligned = {f"{name}-edm-ln-repa": aligned_variant(edm[name], name, "pretrained") for name in ("dit", "tread-0.5")}
+    aligned["dit-edm-ln-repa-random"] = aligned_variant(edm["dit"], "dit", "random")
+    return {**edm, **flows, **aligned}
+
+
+# REPA's term, scaled to the digits: weight 0.5, the aligned block 8/28 of the depth (depth None), a
+# 256-wide projector, the shipped unsupervised digits encoder (or a random one), features cached per image
+REPA_TERM = {"name": "repa", "weight": 0.5, "projector_dim": 256, "cache_features": True}
+
+
+def aligned_variant(base: Variant, twin: str, weights: str) -> Variant:
+    """``base`` trained on edm-ln with a repa term to ``digits_ssl`` with these ``weights``."""
+    term = {**REPA_TERM, "encoder": {"name": "digits_ssl", "weights": weights}}
+    return replace(base, terms=[*base.terms, term], objective=OBJECTIVES["edm-ln"], twin=twin, aligned=True)
 
 
 @dataclass(frozen=True)

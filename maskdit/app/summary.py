@@ -92,15 +92,8 @@ def _describe_alignment(spec, term, ratio: float) -> str:
     tokens present at the aligned block) and the frozen encoder's forward; sampling runs neither."""
     model = spec.model
     depth = term.aligned_depth(model.depth)
-    sparse = ratio > 0 and depth - 1 in model.sparse_blocks
-    present = num_kept(model.num_tokens, ratio) if sparse else model.num_tokens
-    # counted on a randomly initialised encoder of the same shape: no weights file is read by a dry run
-    encoder_spec = term.encoder.model_copy(update={"weights": "random"}) if "weights" in type(term.encoder).model_fields \
-        else term.encoder
-    built = term.model_copy(update={"encoder": encoder_spec}).build(model_depth=model.depth)
-    projector, encoder = built.training_macs(model.hidden_size, present, (model.in_channels, model.input_size,
-                                                                           model.input_size))
-    widths = f"{model.hidden_size}-{term.projector_dim}-{term.projector_dim}-{built.encoder.width}"
+    present, projector, encoder, width = term.training_macs(model, ratio)
+    widths = f"{model.hidden_size}-{term.projector_dim}-{term.projector_dim}-{width}"
     return (f"repa {term.weight:g} on the tokens after block {depth} of {model.depth} ({present} of {model.num_tokens} "
             f"present), projector {widths} {projector / 1e6:.3g} M MACs/sample/step + {term.encoder.name} encoder "
             f"forward {encoder / 1e6:.3g} M MACs " + ("per distinct image (cached)" if term.cache_features else

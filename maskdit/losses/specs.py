@@ -6,7 +6,7 @@ Example: ``{"terms": [{"name": "dsm", "weight": 1.0}, {"name": "mae", "weight": 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -16,6 +16,7 @@ from maskdit.losses.dsm import DSMLoss
 from maskdit.losses.mae import MAELoss
 from maskdit.losses.repa import RepaLoss
 from maskdit.losses.velocity_cosine import VelocityCosineLoss
+from maskdit.masking.strategies import num_kept
 from maskdit.processes.flow_noise import LogitNormalTimeNoise, UniformTimeNoise
 from maskdit.processes.noise import DDPMNoise, LogNormalNoise, LogUniformNoise
 
@@ -70,6 +71,17 @@ class MAESpec(SpecModel):
 EncoderSpec = one_of("encoder")
 
 
+class AlignmentCost(NamedTuple):
+    """A repa term's training cost per sample: the tokens present at the aligned block, the
+    projector's multiply-adds per step (forward and backward), the frozen encoder's forward
+    multiply-adds per image, and the encoder's feature width."""
+
+    present: int
+    projector_macs: int
+    encoder_macs: int
+    encoder_width: int
+
+
 @register("loss")
 class RepaSpec(SpecModel):
     """REPA: align the tokens after an early block with a frozen encoder's features (Yu et al. 2025)."""
@@ -96,6 +108,19 @@ class RepaSpec(SpecModel):
     def aligned_depth(self, model_depth: int) -> int:
         """The blocks run before alignment for a model of ``model_depth`` encoder blocks."""
         return self.depth if self.depth is not None else max(1, round(model_depth * 8 / 28))
+
+    def training_macs(self, model: Any, mask_ratio: float = 0.0) -> AlignmentCost:
+        """The term's place in the training FLOP ledger of ``model`` (a ModelSpec) trained at
+        ``mask_ratio``, counted on a randomly initialised encoder of the same shape (no weights file is read)."""
+        depth = self.aligned_depth(model.depth)
+        sparse = mask_ratio > 0 and depth - 1 in model.sparse_blocks
+        present = num_kept(model.num_tokens, mask_ratio) if sparse else model.num_tokens
+        encoder = self.encoder.model_copy(update={"weights": "random"}) if "weights" in type(self.encoder).model_fields \
+            else self.encoder
+        built = self.model_copy(update={"encoder": encoder}).build(model_depth=model.depth)
+        projector, encoder_macs = built.training_macs(model.hidden_size, present,
+                                                      (model.in_channels, model.input_size, model.input_size))
+        return AlignmentCost(present, projector, encoder_macs, built.encoder.width)
 
     def build(self, *, model_depth: int | None = None, **context: Any):
         """``model_depth``: the model's encoder blocks (needed when ``depth`` is None)."""
