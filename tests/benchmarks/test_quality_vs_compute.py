@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from maskdit import read_spec
+from maskdit import Experiment, read_spec
 from maskdit.data import build_dataset
 from maskdit.eval import HeldOutLoss
 from tests.benchmarks.scripts import BENCHMARKS, golden, load_study
@@ -129,6 +129,16 @@ def test_variant_specs_differ_only_where_the_recipe_says(qvc):
         for field in ("depth", "hidden_size", "num_heads", "patch_size", "label_embedder"):
             assert getattr(spec.model, field) == getattr(dit.model, field), (name, field)
         twin = layout.variants[name].twin
+        if layout.variants[name].aligned:  # the twin on edm-ln with a repa term added, nothing else
+            plain = specs[f"{twin}-edm-ln"]
+            assert spec.model == plain.model and spec.masking == plain.masking and spec.sampler == plain.sampler, name
+            assert spec.losses.noise == plain.losses.noise, name
+            assert spec.losses.terms[:-1] == plain.losses.terms, name
+            repa = spec.losses.terms[-1]
+            assert (repa.name, repa.encoder.name, repa.weight, repa.depth, repa.cache_features) == \
+                ("repa", "digits_ssl", 0.5, None, True), name
+            assert repa.encoder.weights == ("random" if name.endswith("-random") else "pretrained"), name
+            continue
         if twin is None:
             assert spec.losses.noise == dit.losses.noise and spec.sampler == dit.sampler, name
             assert spec.model.process == dit.model.process, name
@@ -148,8 +158,10 @@ def test_variant_specs_differ_only_where_the_recipe_says(qvc):
         assert spec.model.process.name == "flow" and spec.losses.noise.name in ("uniform_t", "logit_normal_t"), name
         assert {t.weighting for t in spec.losses.terms if t.name == "dsm"} == {"v"}, name
         assert spec.sampler.schedule.name == "uniform_t", name
-    assert {name for name in specs if layout.variants[name].twin} == {
+    assert {name for name in specs if layout.variants[name].twin and not layout.variants[name].aligned} == {
         f"{base}-{key}" for base in ("dit", "tread-0.5") for key in ("fm-u", "fm-ln", "edm-ln")}
+    assert {name for name in specs if layout.variants[name].aligned} == {
+        "dit-edm-ln-repa", "tread-0.5-edm-ln-repa", "dit-edm-ln-repa-random"}
     assert dit.model.routing == specs["maskdit-0.5"].model.routing and specs["maskdit-0.5"].model.decoder_depth == 2
     assert specs["tread-0.5"].model.routing.rejoins and specs["tread-0.5"].model.routing.fill == "exit"
     assert specs["sprint-0.75"].model.routing.fuse == "concat"
@@ -203,6 +215,58 @@ def test_plan_sizes_runs_by_calibrated_step_time(qvc):
     assert plan["eval_steps"] == [300, 400, 500, 600, 700, 800]
     assert plan["seconds_per_step"] == calibration["seconds_per_step"]
     assert cli.make_plan(setup.LAYOUTS["64"], "dit", calibration, 100.0)["tune_steps"] == 0
+
+
+def test_an_aligned_plan_scales_its_twins_step_and_pays_the_extraction_first(qvc):
+    cli, setup = qvc["quality_vs_compute"], qvc["qvc_variants"]
+    layout = setup.LAYOUTS["64"]
+    calibration = {"seconds_per_step": {"dit": 0.25, "tread-0.5": 0.125}}
+    with pytest.raises(ValueError, match="repa-cost"):
+        cli.make_plan(layout, "dit-edm-ln-repa", calibration, 100.0)
+    cost = {"ratios": {"dit-edm-ln-repa": 1.25}, "extraction_seconds": {"dit-edm-ln-repa": 20.0},
+            "encoded_images": {"dit-edm-ln-repa": 4000}}
+    plan = cli.make_plan(layout, "dit-edm-ln-repa", calibration, 100.0, cost)
+    assert plan["seconds_per_step"] == {"dit-edm-ln-repa": 0.3125}  # DiT's step x 1.25
+    assert plan["main_steps"] == 256  # (100 s - 20 s of extraction) / 0.3125 s
+    assert (plan["extraction_seconds"], plan["encoded_images"]) == (20.0, 4000)
+    # a variant without alignment plans as before: no cost file read, no new keys
+    assert cli.make_plan(layout, "tread-0.5-edm-ln", calibration, 100.0, cost) == \
+        cli.make_plan(layout, "tread-0.5-edm-ln", calibration, 100.0)
+    assert set(cli.make_plan(layout, "dit-edm-ln", calibration, 100.0)) == {
+        "main_steps", "tune_steps", "eval_steps", "seconds_per_step", "train_seconds"}
+
+
+def test_variants_on_lognormal_noise_are_measured_against_dit_on_it(qvc):
+    cli, report = qvc["quality_vs_compute"], qvc["qvc_report"]
+    assert [cli.baseline_of(n) for n in ("dit", "tread-0.5", "dit-fm-ln", "dit-edm-ln")] == ["dit"] * 4
+    assert {cli.baseline_of(n) for n in ("tread-0.5-edm-ln", "dit-edm-ln-repa", "dit-edm-ln-repa-random")} == \
+        {"dit-edm-ln"}
+    base = record("dit-edm-ln", 0, [point(10, 50, 1000, 0.8), point(20, 100, 2000, 0.4)])
+    base["plan"]["seconds_per_step"] = {"dit-edm-ln": 5.0}  # a twin's plan names its own step time only
+    aligned = record("dit-edm-ln-repa", 0, [point(8, 40, 800, 0.6), point(16, 80, 1600, 0.3)], step=6.0)
+    rows = report.summarize_layout([base, aligned], base="dit-edm-ln")["variants"]
+    assert rows["dit-edm-ln-repa"]["step_time_vs_dit"]["median"] == pytest.approx(1.2)
+    # DiT-edm-ln's final 0.4 is reached two thirds of the way from 0.6 (40 s) to 0.3 (80 s): 66.7 s of its 100 s
+    assert rows["dit-edm-ln-repa"]["loss_fraction_seconds"]["median"] == pytest.approx(2 / 3)
+    assert report.summarize_layout([aligned], base="dit-edm-ln")["variants"] == {}
+
+
+def test_warming_the_feature_cache_encodes_each_image_once(qvc, tiny):
+    engine, setup = qvc["qvc_engine"], qvc["qvc_variants"]
+    spec = setup.variant_spec(tiny, "dit-edm-ln-repa", main_steps=8)
+    objectives = Experiment(spec).objectives()
+
+    class Images:
+        images = build_dataset(spec.data).images[:12]
+
+    cost = engine.warm_features(objectives, Images, (4, 4))
+    assert cost["encoded_images"] == 12 and cost["extraction_seconds"] > 0
+    (term,) = engine.alignment_terms(objectives)
+    assert len(term.cache) == 12
+    again = engine.warm_features(objectives, Images, (4, 4))
+    assert term.encoded_images == 12 and again["encoded_images"] == 12  # all hits the second time
+    plain = Experiment(setup.variant_spec(tiny, "dit-edm-ln", main_steps=8)).objectives()
+    assert engine.warm_features(plain, Images, (4, 4)) == {"extraction_seconds": 0.0, "encoded_images": 0}
 
 
 @pytest.mark.slow
