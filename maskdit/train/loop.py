@@ -277,6 +277,7 @@ class Trainer:
         once, the means -> clip -> optimizer step -> EMA (or a skip, when anything is non-finite)."""
         self.optimizer.zero_grad(set_to_none=True)
         sums, names, mask_ratio = self._forward_backward(self.objectives[phase.name], step)
+        par.sync_head_gradients(self.model, self.parallel, self.dist)
         # rank 0 logs the global means; a non-finite loss on any rank makes all skip
         values = mean_over_ranks(sums, self.dist).tolist()  # the step's one host synchronisation
         loss, parts = values[0], dict(zip(names, values[1:]))

@@ -13,10 +13,12 @@ from contextlib import nullcontext
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from maskdit.io import checkpoint as ckpt
+from maskdit.losses.heads import HEADS_PREFIX
 from maskdit.train.distributed import DistContext, DistributedSetupError
 
 Parallel = Literal["ddp", "fsdp"]
@@ -33,6 +35,14 @@ def wrap_model(model: nn.Module, kind: Parallel, ctx: DistContext, device: torch
     if not ctx.is_distributed:
         return model
     if kind == "ddp":
+        heads = head_parameters(model)
+        if heads:
+            # a training head (REPA's projector) runs in the loss, after the forward pass DDP traces: DDP
+            # would call its parameters unused, then see their gradients arrive. It leaves them alone;
+            # they start as rank 0's, like the rest, and sync_head_gradients averages their gradients
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, list(heads))
+            for param in heads.values():
+                dist.broadcast(param.data, src=0)
         # find_unused_parameters: the mask token is unused in unmasked phases (mask=None)
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                        find_unused_parameters=True)
@@ -47,6 +57,31 @@ def wrap_model(model: nn.Module, kind: Parallel, ctx: DistContext, device: torch
         fully_shard(model)
         return model
     raise DistributedSetupError(f"unknown train.parallel {kind!r}; expected 'ddp' or 'fsdp'")
+
+
+def head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The trainable parameters of the training heads on ``model`` (``heads.*``), by name."""
+    return {name: param for name, param in model.named_parameters()
+            if name.startswith(HEADS_PREFIX) and param.requires_grad}
+
+
+def sync_head_gradients(model: nn.Module, kind: Parallel, ctx: DistContext) -> None:
+    """Average the training heads' gradients over the ranks after a step's backward passes, as DDP
+    does for the network's (DDP ignores the heads: :func:`wrap_model`). A head with no gradient on
+    any rank (its term off) stays without one, as on one process."""
+    if kind != "ddp" or not ctx.is_distributed:
+        return
+    params = list(head_parameters(model).values())
+    if not params:
+        return
+    present = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
+    dist.all_reduce(present, op=dist.ReduceOp.MAX)
+    for flag, param in zip(present.tolist(), params):
+        if flag:
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+            dist.all_reduce(param.grad)
+            param.grad.div_(ctx.world_size)
 
 
 def no_sync(wrapped: nn.Module, kind: Parallel, ctx: DistContext, sync: bool):

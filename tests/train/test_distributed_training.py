@@ -90,3 +90,29 @@ def test_two_ranks_match_one_and_resume_on_one(setup, parallel):
     resumed = train_run(Experiment(ExperimentSpec.model_validate(SPEC)), resumed_dir, resume=True)
     assert resumed.state.history == pytest.approx(single.state.history[2:], rel=1e-5)
     assert_close_groups(checkpoint(resumed_dir, 4), checkpoint(one, 4))
+
+
+REPA_SPEC = {**SPEC, "name": "tiny-repa",
+             "losses": {**SPEC["losses"], "terms": [*SPEC["losses"]["terms"], {
+                 "name": "repa", "encoder": {"name": "digits_ssl", "weights": "random"}, "depth": 1, "projector_dim": 16,
+                 "cache_features": True}]}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_an_alignment_head_trains_on_two_ranks_as_on_one(tmp_path, parallel):
+    """The repa projector is a head on the denoiser: the ranks all-reduce its gradients with the
+    network's, so two ranks give one process's weights, head included, and its checkpoints."""
+    spec_path = tmp_path / "tiny-repa.json"
+    spec_path.write_text(json.dumps(REPA_SPEC))
+    single = train_run(Experiment(ExperimentSpec.model_validate(REPA_SPEC)), tmp_path / "one" / "tiny-repa")
+    done = torchrun(spec_path, tmp_path / parallel, f"train.parallel={parallel}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    two, one = tmp_path / parallel / "tiny-repa", single.run_dir
+    for step in (2, 4):
+        got, want = checkpoint(two, step), checkpoint(one, step)
+        assert any(name.startswith("heads.repa.") for name in want.tensors["model"])
+        assert_close_groups(got, want)
+    two_losses = [r["parts"]["repa"] for r in read_jsonl(two / "metrics.jsonl") if "parts" in r]
+    one_losses = [r["parts"]["repa"] for r in read_jsonl(one / "metrics.jsonl") if "parts" in r]
+    assert two_losses == pytest.approx(one_losses, rel=1e-5) and all(value < 0 for value in one_losses)
