@@ -150,12 +150,13 @@ def _cell(spread: dict[str, float] | None, every: bool = True, digits: int = 2) 
 
 
 def format_table(layout: str, summary: dict[str, Any], base: str = "dit") -> str:
-    header = (f"{'variant':14s} {'seeds':>5s} {'step t':>6s} {'loss: time':>18s} {'loss: FLOPs':>18s} "
+    width = max([14, *(len(name) for name in summary["variants"])])  # the variant column fits every name
+    header = (f"{'variant':{width}s} {'seeds':>5s} {'step t':>6s} {'loss: time':>18s} {'loss: FLOPs':>18s} "
               f"{'FID: time':>18s} {'final loss':>10s} {'best FID':>16s} {'cfg1 FID':>9s} {'acc':>6s}")
     lines = [f"layout {layout}" + ("" if base == "dit" else f", against {base}"), header, "-" * len(header)]
     for name, row in sorted(summary["variants"].items(), key=lambda item: (item[0] != base, item[0])):
         lines.append(
-            f"{name:14s} {len(row['seeds']):5d} {_cell(row['step_time_vs_dit']):>6s} "
+            f"{name:{width}s} {len(row['seeds']):5d} {_cell(row['step_time_vs_dit']):>6s} "
             f"{_cell(row['loss_fraction_seconds'], row['loss_fraction_seconds_every_seed']):>18s} "
             f"{_cell(row['loss_fraction_macs'], row['loss_fraction_macs_every_seed']):>18s} "
             f"{_cell(row['fid_fraction_seconds'], row['fid_fraction_seconds_every_seed']):>18s} "
@@ -171,13 +172,14 @@ def format_ratio_curves(summary: dict[str, Any], base: str = "dit") -> str:
     held-out loss; '-' where DiT's evaluations do not bracket that loss."""
     lines = ["time to the same held-out loss vs DiT, at each evaluation: time ratio (steps ratio); "
              "< 1 = ahead of DiT"]
+    width = max([18, *(len(name) + 3 for name in summary["variants"])])  # name + " s<seed>"
     for name, row in summary["variants"].items():
         if name == base:
             continue
         for seed, entry in row["per_seed"].items():
             cells = [f"{c['time_ratio']:.2f} ({c['steps_ratio']:.2f})" if c["time_ratio"] is not None else "-"
                      for c in entry["ratio_curve"]]
-            lines.append(f"  {name + ' s' + seed:18s} step time {entry['step_time_vs_dit']:.2f}: " + "  ".join(cells))
+            lines.append(f"  {name + ' s' + seed:{width}s} step time {entry['step_time_vs_dit']:.2f}: " + "  ".join(cells))
     return "\n".join(lines)
 
 
