@@ -62,7 +62,7 @@ def test_every_recipe_is_a_valid_spec_that_costs_what_the_base_costs(recipes):
     assert wsd.train.phases[0].lr_decay.final == 0.25 and wsd.train.phases[1].lr_decay.final == 0.0
 
 
-def test_the_default_preset_is_the_recipe_dit_d4w96_at_guidance_2(recipes):
+def test_the_default_preset_is_the_recipe_d4w96_ln_2600_at_guidance_2(recipes):
     """make demo runs what the study measured: the same model, objective, data and training as the
     recipe (the absent decoder's unused width aside), sampled at guidance 2 instead of 2.5."""
     def trained(spec: ExperimentSpec) -> dict:
@@ -70,7 +70,7 @@ def test_the_default_preset_is_the_recipe_dit_d4w96_at_guidance_2(recipes):
         del data["name"], data["model"]["decoder_hidden_size"], data["model"]["decoder_num_heads"]
         return data
 
-    default, recipe = ExperimentSpec.model_validate(load_spec_dict("default")), recipe_spec(recipes, "dit-d4w96")
+    default, recipe = ExperimentSpec.model_validate(load_spec_dict("default")), recipe_spec(recipes, "d4w96-ln-2600")
     assert default.model.decoder_depth == recipe.model.decoder_depth == 0
     assert default.sampler.cfg_scale == 2.0 and recipe.sampler.cfg_scale == 2.5
     recipe = recipe.model_copy(update={"sampler": recipe.sampler.model_copy(update={"cfg_scale": 2.0})})
