@@ -405,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown variants {unknown}; valid: {', '.join(LAYOUTS[args.layout[0]].variants)}")
     if args.num_samples < 2 or args.sampler_steps < 1 or args.calibration_steps < 5:
         parser.error("need --num-samples >= 2, --sampler-steps >= 1, --calibration-steps >= 5")
-    commands_by_name = {"run": command_run, "calibrate": command_calibrate, "twins": command_twins, "repa-cost": command_repa_cost,
-                        "grids": command_grids, "report": command_report}
+    commands_by_name = {"run": command_run, "calibrate": command_calibrate, "twins": command_twins,
+                        "repa-cost": command_repa_cost, "grids": command_grids, "report": command_report}
     return commands_by_name[args.command](args)
 
 

@@ -53,14 +53,26 @@ def machine() -> str:
 
 
 # ---- calibration ------------------------------------------------------------------------------
-def step_intervals(spec: ExperimentSpec, dataset: Any, work_dir: Path, *, skip: int) -> list[float]:
+def step_intervals(spec: ExperimentSpec, dataset: Any, work_dir: Path, *, skip: int,
+                   on_objectives: Callable[[dict[str, Any]], None] | None = None) -> list[float]:
     """Seconds between consecutive training steps of a throwaway run of ``spec``, leaving out the
-    first ``skip`` steps (start-up, the phase switch of a tuning timing)."""
+    first ``skip`` steps (start-up, the phase switch of a tuning timing); ``on_objectives`` as :func:`fit`'s."""
     stamps: list[float] = []
     shutil.rmtree(work_dir, ignore_errors=True)
-    fit(spec, work_dir, dataset=dataset, on_step=lambda: stamps.append(time.perf_counter()))
+    fit(spec, work_dir, dataset=dataset, on_step=lambda: stamps.append(time.perf_counter()),
+        on_objectives=on_objectives)
     shutil.rmtree(work_dir, ignore_errors=True)
     return [b - a for a, b in zip(stamps[skip:], stamps[skip + 1:])]
+
+
+def timing_summary(intervals: dict[str, list[float]], *, steps: int, rounds: int) -> dict[str, Any]:
+    """Median step time and spread per key, with the conditions they were timed under."""
+    return {
+        "seconds_per_step": {key: statistics.median(values) for key, values in intervals.items()},
+        "spread": {key: [min(values), max(values)] for key, values in intervals.items()},
+        "steps_per_round": steps, "rounds": rounds, "load_average": os.getloadavg(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "threads": torch.get_num_threads(),
+    }
 
 
 def calibrate(layout: Layout, names: list[str], dataset: Any, work_dir: Path, *, steps: int = 16, rounds: int = 3,
@@ -76,12 +88,7 @@ def calibrate(layout: Layout, names: list[str], dataset: Any, work_dir: Path, *,
                 spec = variant_spec(layout, name, main_steps=1 if tune else steps, tune_steps=steps if tune else 0)
                 intervals.setdefault(key, []).extend(step_intervals(spec, dataset, work_dir / "calibrate", skip=3))
         log(f"  calibration round {round_index + 1}/{rounds} done")
-    return {
-        "seconds_per_step": {key: statistics.median(values) for key, values in intervals.items()},
-        "spread": {key: [min(values), max(values)] for key, values in intervals.items()},
-        "steps_per_round": steps, "rounds": rounds, "load_average": os.getloadavg(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "threads": torch.get_num_threads(),
-    }
+    return timing_summary(intervals, steps=steps, rounds=rounds)
 
 
 # ---- alignment: the encoder's one-off cost and the step with a warm feature cache ---------------
@@ -129,26 +136,18 @@ def alignment_cost(layout: Layout, names: list[str], dataset: Any, work_dir: Pat
 
     for round_index in range(rounds):
         for name in names:
-            variant = layout.variants[name]
-            stamps: list[float] = []
             spec = variant_spec(layout, name, main_steps=steps)
-            shutil.rmtree(work_dir / "calibrate", ignore_errors=True)
-            fit(spec, work_dir / "calibrate", dataset=dataset, on_step=lambda: stamps.append(time.perf_counter()),
-                on_objectives=warm(name) if variant.aligned else None)
-            shutil.rmtree(work_dir / "calibrate", ignore_errors=True)
-            intervals.setdefault(name, []).extend(b - a for a, b in zip(stamps[3:], stamps[4:]))
+            intervals.setdefault(name, []).extend(step_intervals(
+                spec, dataset, work_dir / "calibrate", skip=3,
+                on_objectives=warm(name) if layout.variants[name].aligned else None))
         log(f"  alignment cost round {round_index + 1}/{rounds} done")
-    seconds = {key: statistics.median(values) for key, values in intervals.items()}
-    return {
-        "seconds_per_step": seconds,
-        "spread": {key: [min(values), max(values)] for key, values in intervals.items()},
-        "ratios": {name: seconds[name] / seconds[layout.variants[name].twin] for name in names
-                   if layout.variants[name].aligned},
-        "extraction_seconds": {name: statistics.median(values) for name, values in extraction.items()},
-        "encoded_images": encoded,
-        "steps_per_round": steps, "rounds": rounds, "load_average": os.getloadavg(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "threads": torch.get_num_threads(),
-    }
+    result = timing_summary(intervals, steps=steps, rounds=rounds)
+    seconds = result["seconds_per_step"]
+    return {**result,
+            "ratios": {name: seconds[name] / seconds[layout.variants[name].twin] for name in names
+                       if layout.variants[name].aligned},
+            "extraction_seconds": {name: statistics.median(values) for name, values in extraction.items()},
+            "encoded_images": encoded}
 
 
 # ---- one variant ------------------------------------------------------------------------------

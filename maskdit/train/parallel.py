@@ -74,14 +74,17 @@ def sync_head_gradients(model: nn.Module, kind: Parallel, ctx: DistContext) -> N
     params = list(head_parameters(model).values())
     if not params:
         return
-    present = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
-    dist.all_reduce(present, op=dist.ReduceOp.MAX)
-    for flag, param in zip(present.tolist(), params):
-        if flag:
-            if param.grad is None:
-                param.grad = torch.zeros_like(param)
-            dist.all_reduce(param.grad)
-            param.grad.div_(ctx.world_size)
+    # one all-reduce for the step: every gradient flattened (zeros where a rank has none), then one
+    # flag per parameter counting the ranks that had a gradient
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+                     + [torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)])
+    dist.all_reduce(flat)
+    grads, ranks_with_grad = flat[:-len(params)].div_(ctx.world_size), flat[-len(params):].tolist()
+    offset = 0
+    for param, count in zip(params, ranks_with_grad):
+        if count:
+            param.grad = grads[offset:offset + param.numel()].view_as(param).clone()
+        offset += param.numel()
 
 
 def no_sync(wrapped: nn.Module, kind: Parallel, ctx: DistContext, sync: bool):

@@ -227,3 +227,19 @@ def test_cached_features_are_each_images_own_and_encoded_once():
     changed[1, 0, 0, 0] += 1e-3  # a different image is encoded, not looked up
     term.target_features(changed, (4, 4))
     assert term.encoded_images == 4
+
+
+def test_a_repa_specs_cost_counts_the_tokens_present_at_its_block():
+    from maskdit.core import ModelSpec
+    from maskdit.losses.specs import RepaSpec
+
+    spec = RepaSpec(encoder={"name": "digits_ssl", "weights": "random"}, depth=2, projector_dim=16)
+    model = ModelSpec(input_size=32, in_channels=1, patch_size=4, depth=4, hidden_size=32, num_heads=2,
+                      decoder_depth=0, num_classes=10, routing={"start": 1, "end": 3})
+    dense, routed = spec.training_macs(model), spec.training_macs(model, 0.75)
+    assert (dense.present, routed.present, dense.encoder_width) == (64, 16, 128)  # block 2 is in the routed span
+    assert dense.projector_macs == 3 * 64 * (32 * 16 + 16 * 16 + 16 * 128)  # forward and backward
+    assert routed.projector_macs * 4 == dense.projector_macs
+    assert dense.encoder_macs == routed.encoder_macs > 0  # the encoder sees the whole clean image
+    outside = spec.model_copy(update={"depth": 1}).training_macs(model, 0.75)
+    assert outside.present == 64  # block 1 runs before the route: every token is there
