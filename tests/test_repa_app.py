@@ -72,3 +72,47 @@ def test_the_dry_run_counts_the_projector_and_the_encoder():
 def test_spec_errors_name_the_fields(overrides, message):
     with pytest.raises(ValidationError, match=message):
         ExperimentSpec.model_validate(example("digits-repa", *overrides))
+
+
+def latent_repa_spec(folder: Path) -> dict:
+    """The ImageNet SiT + REPA example at toy scale: a tiny SiT on 4x8x8 latents of 16 px crops
+    (4x4 tokens), aligned to a randomly initialised DINOv2-S read at 28 px (2x2 patch features,
+    resized onto the token grid); no evaluation."""
+    spec = json.loads((EXAMPLES / "imagenet256-sit-xl2-repa.json").read_text())
+    spec["model"] = {"input_size": 8, "in_channels": 4, "num_classes": 2, "patch_size": 2, "depth": 2,
+                     "hidden_size": 32, "num_heads": 2, "decoder_depth": 0, "process": spec["model"]["process"]}
+    repa = spec["losses"]["terms"][1]
+    repa.update(depth=1, projector_dim=16,
+                encoder={"name": "dinov2", "size": "small", "image_size": 28, "weights": "random"})
+    spec["data"] = {**spec["data"], "path": str(folder), "resolution": 8, "num_classes": 2, "flip": True}
+    spec["sampler"] = {**spec["sampler"], "steps": 2}
+    spec["train"] = {**spec["train"], "phases": [{"name": "aligned", "steps": 2}], "batch_size": 4, "device": "cpu",
+                     "precision": "fp32", "log_every": 1, "checkpoint_every": 2, "sample_every": None}
+    spec["eval"] = {**spec["eval"], "num_samples": 0}
+    return spec
+
+
+def test_repa_trains_on_latents_that_keep_their_images(tmp_path, capsys):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("timm")
+    from maskdit.app.commands.latents import main as latents_main
+    from tests.datasets.folders import make_image_folder, make_tiny_vae
+
+    vae, images = make_tiny_vae(tmp_path / "vae"), make_image_folder(tmp_path / "images", per_class=4)
+    common = ["encode", "--vae", str(vae), "--data", str(images), "--resolution", "16", "--flip"]
+    assert latents_main([*common, "--out", str(tmp_path / "kept"), "--keep-images"]) == 0
+    assert latents_main([*common, "--out", str(tmp_path / "plain")]) == 0
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(latent_repa_spec(tmp_path / "kept")))
+    assert build_main([str(spec), "--runs", str(tmp_path / "runs")]) == 0
+    run = tmp_path / "runs" / "imagenet256-sit-xl2-repa"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    aligned = [r["parts"]["repa"] for r in records if "parts" in r and "repa" in r["parts"]]
+    assert len(aligned) == 2 and all(-1 <= value <= 1 for value in aligned)
+    capsys.readouterr()
+    # the same spec on a folder without the crops stops before the first step, naming the fix
+    spec.write_text(json.dumps({**latent_repa_spec(tmp_path / "plain"), "name": "plain"}))
+    assert build_main([str(spec), "--runs", str(tmp_path / "runs")]) != 0
+    assert "--keep-images" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "plain" / "checkpoints").exists() or \
+        not any((tmp_path / "runs" / "plain" / "checkpoints").iterdir())

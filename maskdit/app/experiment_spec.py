@@ -123,16 +123,14 @@ class ExperimentSpec(SpecModel):
                                  f"{process.sigma_data}")
 
     def _alignment_fits_model(self) -> None:
-        """A repa term reads the tokens after one of the model's encoder blocks, and the clean images."""
+        """A repa term reads the tokens after one of the model's encoder blocks, and the clean images
+        (on latent data: the crops the folder stores, checked before the first step)."""
         for term in self.losses.terms + tuple(t for phase in self.train.phases for t in phase.loss_terms or ()):
             if term.name != "repa":
                 continue
             if term.depth is not None and term.depth > self.model.depth:
                 raise ValueError(f"losses repa.depth {term.depth} is deeper than model.depth {self.model.depth}: the "
                                  "term aligns the tokens after that many encoder blocks")
-            if self.data.channels not in (1, 3):
-                raise ValueError(f"losses repa aligns to an encoder's features of the clean images, but the data has "
-                                 f"{self.data.channels} channels (latents): repa needs image data")
 
     def _losses_fit_routing(self) -> None:
         """A model that predicts nothing at dropped positions (no decoder, tokens never rejoin:

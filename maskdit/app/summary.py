@@ -98,7 +98,9 @@ def _describe_alignment(spec, term, ratio: float) -> str:
             f"present), projector {widths} {projector / 1e6:.3g} M MACs/sample/step + {term.encoder.name} encoder "
             f"forward {encoder / 1e6:.3g} M MACs " + ("per distinct image (cached)" if term.cache_features else
                                                         "per sample and step") + (f", off from step {term.until_step}" if term.until_step is not None
-                                                          else "") + "; neither runs while sampling")
+                                                          else "") + "; neither runs while sampling"
+            + ("; the encoder reads the crops the latent folder keeps (encode --keep-images)"
+               if spec.data.name == "latents" else ""))
 
 
 def _kept(mask) -> str:

@@ -7,6 +7,7 @@ processes encode. Rank ``r`` of ``w`` encodes the shards ``k`` with ``k % w == r
 size, skipped files, settings fingerprint). A rerun keeps every shard whose record exists, whose
 fingerprint matches and whose SHA-256 checks out, and encodes the rest; a folder that holds
 shards of other settings is refused. Rank 0 writes ``manifest.json`` once all shards exist.
+With ``keep_images`` each shard also stores the uint8 crops the VAE encoded (for REPA's encoder).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from torch.utils.data import DataLoader, Dataset
 from maskdit.data.imagefolder import CorruptImageError, list_image_folder, prepare_image
 from maskdit.data.shards import (
     DTYPES,
+    FLIPPED,
+    IMAGES,
     MANIFEST,
+    MOMENTS,
     LatentManifest,
     ShardError,
     ShardRecord,
@@ -70,6 +74,7 @@ class EncodePlan:
     flip: bool
     shard_size: int
     key: str
+    keep_images: bool = False
 
     @property
     def ranges(self) -> list[tuple[int, int]]:
@@ -77,8 +82,9 @@ class EncodePlan:
 
 
 def plan_encoding(vae, data: str | os.PathLike, *, vae_path: str, resolution: int = 256, flip: bool = False,
-                  shard_size: int = 10_000, dtype: str = "float32") -> EncodePlan:
-    """List ``data`` and fix every setting (and their fingerprint) before anything is encoded."""
+                  shard_size: int = 10_000, dtype: str = "float32", keep_images: bool = False) -> EncodePlan:
+    """List ``data`` and fix every setting (and their fingerprint) before anything is encoded.
+    ``keep_images``: also store each source crop as uint8 [3, R, R] (3 bytes a pixel per image)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     factor = downsampling(vae)
@@ -94,8 +100,11 @@ def plan_encoding(vae, data: str | os.PathLike, *, vae_path: str, resolution: in
     shape = (int(vae_config(vae)["latent_channels"]), resolution // factor, resolution // factor)
     settings = {"vae": record.config_sha256, "scale": record.scaling_factor, "listing": source.listing_sha256,
                 "resolution": resolution, "flip": flip, "shard_size": shard_size, "dtype": dtype}
+    if keep_images:  # only when on, so the keys of folders encoded before the option existed stay the same
+        settings["images"] = True
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    return EncodePlan(Path(data), tuple(samples), tuple(classes), record, source, shape, dtype, flip, shard_size, key)
+    return EncodePlan(Path(data), tuple(samples), tuple(classes), record, source, shape, dtype, flip, shard_size, key,
+                      keep_images)
 
 
 class _ShardImages(Dataset):
@@ -144,7 +153,7 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
     start, stop = plan.ranges[k]
     loader = DataLoader(_ShardImages(plan, start, stop), batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate)
-    parts: dict[str, list[torch.Tensor]] = {"mean": [], "logvar": [], "mean_flip": [], "logvar_flip": []}
+    parts: dict[str, list[torch.Tensor]] = {"mean": [], "logvar": [], "mean_flip": [], "logvar_flip": [], IMAGES: []}
     labels, indices, skipped = [], [], []
     store = DTYPES[plan.dtype]
     for batch in loader:
@@ -157,6 +166,8 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
         if not good:
             continue
         images = torch.stack([image for image, _, _ in good])  # B x [3, R, R] -> [B, 3, R, R]
+        if plan.keep_images:  # back to the crop's 8-bit pixels: x = v / 127.5 - 1, so this is exact
+            parts[IMAGES].append(images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
         if plan.flip:
             images = torch.cat([images, images.flip(-1)])  # [B, ...] -> [2B, ...]: originals, then mirrors
         mean, logvar = encode_posterior(vae, images)
@@ -170,7 +181,11 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
         indices.extend(index for _, _, index in good)
     empty = torch.empty((0, *plan.latent_shape), dtype=store)
     tensors = {name: torch.cat(chunks).contiguous() if chunks else empty for name, chunks in parts.items()
-               if plan.flip or not name.endswith("_flip")}
+               if name in MOMENTS or (plan.flip and name in FLIPPED)}
+    if plan.keep_images:
+        side = plan.source.resolution
+        tensors[IMAGES] = torch.cat(parts[IMAGES]).contiguous() if parts[IMAGES] else \
+            torch.empty((0, 3, side, side), dtype=torch.uint8)
     tensors["label"] = torch.tensor(labels, dtype=torch.int64)
     tensors["index"] = torch.tensor(indices, dtype=torch.int64)
     for name in ("mean", "logvar"):
@@ -224,7 +239,8 @@ def write_manifest(plan: EncodePlan, out: str | os.PathLike) -> LatentManifest:
         records.append(record)
     manifest = LatentManifest(vae=plan.vae, scale=plan.vae.scaling_factor, source=plan.source, classes=plan.classes,
                               latent_shape=plan.latent_shape, dtype=plan.dtype, flip=plan.flip,
-                              shard_size=plan.shard_size, key=plan.key, count=sum(r.count for r in records),
+                              shard_size=plan.shard_size, images=plan.keep_images, key=plan.key,
+                              count=sum(r.count for r in records),
                               shards=tuple(records))
     atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(manifest.model_dump_json(indent=1)))
     return manifest

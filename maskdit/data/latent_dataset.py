@@ -11,7 +11,10 @@ posterior sampling, Rombach et al. 2022, sec. 3; MaskDiT sec. 4.1). The randomne
 dataset flips), then B * C * h * w normals for eps, drawn on ``g``'s device. With ``seeds`` row
 i draws its uniform and then its C * h * w normals from a CPU generator seeded with ``s[i]``, so a
 row's latent does not depend on which other rows share its batch (or rank). The same generator
-state or seeds therefore give the same batch. ``dataset[i]`` (for DataLoader users) returns the stored
+state or seeds therefore give the same batch. With ``with_images=True`` (shards encoded with
+``--keep-images``) ``draw`` also returns each row's source crop [B, 3, R, R] in [-1, 1], mirrored
+where the row drew the mirrored latent, for terms that read clean images (REPA); it draws nothing
+more, so z is the same with or without them. ``dataset[i]`` (for DataLoader users) returns the stored
 moments ``cat(mean, logvar)`` [2C, h, w] - eight channels for kl-f8, as the reference stores them -
 so code that forgets the draw fails on the channel count instead of training on the mean.
 """
@@ -25,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from maskdit.data.draws import Draws
-from maskdit.data.shards import LatentManifest, ShardError, check_shard, read_manifest
+from maskdit.data.shards import IMAGES, LatentManifest, ShardError, check_shard, read_manifest
 
 
 def sample_latents(mean: torch.Tensor, std: torch.Tensor, *, scale: float, generator: torch.Generator) -> torch.Tensor:
@@ -96,14 +99,27 @@ class LatentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def _gather(self, ids: torch.Tensor, name: str) -> torch.Tensor:
-        """Rows ``ids`` of tensor ``name`` across shards: float32 [B, C, h, w]."""
-        out = torch.empty((len(ids), *self.manifest.latent_shape), dtype=torch.float32)
+    @property
+    def stores_images(self) -> bool:
+        """Whether the shards hold the source crops (``encode --keep-images``): ``draw(..., with_images=True)``."""
+        return self.manifest.images
+
+    def require_images(self) -> None:
+        """Raise a ShardError naming the folder and the fix unless the shards hold the source crops."""
+        if not self.stores_images:
+            raise ShardError(f"{self.path} holds no source images, which a term that reads clean images (repa) "
+                             "needs: encode it again with `python -m maskdit.latents encode --keep-images` into a "
+                             "new --out folder")
+
+    def _gather(self, ids: torch.Tensor, name: str, shape: tuple[int, ...] | None = None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Rows ``ids`` of tensor ``name`` across shards: ``dtype`` [B, *shape] (default float32 [B, C, h, w])."""
+        out = torch.empty((len(ids), *(shape or self.manifest.latent_shape)), dtype=dtype)
         shard_of = torch.bucketize(ids, self.ends, right=True)  # [B]: which shard holds each id
         for s in shard_of.unique().tolist():
             chosen = shard_of == s
             first = int(self.ends[s - 1]) if s else 0
-            out[chosen] = self.shards[s][name][ids[chosen] - first].float()
+            out[chosen] = self.shards[s][name][ids[chosen] - first].to(dtype)
         return out
 
     def _ids(self, ids) -> torch.Tensor:
@@ -112,8 +128,11 @@ class LatentDataset(Dataset):
             raise IndexError(f"latent ids must lie in 0..{len(self) - 1}")
         return ids
 
-    def _posterior(self, ids: torch.Tensor, draws: Draws | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _posterior(self, ids: torch.Tensor, draws: Draws | None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean, std, labels, mirror [B] bool: the rows that drew their mirrored copy)."""
         mean, logvar = self._gather(ids, "mean"), self._gather(ids, "logvar")
+        mirror = torch.zeros(len(ids), dtype=torch.bool)
         if self.flip:
             if draws is None:
                 raise ValueError("flip is on: pass a generator (or seeds) to choose the mirrored copies")
@@ -121,7 +140,14 @@ class LatentDataset(Dataset):
             if mirror.any():
                 mean[mirror] = self._gather(ids[mirror], "mean_flip")
                 logvar[mirror] = self._gather(ids[mirror], "logvar_flip")
-        return mean, torch.exp(0.5 * logvar), self.labels[ids]
+        return mean, torch.exp(0.5 * logvar), self.labels[ids], mirror
+
+    def _images(self, ids: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
+        """The source crops of ``ids`` in [-1, 1], float32 [B, 3, R, R], mirrored where ``mirror``."""
+        side = self.manifest.source.resolution
+        images = self._gather(ids, IMAGES, (3, side, side)).div(127.5).sub(1.0)  # uint8 -> [-1, 1]
+        images[mirror] = images[mirror].flip(-1)  # the mirrored latents were encoded from the flipped crops
+        return images
 
     def posterior(self, ids, *, generator: torch.Generator | None = None, seeds=None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -130,18 +156,23 @@ class LatentDataset(Dataset):
         With ``flip`` each item is its mirror with probability 1/2 (one uniform per item)."""
         ids = self._ids(ids)
         unseeded = generator is None and seeds is None
-        return self._posterior(ids, None if unseeded else Draws(len(ids), generator=generator, seeds=seeds))
+        return self._posterior(ids, None if unseeded else Draws(len(ids), generator=generator, seeds=seeds))[:3]
 
-    def draw(self, ids, *, generator: torch.Generator | None = None, seeds=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A training batch: z = scale * (mean + std * eps) [B, C, h, w] float32 and labels [B].
+    def draw(self, ids, *, generator: torch.Generator | None = None, seeds=None, with_images: bool = False
+             ) -> tuple[torch.Tensor, ...]:
+        """A training batch: z = scale * (mean + std * eps) [B, C, h, w] float32 and labels [B]
+        (and, ``with_images``, the source crops [B, 3, R, R] in [-1, 1], mirrored as the latents).
 
         Randomness from ``generator`` (whole batch) or ``seeds`` (int64 [B], one generator per row,
         see :func:`maskdit.data.draws.row_seeds`); each stream gives the flip uniform first, then eps."""
         ids = self._ids(ids)
+        if with_images:
+            self.require_images()
         draws = Draws(len(ids), generator=generator, seeds=seeds)
-        mean, std, labels = self._posterior(ids, draws)
+        mean, std, labels, mirror = self._posterior(ids, draws)
         eps = draws.normal(self.manifest.latent_shape)  # [B, C, h, w]
-        return self.scale * (mean + std * eps), labels
+        z = self.scale * (mean + std * eps)
+        return (z, labels, self._images(ids, mirror)) if with_images else (z, labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         if not -len(self) <= i < len(self):
@@ -153,4 +184,4 @@ class LatentDataset(Dataset):
     def __repr__(self) -> str:
         c, h, w = self.manifest.latent_shape
         return (f"LatentDataset({str(self.path)!r}, n={len(self)}, {c}x{h}x{w}, classes={self.num_classes}, "
-                f"scale={self.scale:g}, flip={self.flip})")
+                f"scale={self.scale:g}, flip={self.flip}, images={self.stores_images})")

@@ -3,10 +3,14 @@
 A latent folder holds::
 
     shard-00000.safetensors   mean, logvar [n, C, h, w] (+ mean_flip, logvar_flip), label, index [n]
+                              (+ image: uint8 [n, 3, R, R], the crops the VAE encoded)
     shard-00000.json          ShardRecord: source range, count, bytes, sha256, skipped files, job key
     ...
     manifest.json             LatentManifest: VAE, scale factor, shapes, classes, every ShardRecord
 
+``image`` (``encode --keep-images``) keeps the source crops for terms that read clean images
+while the model trains on latents (REPA's encoder, as REPA's own pipeline stores the images beside
+the latents); their mirrors are the crops flipped, so they are not stored twice.
 ``index`` is each image's position in the sorted image-folder listing. Shards are read through a
 copy-on-write memory map, so a large set is paged in on demand and shared by processes through
 the OS page cache instead of being copied into every process's memory.
@@ -34,11 +38,12 @@ MANIFEST = "manifest.json"
 FORMAT = "maskdit-latents"
 MOMENTS = ("mean", "logvar")
 FLIPPED = ("mean_flip", "logvar_flip")
+IMAGES = "image"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MAX_HEADER_BYTES = 1 << 24  # a shard's header is under a KiB; safetensors itself stops at 100 MB
 MAX_DIMS = 8
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
-                       "F64": torch.float64, "I32": torch.int32}
+                       "F64": torch.float64, "I32": torch.int32, "U8": torch.uint8}
 
 
 class ShardError(DataError):
@@ -90,6 +95,7 @@ class LatentManifest(SpecModel):
     latent_shape: tuple[int, int, int] = Field(description="(C, h, w) of one latent")
     dtype: Literal["float32", "float16", "bfloat16"] = Field(description="storage dtype of mean and logvar")
     flip: bool = Field(description="whether the shards also hold the mirrored images' moments")
+    images: bool = Field(False, description="whether the shards also hold the source crops (uint8 [n, 3, R, R])")
     shard_size: int = Field(ge=1, description="source images per shard")
     key: str = Field(description="fingerprint of the encoding settings")
     count: int = Field(ge=0, description="latents stored in all shards")
@@ -241,6 +247,12 @@ def check_shard(folder: Path, record: ShardRecord, manifest: LatentManifest, *, 
         if name not in tensors or tuple(tensors[name].shape) != expected or tensors[name].dtype != DTYPES[manifest.dtype]:
             got = (tuple(tensors[name].shape), tensors[name].dtype) if name in tensors else "nothing"
             raise ShardError(f"shard {shown}: {name!r} should be {manifest.dtype} {expected}, found {got}")
+    if manifest.images:
+        side = manifest.source.resolution
+        found = tensors.get(IMAGES)
+        if found is None or tuple(found.shape) != (record.count, 3, side, side) or found.dtype != torch.uint8:
+            got = (tuple(found.shape), found.dtype) if found is not None else "nothing"
+            raise ShardError(f"shard {shown}: {IMAGES!r} should be uint8 {(record.count, 3, side, side)}, found {got}")
     label = tensors.get("label")
     if label is None or tuple(label.shape) != (record.count,) or label.dtype != torch.int64:
         raise ShardError(f"shard {shown}: 'label' should hold {record.count} int64 labels")

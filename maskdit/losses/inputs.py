@@ -23,7 +23,8 @@ class LossInputs:
     there is no mask and nothing needs it); step: the training step (None outside training);
     hidden: block index -> the tokens after that block from the same forward pass, for the
     blocks the terms asked for (their ``blocks``); heads: the model's training heads by term
-    name (:mod:`maskdit.losses.heads`)."""
+    name (:mod:`maskdit.losses.heads`); pixels: the clean images [B, 3, R, R] in [-1, 1] of a
+    latent batch y, for terms that read images (None: y is the images)."""
 
     y: torch.Tensor
     noisy: torch.Tensor
@@ -34,6 +35,12 @@ class LossInputs:
     step: int | None = None
     hidden: Mapping[int, tuple[TappedTokens, ...]] = field(default_factory=dict)
     heads: Mapping[str, Any] = field(default_factory=dict)
+    pixels: torch.Tensor | None = None
+
+    @property
+    def clean_images(self) -> torch.Tensor:
+        """The clean images of the batch: ``pixels`` when the data are latents, else y."""
+        return self.pixels if self.pixels is not None else self.y
 
     @property
     def masked(self) -> bool:

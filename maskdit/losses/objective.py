@@ -59,6 +59,9 @@ class Objective:
     from the mask's token count and the image size (p^2 = H W / L), checked against ``patch_size`` when that
     is given; drawing a mask needs ``patch_size``.
 
+    ``pixels``: when y are latents, the clean images they encode [B, 3, R, R] in [-1, 1], handed to
+    the terms that read images (``reads_pixels``: REPA's encoder); nothing is drawn for them.
+
     ``patch_size`` and ``num_classes`` left as None are taken from the denoiser on each call
     (its ``patch_size`` / ``num_classes`` attributes, as :class:`~maskdit.core.Denoiser` has);
     given ones must agree with the denoiser's, and so must a term's ``sigma_data`` with the
@@ -94,6 +97,8 @@ class Objective:
         self.terms = terms
         # blocks whose tokens some term reads (REPA), handed out of the denoiser's own forward pass
         self.tapped_blocks = tuple(sorted({b for t in terms for b in getattr(t.term, "blocks", ())}))
+        # whether some term reads the clean images (REPA's encoder): on latents they come as ``pixels``
+        self.reads_pixels = any(getattr(t.term, "reads_pixels", False) for t in terms)
         self.noise = noise
         self.masking = masking
         self.patch_size = patch_size
@@ -113,10 +118,17 @@ class Objective:
         step: int | None = None,
         rows: slice | None = None,
         total: int | None = None,
+        pixels: torch.Tensor | None = None,
     ) -> ObjectiveOutput:
         if not isinstance(y, torch.Tensor) or y.ndim != 4 or not y.is_floating_point():
             raise ValueError(f"y must be a floating tensor [B, C, H, W], got {_describe(y)}")
         batch, _, height, width = y.shape
+        if pixels is not None:
+            if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4 or not pixels.is_floating_point() \
+                    or pixels.shape[0] != batch:
+                raise ValueError(f"pixels must be a floating tensor [B={batch}, C, H, W] (the clean images of y), "
+                                 f"got {_describe(pixels)}")
+            pixels = pixels.to(y.device)
         rows, total = _rows_of(rows, total, batch, given=(sigma, noise, mask))
         draw_on = generator.device if generator is not None else y.device  # draws happen where the generator lives
         patch_size, num_classes = self._agree_with(denoiser)
@@ -150,7 +162,7 @@ class Objective:
                 f"the denoiser must return a tensor shaped like y {tuple(y.shape)}, got {_describe(denoised)}"
             )
         inputs = LossInputs(y=y, noisy=noisy, sigma=sigma, denoised=denoised, mask=model_mask, patch_size=patch_size,
-                            step=step, hidden=hidden, heads=heads)
+                            step=step, hidden=hidden, heads=heads, pixels=pixels)
         parts = {t.name: t.term(inputs) for t in self.terms}
         weighted = sum(t.weight * parts[t.name] for t in self.terms)
         return ObjectiveOutput(total=weighted, parts=parts, sigma=sigma, mask=model_mask, labels=labels)

@@ -8,6 +8,10 @@ the tokens present at that block (the kept ones inside a sparse span, as SPRINT,
 The projector is a training head (:mod:`maskdit.losses.heads`): it trains with the model and is
 never part of sampling or exports. ``until_step`` switches the term off after that many steps
 (HASTE's early stop of the alignment term).
+
+On latent data the clean images come with the batch (``LossInputs.pixels``: the crops a latent
+folder encoded with ``--keep-images`` stores, mirrored with their latents), as REPA's own
+pipeline keeps the images beside the latents and runs the encoder on them at every step.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class RepaLoss:
     ``heads['repa']`` (attach_heads)."""
 
     name = "repa"
+    reads_pixels = True  # the encoder reads the clean images: a latent batch must bring them
 
     def __init__(self, encoder: nn.Module, *, depth: int, projector_dim: int = 2048, until_step: int | None = None,
                  cache_features: bool = False, eps: float = 1e-8) -> None:
@@ -129,7 +134,8 @@ class RepaLoss:
         if images.shape[1] not in (1, 3):
             raise ValueError(f"repa aligns to the encoder's features of the clean images, but the batch has "
                              f"{images.shape[1]} channels (latents?): the encoder needs images in [-1, 1] with 1 or "
-                             f"3 channels")
+                             f"3 channels; a latent batch must bring its images as the objective's pixels "
+                             f"(a latent folder encoded with --keep-images)")
         param = next(self.encoder.parameters(), None)
         if param is not None and param.device != images.device:
             self.encoder.to(images.device)
@@ -156,7 +162,7 @@ class RepaLoss:
         if not pieces:
             raise ValueError(f"the repa term needs the tokens after block {self.blocks[0]} from the forward pass; "
                              "run it inside an Objective, which taps the blocks its terms name")
-        targets = self.target_features(inputs.y, pieces[0].grid)  # [B, L, D_enc]
+        targets = self.target_features(inputs.clean_images, pieces[0].grid)  # [B, L, D_enc]
         dtype = torch.promote_types(inputs.denoised.dtype, torch.float32)  # cosines in at least float32
         per_sample = inputs.y.new_zeros(batch, dtype=dtype)
         for piece in pieces:

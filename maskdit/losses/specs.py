@@ -118,8 +118,9 @@ class RepaSpec(SpecModel):
         encoder = self.encoder.model_copy(update={"weights": "random"}) if "weights" in type(self.encoder).model_fields \
             else self.encoder
         built = self.model_copy(update={"encoder": encoder}).build(model_depth=model.depth)
+        side = built.encoder.image_size  # every image is resized to the encoder's own input first (latents too)
         projector, encoder_macs = built.training_macs(model.hidden_size, present,
-                                                      (model.in_channels, model.input_size, model.input_size))
+                                                      (built.encoder.in_channels, side, side))
         return AlignmentCost(present, projector, encoder_macs, built.encoder.width)
 
     def build(self, *, model_depth: int | None = None, **context: Any):

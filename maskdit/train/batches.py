@@ -31,16 +31,23 @@ class BatchStream:
             self._epoch, self._order = epoch, torch.randperm(self.size, generator=generator)
         return self._order
 
-    def batch(self, index: int, *, rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, index: int, *, rows: slice | None = None, with_images: bool = False) -> tuple[torch.Tensor, ...]:
         """Batch number ``index`` (0-based, counted over the whole run): images [B, C, H, W], labels [B].
 
-        ``rows`` keeps only those rows of the batch (a rank's share), read without loading the rest."""
+        ``rows`` keeps only those rows of the batch (a rank's share), read without loading the rest.
+        ``with_images`` (a latent dataset that stores its source crops): also the clean images
+        [B, 3, R, R] of the latents, from the same draw."""
         epoch, within = divmod(index, self.per_epoch)
         ids = self._permutation(epoch)[within * self.batch_size : (within + 1) * self.batch_size]
         positions = torch.arange(len(ids))  # places in the global batch, for per-row seeds
         if rows is not None:
             ids, positions = ids[rows], positions[rows]
         draw = getattr(self.dataset, "draw", None)
+        if with_images:
+            if not callable(draw):
+                raise DataError(f"{type(self.dataset).__name__} has no draw(ids, seeds=..., with_images=True): "
+                                "it cannot hand out the clean images of its samples")
+            return draw(ids, seeds=row_seeds(self.seed, index, positions), with_images=True)
         if callable(draw):
             return draw(ids, seeds=row_seeds(self.seed, index, positions))
         images = getattr(self.dataset, "images", None)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from maskdit.config import json_input as jsonio
 from maskdit.core.specs import ModelSpec
+from maskdit.data.errors import DataError
 from maskdit.io import checkpoint as ckpt
 from maskdit.io.files import check_inside, clean_temp_files
 from maskdit.io.jsonl import append_jsonl, truncate_jsonl
@@ -121,6 +122,7 @@ class Trainer:
         self.progress = progress
         micro = self.train.batch_size // self.train.grad_accumulation  # global micro-batch
         self.stream = BatchStream(dataset, micro, seed=seed)
+        self.latent_pixels = self._latent_pixels(dataset)
         self.rows = self.dist.rows(micro) if self.dist.is_distributed else None  # this rank's rows of each micro-batch
         self.shard = {"rows": self.rows, "total": micro} if self.dist.is_distributed else {}
         sharded = par.is_sharded(self.parallel, self.dist)
@@ -309,12 +311,14 @@ class Trainer:
         accumulation = self.train.grad_accumulation
         sums, names, mask_ratio = None, [], 0.0
         for micro in range(accumulation):
-            images, labels = self.stream.batch(step * accumulation + micro, rows=self.rows)
-            images, labels = images.to(self.device), labels.to(self.device)
+            with_pixels = self.latent_pixels and getattr(objective, "reads_pixels", False)
+            batch = self.stream.batch(step * accumulation + micro, rows=self.rows, with_images=with_pixels)
+            images, labels = batch[0].to(self.device), batch[1].to(self.device)
+            extra = {"pixels": batch[2].to(self.device)} if with_pixels else {}  # a latent batch's clean images
             with par.no_sync(self.wrapped, self.parallel, self.dist, sync=micro == accumulation - 1):
                 with self._autocast():
                     result = objective(self.forward_model, images, labels, step=step, generator=self.generator,
-                                       **self.shard)
+                                       **self.shard, **extra)
                 if not isinstance(result, ObjectiveOutput):
                     raise TypeError(f"a training objective returns an ObjectiveOutput, got {type(result).__name__}")
                 loss = result.total.float().mean()
@@ -325,6 +329,22 @@ class Trainer:
             sums = means if sums is None else sums + means
             mask_ratio = result.mask.ratio if result.mask is not None else 0.0  # None: every token kept
         return sums, names, mask_ratio
+
+    def _latent_pixels(self, dataset: Any) -> bool:
+        """True when some phase's objective reads clean images (``reads_pixels``: REPA) and the
+        dataset's samples are not images (a latent dataset, ``stores_images``): each batch then brings
+        the source crops too. A latent folder without them fails here, before the first step."""
+        if not any(getattr(objective, "reads_pixels", False) for objective in self.objectives.values()):
+            return False
+        stores = getattr(dataset, "stores_images", None)
+        if stores is None:
+            return False  # an image dataset: its samples are the clean images
+        if not stores:
+            require = getattr(dataset, "require_images", None)
+            if callable(require):
+                require()  # raises, naming the folder and the fix
+            raise DataError(f"{type(dataset).__name__} stores no clean images, which the objective's terms read")
+        return True
 
     def _unscale_and_clip(self) -> float:
         """The global gradient norm before clipping (clipped to ``train.grad_clip`` when set)."""

@@ -28,3 +28,16 @@ def encoded_dir(tmp_path_factory, tiny_vae_dir, image_dir):
                  "--resolution", "16", "--shard-size", "4", "--flip", "--skip-corrupt", "--batch-size", "3"])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def encoded_images_dir(tmp_path_factory, tiny_vae_dir, image_dir):
+    """As ``encoded_dir``, with the source crops kept (``--keep-images``)."""
+    from maskdit.app.commands.latents import main
+
+    out = tmp_path_factory.mktemp("latents-images") / "lat"
+    code = main(["encode", "--vae", str(tiny_vae_dir), "--data", str(image_dir), "--out", str(out),
+                 "--resolution", "16", "--shard-size", "4", "--flip", "--skip-corrupt", "--batch-size", "3",
+                 "--keep-images"])
+    assert code == 0
+    return out

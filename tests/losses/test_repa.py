@@ -243,3 +243,29 @@ def test_a_repa_specs_cost_counts_the_tokens_present_at_its_block():
     assert dense.encoder_macs == routed.encoder_macs > 0  # the encoder sees the whole clean image
     outside = spec.model_copy(update={"depth": 1}).training_macs(model, 0.75)
     assert outside.present == 64  # block 1 runs before the route: every token is there
+
+
+def test_on_latents_the_encoder_reads_the_batchs_pixels_not_y():
+    """A latent batch brings its clean images as ``pixels``: the target features are theirs (an
+    8x8 latent of 4 channels, 16x16 crops), and without them the term names the fix."""
+    spec = tiny_spec(in_channels=4, decoder_depth=0, depth=2)
+    denoiser = randomize_(build_denoiser(spec, seed=0), seed=1)
+    term = SpyRepa(PixelEncoder(), depth=1, projector_dim=16)
+    objective = Objective([WeightedTerm("repa", 0.5, term)], noise=lambda b, generator=None, device=None,
+                          dtype=None: torch.full((b,), 0.7, device=device, dtype=dtype))
+    assert objective.reads_pixels
+    attach_heads(denoiser, objective, generator=torch.Generator().manual_seed(3))
+    seen = []
+    hook = denoiser.net.blocks[0].register_forward_hook(lambda module, args, out: seen.append(out))
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    out = objective(denoiser, z, torch.tensor([0, 1]), pixels=pixels, generator=torch.Generator().manual_seed(7))
+    hook.remove()
+    assert term.last_inputs.clean_images is pixels
+    features = features_on_grid(term.encoder(pixels), (spec.grid_size, spec.grid_size))  # 8x8 -> 4x4 cells
+    expected = -nn.functional.cosine_similarity(denoiser.heads["repa"](seen[0]), features, dim=-1).mean(1)
+    torch.testing.assert_close(out.parts["repa"], expected)
+    with pytest.raises(ValueError, match="4 channels .*--keep-images"):
+        objective(denoiser, z, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(7))
+    with pytest.raises(ValueError, match=r"pixels must be a floating tensor \[B=2"):
+        objective(denoiser, z, torch.tensor([0, 1]), pixels=pixels[:1], generator=torch.Generator().manual_seed(7))

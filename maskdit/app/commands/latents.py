@@ -1,8 +1,8 @@
 """``python -m maskdit.latents encode|decode``: image folders to VAE latent shards, latent samples to images.
 
     python -m maskdit.latents encode --vae VAE_DIR --data IMAGE_DIR --out LATENT_DIR \\
-        [--resolution 256] [--batch-size 32] [--flip] [--shard-size 10000] [--dtype float32] \\
-        [--skip-corrupt] [--workers 0] [--device cpu]
+        [--resolution 256] [--batch-size 32] [--flip] [--keep-images] [--shard-size 10000] \\
+        [--dtype float32] [--skip-corrupt] [--workers 0] [--device cpu]
     python -m maskdit.latents decode --vae VAE_DIR SAMPLES.npz|.pt|.safetensors --out OUT_DIR \\
         [--scale S] [--batch-size 32] [--grid 64] [--device cpu]
 
@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     enc.add_argument("--resolution", type=int, default=256, help="ADM centre-crop side in pixels (default 256)")
     enc.add_argument("--batch-size", type=int, default=32, help="images per VAE forward pass (default 32)")
     enc.add_argument("--flip", action="store_true", help="also store the mirrored images' latents")
+    enc.add_argument("--keep-images", action="store_true",
+                     help="also store the uint8 crops (3*R*R bytes each), for alignment (repa) on latents")
     enc.add_argument("--shard-size", type=int, default=10_000, help="source images per shard (default 10000)")
     enc.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                      help="storage dtype of mean and logvar (default float32; float16 halves the disk)")
@@ -89,11 +91,12 @@ def _encode(args: argparse.Namespace, device: str, ctx: DistContext) -> int:
     say = print if rank == 0 else (lambda *a, **k: None)
     vae = load_vae(args.vae, device=device)
     plan = plan_encoding(vae, args.data, vae_path=str(args.vae), resolution=args.resolution, flip=args.flip,
-                         shard_size=args.shard_size, dtype=args.dtype)
+                         shard_size=args.shard_size, dtype=args.dtype, keep_images=args.keep_images)
     total = len(plan.ranges)
     c, h, w = plan.latent_shape
     say(f"encoding {len(plan.samples)} images of {len(plan.classes)} classes at {args.resolution}px into {total} "
-        f"shard(s) of {c}x{h}x{w} latents{' (+ mirrors)' if plan.flip else ''}, {world} rank(s)", flush=True)
+        f"shard(s) of {c}x{h}x{w} latents{' (+ mirrors)' if plan.flip else ''}"
+        f"{' (+ the crops)' if plan.keep_images else ''}, {world} rank(s)", flush=True)
     started = time.perf_counter()
 
     def report(record, reused) -> None:
