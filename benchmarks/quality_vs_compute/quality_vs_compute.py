@@ -93,12 +93,13 @@ def make_plan(layout: Layout, name: str, calibration: dict[str, Any], train_seco
     scale = 1.0
     extra: dict[str, Any] = {}
     if variant.aligned:
-        if alignment is None or name not in alignment["ratios"]:
-            raise ValueError(f"{name}: no measured alignment cost; run: quality_vs_compute.py repa-cost "
+        measured = variant.cost_of or name  # the aligned variant whose cost repa-cost measured
+        if alignment is None or measured not in alignment["ratios"]:
+            raise ValueError(f"{measured}: no measured alignment cost; run: quality_vs_compute.py repa-cost "
                              f"--layout {layout.name}")
-        scale = alignment["ratios"][name]
-        extra = {"extraction_seconds": alignment["extraction_seconds"][name],
-                 "encoded_images": alignment["encoded_images"][name]}
+        scale = alignment["ratios"][measured]
+        extra = {"extraction_seconds": alignment["extraction_seconds"][measured],
+                 "encoded_images": alignment["encoded_images"][measured]}
     seconds = {key.replace(twin, name, 1) if key.split("/")[0] == twin else key: value * (scale if key == twin else 1)
                for key, value in calibration["seconds_per_step"].items()}
     budget = train_seconds - extra.get("extraction_seconds", 0.0)
@@ -277,7 +278,7 @@ def command_repa_cost(args: argparse.Namespace) -> int:
     warn_if_spinning()
     for name in args.layout:
         layout = LAYOUTS[name]
-        aligned = [n for n, v in layout.variants.items() if v.aligned]
+        aligned = [n for n, v in layout.variants.items() if v.aligned and not v.cost_of]  # the others share one
         names = list(dict.fromkeys(n for a in aligned for n in (layout.variants[a].twin, a)))
         dataset = Experiment(variant_spec(layout, "dit", main_steps=8)).dataset
         result = alignment_cost(layout, names, dataset, args.work_dir / name, steps=args.calibration_steps,

@@ -68,6 +68,7 @@ class Variant:
     objective: Objective = EDM
     twin: str | None = None
     aligned: bool = False  # a repa term: its step costs more than its twin's (``repa-cost`` measures by how much)
+    cost_of: str | None = None  # an aligned variant of another objective whose measured cost this one shares
 
     def loss_terms(self, terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``terms`` with this variant's dsm weighting."""
@@ -99,6 +100,11 @@ def _variants(depth: int, *, flow: bool) -> dict[str, Variant]:
     # encoder, and the control that aligns to a randomly initialised encoder of the same shape
     aligned = {f"{name}-edm-ln-repa": aligned_variant(edm[name], name, "pretrained") for name in ("dit", "tread-0.5")}
     aligned["dit-edm-ln-repa-random"] = aligned_variant(edm["dit"], "dit", "random")
+    # and the other objective for the best aligned variant: flow matching on the same noise levels; the
+    # process changes a few element-wise operations, so it pays DiT + REPA's measured cost (as flow
+    # variants share their EDM twin's step time)
+    aligned["dit-fm-ln-repa"] = replace(aligned_variant(edm["dit"], "dit", "pretrained", "fm-ln"),
+                                        cost_of="dit-edm-ln-repa")
     return {**edm, **flows, **aligned}
 
 
@@ -107,10 +113,10 @@ def _variants(depth: int, *, flow: bool) -> dict[str, Variant]:
 REPA_TERM = {"name": "repa", "weight": 0.5, "projector_dim": 256, "cache_features": True}
 
 
-def aligned_variant(base: Variant, twin: str, weights: str) -> Variant:
-    """``base`` trained on edm-ln with a repa term to ``digits_ssl`` with these ``weights``."""
+def aligned_variant(base: Variant, twin: str, weights: str, objective: str = "edm-ln") -> Variant:
+    """``base`` trained on ``objective`` with a repa term to ``digits_ssl`` with these ``weights``."""
     term = {**REPA_TERM, "encoder": {"name": "digits_ssl", "weights": weights}}
-    return replace(base, terms=[*base.terms, term], objective=OBJECTIVES["edm-ln"], twin=twin, aligned=True)
+    return replace(base, terms=[*base.terms, term], objective=OBJECTIVES[objective], twin=twin, aligned=True)
 
 
 @dataclass(frozen=True)

@@ -129,8 +129,8 @@ def test_variant_specs_differ_only_where_the_recipe_says(qvc):
         for field in ("depth", "hidden_size", "num_heads", "patch_size", "label_embedder"):
             assert getattr(spec.model, field) == getattr(dit.model, field), (name, field)
         twin = layout.variants[name].twin
-        if layout.variants[name].aligned:  # the twin on edm-ln with a repa term added, nothing else
-            plain = specs[f"{twin}-edm-ln"]
+        if layout.variants[name].aligned:  # the twin on its objective with a repa term added, nothing else
+            plain = specs[name.removesuffix("-random").removesuffix("-repa")]
             assert spec.model == plain.model and spec.masking == plain.masking and spec.sampler == plain.sampler, name
             assert spec.losses.noise == plain.losses.noise, name
             assert spec.losses.terms[:-1] == plain.losses.terms, name
@@ -161,7 +161,7 @@ def test_variant_specs_differ_only_where_the_recipe_says(qvc):
     assert {name for name in specs if layout.variants[name].twin and not layout.variants[name].aligned} == {
         f"{base}-{key}" for base in ("dit", "tread-0.5") for key in ("fm-u", "fm-ln", "edm-ln")}
     assert {name for name in specs if layout.variants[name].aligned} == {
-        "dit-edm-ln-repa", "tread-0.5-edm-ln-repa", "dit-edm-ln-repa-random"}
+        "dit-edm-ln-repa", "tread-0.5-edm-ln-repa", "dit-edm-ln-repa-random", "dit-fm-ln-repa"}
     assert dit.model.routing == specs["maskdit-0.5"].model.routing and specs["maskdit-0.5"].model.decoder_depth == 2
     assert specs["tread-0.5"].model.routing.rejoins and specs["tread-0.5"].model.routing.fill == "exit"
     assert specs["sprint-0.75"].model.routing.fuse == "concat"
@@ -229,6 +229,9 @@ def test_an_aligned_plan_scales_its_twins_step_and_pays_the_extraction_first(qvc
     assert plan["seconds_per_step"] == {"dit-edm-ln-repa": 0.3125}  # DiT's step x 1.25
     assert plan["main_steps"] == 256  # (100 s - 20 s of extraction) / 0.3125 s
     assert (plan["extraction_seconds"], plan["encoded_images"]) == (20.0, 4000)
+    # the flow-matching sibling pays the cost measured for DiT + REPA on edm-ln (same network and term)
+    flow = cli.make_plan(layout, "dit-fm-ln-repa", calibration, 100.0, cost)
+    assert flow == {**plan, "seconds_per_step": {"dit-fm-ln-repa": 0.3125}}
     # a variant without alignment plans as before: no cost file read, no new keys
     assert cli.make_plan(layout, "tread-0.5-edm-ln", calibration, 100.0, cost) == \
         cli.make_plan(layout, "tread-0.5-edm-ln", calibration, 100.0)
