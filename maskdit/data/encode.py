@@ -153,7 +153,10 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
     start, stop = plan.ranges[k]
     loader = DataLoader(_ShardImages(plan, start, stop), batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate)
-    parts: dict[str, list[torch.Tensor]] = {"mean": [], "logvar": [], "mean_flip": [], "logvar_flip": [], IMAGES: []}
+    parts: dict[str, list[torch.Tensor]] = {"mean": [], "logvar": [], "mean_flip": [], "logvar_flip": []}
+    side = plan.source.resolution
+    # the crops are the shard's bulk (3 R^2 bytes an image): filled in place, never held twice
+    crops = torch.empty((stop - start if plan.keep_images else 0, 3, side, side), dtype=torch.uint8)
     labels, indices, skipped = [], [], []
     store = DTYPES[plan.dtype]
     for batch in loader:
@@ -167,7 +170,7 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
             continue
         images = torch.stack([image for image, _, _ in good])  # B x [3, R, R] -> [B, 3, R, R]
         if plan.keep_images:  # back to the crop's 8-bit pixels: x = v / 127.5 - 1, so this is exact
-            parts[IMAGES].append(images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
+            crops[len(labels):len(labels) + len(good)] = images.add(1).mul(127.5).round().clamp(0, 255)
         if plan.flip:
             images = torch.cat([images, images.flip(-1)])  # [B, ...] -> [2B, ...]: originals, then mirrors
         mean, logvar = encode_posterior(vae, images)
@@ -183,9 +186,7 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
     tensors = {name: torch.cat(chunks).contiguous() if chunks else empty for name, chunks in parts.items()
                if name in MOMENTS or (plan.flip and name in FLIPPED)}
     if plan.keep_images:
-        side = plan.source.resolution
-        tensors[IMAGES] = torch.cat(parts[IMAGES]).contiguous() if parts[IMAGES] else \
-            torch.empty((0, 3, side, side), dtype=torch.uint8)
+        tensors[IMAGES] = crops[:len(labels)]  # skipped images leave the tail unused: a contiguous view
     tensors["label"] = torch.tensor(labels, dtype=torch.int64)
     tensors["index"] = torch.tensor(indices, dtype=torch.int64)
     for name in ("mean", "logvar"):

@@ -145,9 +145,10 @@ class LatentDataset(Dataset):
     def _images(self, ids: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
         """The source crops of ``ids`` in [-1, 1], float32 [B, 3, R, R], mirrored where ``mirror``."""
         side = self.manifest.source.resolution
-        images = self._gather(ids, IMAGES, (3, side, side)).div(127.5).sub(1.0)  # uint8 -> [-1, 1]
-        images[mirror] = images[mirror].flip(-1)  # the mirrored latents were encoded from the flipped crops
-        return images
+        crops = self._gather(ids, IMAGES, (3, side, side), dtype=torch.uint8)  # a byte a value until the end
+        if mirror.any():
+            crops[mirror] = crops[mirror].flip(-1)  # the mirrored latents were encoded from the flipped crops
+        return crops.float().div_(127.5).sub_(1.0)  # uint8 -> [-1, 1] in one float buffer, as to_tensor scales
 
     def posterior(self, ids, *, generator: torch.Generator | None = None, seeds=None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

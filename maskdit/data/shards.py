@@ -247,12 +247,17 @@ def check_shard(folder: Path, record: ShardRecord, manifest: LatentManifest, *, 
         if name not in tensors or tuple(tensors[name].shape) != expected or tensors[name].dtype != DTYPES[manifest.dtype]:
             got = (tuple(tensors[name].shape), tensors[name].dtype) if name in tensors else "nothing"
             raise ShardError(f"shard {shown}: {name!r} should be {manifest.dtype} {expected}, found {got}")
+    found = tensors.get(IMAGES)
+    again = "encode the image folder again with `python -m maskdit.latents encode --keep-images` into a new --out folder"
     if manifest.images:
         side = manifest.source.resolution
-        found = tensors.get(IMAGES)
         if found is None or tuple(found.shape) != (record.count, 3, side, side) or found.dtype != torch.uint8:
             got = (tuple(found.shape), found.dtype) if found is not None else "nothing"
-            raise ShardError(f"shard {shown}: {IMAGES!r} should be uint8 {(record.count, 3, side, side)}, found {got}")
+            raise ShardError(f"shard {shown}: {IMAGES!r} should be uint8 {(record.count, 3, side, side)}, found {got}; "
+                             f"{again}")
+    elif found is not None:  # only an edited manifest leaves the crops unlisted: it no longer describes its shards
+        raise ShardError(f"shard {shown} holds {IMAGES!r} (the source crops) but {printable(folder / MANIFEST)} says "
+                         f"images: false, so the manifest does not describe its shards; {again}")
     label = tensors.get("label")
     if label is None or tuple(label.shape) != (record.count,) or label.dtype != torch.int64:
         raise ShardError(f"shard {shown}: 'label' should hold {record.count} int64 labels")

@@ -105,6 +105,11 @@ class Objective:
         self.label_dropout = float(label_dropout)
         self.num_classes = num_classes
 
+    def reads_pixels_at(self, step: int | None) -> bool:
+        """Whether a term reads the clean images at ``step``: one that reads them and is on then
+        (a term's ``active(step)``, REPA's ``until_step``), so a trainer fetches no crops it would drop."""
+        return any(getattr(t.term, "reads_pixels", False) and _active(t.term, step) for t in self.terms)
+
     def __call__(
         self,
         denoiser: Any,
@@ -264,6 +269,12 @@ def _rows_of(rows: slice | None, total: int | None, batch: int, *, given: tuple)
         raise ValueError("rows draw sigma, noise and the mask for the whole batch; pass sigma / noise / mask "
                          "without rows")
     return rows, total
+
+
+def _active(term: Any, step: int | None) -> bool:
+    """A term is on at ``step`` unless its ``active(step)`` says otherwise."""
+    active = getattr(term, "active", None)
+    return bool(active(step)) if callable(active) else True
 
 
 def _int_attribute(obj: Any, name: str) -> int | None:

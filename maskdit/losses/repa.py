@@ -162,6 +162,9 @@ class RepaLoss:
         if not pieces:
             raise ValueError(f"the repa term needs the tokens after block {self.blocks[0]} from the forward pass; "
                              "run it inside an Objective, which taps the blocks its terms name")
+        if inputs.pixels is not None and inputs.pixels.shape[1] not in (1, 3):  # not a latent batch's fault
+            raise ValueError(f"repa aligns to the encoder's features of the clean images, but the objective's "
+                             f"pixels have {inputs.pixels.shape[1]} channels: pass images in [-1, 1] with 1 or 3")
         targets = self.target_features(inputs.clean_images, pieces[0].grid)  # [B, L, D_enc]
         dtype = torch.promote_types(inputs.denoised.dtype, torch.float32)  # cosines in at least float32
         per_sample = inputs.y.new_zeros(batch, dtype=dtype)

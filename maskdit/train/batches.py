@@ -44,9 +44,9 @@ class BatchStream:
             ids, positions = ids[rows], positions[rows]
         draw = getattr(self.dataset, "draw", None)
         if with_images:
-            if not callable(draw):
-                raise DataError(f"{type(self.dataset).__name__} has no draw(ids, seeds=..., with_images=True): "
-                                "it cannot hand out the clean images of its samples")
+            if not callable(draw) or getattr(self.dataset, "stores_images", None) is None:
+                raise DataError(f"{type(self.dataset).__name__} has no stores_images and draw(ids, seeds=..., "
+                                "with_images=True): it cannot hand out the clean images of its samples")
             return draw(ids, seeds=row_seeds(self.seed, index, positions), with_images=True)
         if callable(draw):
             return draw(ids, seeds=row_seeds(self.seed, index, positions))

@@ -311,7 +311,7 @@ class Trainer:
         accumulation = self.train.grad_accumulation
         sums, names, mask_ratio = None, [], 0.0
         for micro in range(accumulation):
-            with_pixels = self.latent_pixels and getattr(objective, "reads_pixels", False)
+            with_pixels = self.latent_pixels and _reads_pixels(objective, step)
             batch = self.stream.batch(step * accumulation + micro, rows=self.rows, with_images=with_pixels)
             images, labels = batch[0].to(self.device), batch[1].to(self.device)
             extra = {"pixels": batch[2].to(self.device)} if with_pixels else {}  # a latent batch's clean images
@@ -435,6 +435,13 @@ class Trainer:
                 state[name].copy_(value.to(state[name].dtype))
         return averaged.eval()
 
+
+
+def _reads_pixels(objective: Any, step: int) -> bool:
+    """Whether ``objective`` reads a latent batch's clean images at ``step``: its
+    ``reads_pixels_at(step)`` when it has one (REPA off after ``until_step``), else ``reads_pixels``."""
+    at = getattr(objective, "reads_pixels_at", None)
+    return bool(at(step)) if callable(at) else bool(getattr(objective, "reads_pixels", False))
 
 
 def _same_model(saved: Any, ours: Any) -> bool:

@@ -19,7 +19,10 @@ class TrainingObjective(Protocol):
 
     In a distributed run the loop also passes ``rows`` and ``total``: this rank holds rows ``rows``
     of a global micro-batch of ``total``, so the objective draws the global batch's randomness and
-    keeps its rows (as :class:`~maskdit.losses.Objective` does); single-process runs never pass them."""
+    keeps its rows (as :class:`~maskdit.losses.Objective` does); single-process runs never pass them.
+    On a latent dataset that stores its crops, an objective whose ``reads_pixels`` is true (and whose
+    ``reads_pixels_at(step)``, when it has one, is true at that step) also gets ``pixels=``: the
+    clean images [B, 3, R, R] of its rows in [-1, 1]; any other objective never gets it."""
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, step: int,
                  generator: torch.Generator, rows: slice | None = None,

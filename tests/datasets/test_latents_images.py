@@ -95,3 +95,47 @@ def test_a_dataset_that_cannot_draw_images_says_so():
 
     with pytest.raises(DataError, match="cannot hand out the clean images"):
         BatchStream(Plain(), 2, seed=0).batch(0, with_images=True)
+
+
+def test_a_dataset_that_draws_but_stores_no_crops_says_so(image_dir):
+    """A flipped image folder draws (its mirrors) but has no crops beside its samples: a clear
+    DataError, not a TypeError from its draw."""
+    from maskdit.data.errors import DataError
+    from maskdit.data.imagefolder import ImageFolderDataset
+
+    images = ImageFolderDataset(image_dir, resolution=16, flip=True, skip_corrupt=True)
+    with pytest.raises(DataError, match="ImageFolderDataset .*cannot hand out the clean images"):
+        BatchStream(images, 2, seed=0).batch(0, with_images=True)
+
+
+def test_shards_with_crops_the_manifest_denies_are_refused(encoded_images_dir, tmp_path):
+    """A manifest that says ``images: false`` over shards that hold them does not describe its
+    shards: refused, naming the shard, the manifest and the fix (not read as a folder without crops)."""
+    copy = tmp_path / "lat"
+    shutil.copytree(encoded_images_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "images": False}))
+    with pytest.raises(ShardError, match=r"shard-00000.safetensors holds 'image'.*manifest.json says images: "
+                                         r"false.*encode the image folder again"):
+        LatentDataset(copy)
+
+
+def test_a_wrong_image_tensor_names_the_fix(encoded_images_dir, tmp_path):
+    """A shard whose crops are not uint8 [n, 3, R, R] names the shard and says to encode again."""
+    from safetensors.torch import save_file
+
+    from maskdit.io.files import file_sha256
+
+    copy = tmp_path / "lat"
+    shutil.copytree(encoded_images_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    record = manifest["shards"][0]
+    path = copy / record["file"]
+    tensors = {name: value.clone() for name, value in open_shard(path).items()}
+    tensors["image"] = tensors["image"].float()
+    save_file(tensors, str(path))
+    record.update(bytes=path.stat().st_size, sha256=file_sha256(path))
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=r"shard-00000.safetensors: 'image' should be uint8 \(4, 3, 16, 16\), "
+                                         r"found .*float32.*--keep-images` into a new --out folder"):
+        LatentDataset(copy)

@@ -269,3 +269,26 @@ def test_on_latents_the_encoder_reads_the_batchs_pixels_not_y():
         objective(denoiser, z, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(7))
     with pytest.raises(ValueError, match=r"pixels must be a floating tensor \[B=2"):
         objective(denoiser, z, torch.tensor([0, 1]), pixels=pixels[:1], generator=torch.Generator().manual_seed(7))
+
+
+def test_the_objective_reads_pixels_only_while_repa_is_on():
+    """After ``until_step`` the term reads nothing, so a trainer need not fetch a latent batch's crops."""
+    term = RepaLoss(PixelEncoder(), depth=1, projector_dim=16, until_step=3)
+    noise = lambda b, generator=None, device=None, dtype=None: torch.full((b,), 0.7)  # noqa: E731
+    objective = Objective([WeightedTerm("repa", 0.5, term)], noise=noise)
+    assert [objective.reads_pixels_at(step) for step in (0, 2, 3, 9)] == [True, True, False, False]
+    assert not Objective([WeightedTerm("other", 1.0, lambda inputs: inputs.y.sum((1, 2, 3)))],
+                         noise=noise).reads_pixels_at(0)
+
+
+def test_pixels_that_are_not_images_are_named_as_the_pixels():
+    """Pixels of the wrong channel count are the caller's pixels, not a latent batch that forgot them."""
+    spec = tiny_spec(in_channels=4, decoder_depth=0, depth=2)
+    denoiser = randomize_(build_denoiser(spec, seed=0), seed=1)
+    objective = Objective([WeightedTerm("repa", 0.5, RepaLoss(PixelEncoder(), depth=1, projector_dim=16))],
+                          noise=lambda b, generator=None, device=None, dtype=None: torch.full((b,), 0.7))
+    attach_heads(denoiser, objective, generator=torch.Generator().manual_seed(3))
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    with pytest.raises(ValueError, match=r"the objective's pixels have 4 channels"):
+        objective(denoiser, z, torch.tensor([0, 1]), pixels=torch.zeros(2, 4, 16, 16),
+                  generator=torch.Generator().manual_seed(7))
