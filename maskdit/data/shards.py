@@ -248,7 +248,8 @@ def check_shard(folder: Path, record: ShardRecord, manifest: LatentManifest, *, 
             got = (tuple(tensors[name].shape), tensors[name].dtype) if name in tensors else "nothing"
             raise ShardError(f"shard {shown}: {name!r} should be {manifest.dtype} {expected}, found {got}")
     found = tensors.get(IMAGES)
-    again = "encode the image folder again with `python -m maskdit.latents encode --keep-images` into a new --out folder"
+    again = ("encode the image folder again with `python -m maskdit.latents encode --keep-images` into a new "
+             "--out folder")
     if manifest.images:
         side = manifest.source.resolution
         if found is None or tuple(found.shape) != (record.count, 3, side, side) or found.dtype != torch.uint8:
