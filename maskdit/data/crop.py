@@ -26,8 +26,12 @@ def adm_center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+def from_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any shape) -> float32 in [-1, 1] (pixel / 127.5 - 1)."""
+    return pixels.float().div_(127.5).sub_(1.0)  # in place on the new float copy: one buffer
+
+
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """An RGB PIL image -> float32 [3, H, W] in [-1, 1] (pixel / 127.5 - 1)."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)  # [H, W, 3]
-    x = torch.from_numpy(pixels.copy()).permute(2, 0, 1)  # [H, W, 3] -> [3, H, W]
-    return x.float().div(127.5).sub(1.0)
+    return from_uint8(torch.from_numpy(pixels.copy()).permute(2, 0, 1))  # [H, W, 3] -> [3, H, W]

@@ -42,6 +42,7 @@ from maskdit.data.shards import (
 )
 from maskdit.data.vae import downsampling, encode_posterior, scaling_factor, vae_config, vae_config_sha256
 from maskdit.io.files import atomic_write, file_sha256
+from maskdit.io.images import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,8 @@ def encode_shard(vae, plan: EncodePlan, folder: Path, k: int, *, batch_size: int
         if not good:
             continue
         images = torch.stack([image for image, _, _ in good])  # B x [3, R, R] -> [B, 3, R, R]
-        if plan.keep_images:  # back to the crop's 8-bit pixels: x = v / 127.5 - 1, so this is exact
-            crops[len(labels):len(labels) + len(good)] = images.add(1).mul(127.5).round().clamp(0, 255)
+        if plan.keep_images:  # back to the crop's 8-bit pixels (exact: they came from them)
+            crops[len(labels):len(labels) + len(good)] = to_uint8(images)
         if plan.flip:
             images = torch.cat([images, images.flip(-1)])  # [B, ...] -> [2B, ...]: originals, then mirrors
         mean, logvar = encode_posterior(vae, images)

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from maskdit.data.crop import from_uint8
 from maskdit.data.draws import Draws
 from maskdit.data.shards import IMAGES, LatentManifest, ShardError, check_shard, read_manifest
 
@@ -148,7 +149,7 @@ class LatentDataset(Dataset):
         crops = self._gather(ids, IMAGES, (3, side, side), dtype=torch.uint8)  # a byte a value until the end
         if mirror.any():
             crops[mirror] = crops[mirror].flip(-1)  # the mirrored latents were encoded from the flipped crops
-        return crops.float().div_(127.5).sub_(1.0)  # uint8 -> [-1, 1] in one float buffer, as to_tensor scales
+        return from_uint8(crops)  # [-1, 1] as the VAE saw them (to_tensor's scaling)
 
     def posterior(self, ids, *, generator: torch.Generator | None = None, seeds=None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -19,10 +19,15 @@ from PIL import Image
 from maskdit.io.files import atomic_write
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float [N, C, H, W] -> uint8 [N, C, H, W] (ADM's rounding: (x + 1) * 127.5, clipped);
+    exact on images that came from 8-bit pixels as x = v / 127.5 - 1."""
+    return ((images + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     """[-1, 1] float [N, C, H, W] -> uint8 [N, H, W, C] (ADM's rounding: (x + 1) * 127.5, clipped)."""
-    scaled = ((images + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return scaled.permute(0, 2, 3, 1).contiguous().numpy()  # [N, C, H, W] -> [N, H, W, C]
+    return to_uint8(images).permute(0, 2, 3, 1).contiguous().numpy()  # [N, C, H, W] -> [N, H, W, C]
 
 
 def to_uint8_rgb(images: torch.Tensor) -> np.ndarray:
